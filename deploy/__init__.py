@@ -1,0 +1,4 @@
+"""Exporters and runners: Paddle Inference and Paddle Lite (.nb), with validation and benchmarking.
+
+Installed as `zoo.deploy`.
+"""

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build the two environments, idempotently:
+#   .venv       CPython 3.10: paddlepaddle 2.6.2 (CPU), paddleslim, paddlelite 2.13rc0 (arm), the zoo (editable)
+#   .venv-lite  CPython 3.7 + paddlelite 2.12: the x86 Lite converter and runtime, used through a subprocess
+# A stamp holding the hash of what was installed skips work that is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stamp_of() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16; }
+want=$(stamp_of)
+
+if [ "$(cat .venv/.zoo-stamp 2>/dev/null)" != "$want" ]; then
+  py=$(scripts/find-python 3.10)
+  echo "setup: main environment (.venv) with $py"
+  [ -x .venv/bin/python ] || "$py" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[cpu,test]"
+  echo "$want" > .venv/.zoo-stamp
+fi
+
+if [ "$(cat .venv-lite/.zoo-stamp 2>/dev/null)" != "$want" ]; then
+  py37=$(scripts/find-python 3.7)
+  echo "setup: x86 Lite toolchain (.venv-lite) with $py37"
+  [ -x .venv-lite/bin/python ] || "$py37" -m venv .venv-lite
+  .venv-lite/bin/python -m pip install -q "paddlelite==2.12" "numpy<1.22"
+  echo "$want" > .venv-lite/.zoo-stamp
+fi
+echo "setup: ready (.venv, .venv-lite)"

@@ -1,0 +1,108 @@
+"""`zoo list`, `zoo info`, `zoo docs`: through typer's runner and once as a real process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from zoo.cli.main import app
+
+from .conftest import REPO
+
+runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+
+
+def test_list_json_has_every_entry_with_numbers() -> None:
+    result = runner.invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert len(rows) >= 9
+    r34 = rows["yolov3_r34_coco_quant_aware"]
+    assert [p["int8"]["box_ap"] for p in r34["published"]] == [35.2, 33.3, 30.3]
+    assert rows["mobilenetv3_small_ptq"]["published"][0]["fp32"] == {"top1": 60.15, "top5": 82.53}
+    assert rows["mobilenetv3_act"]["drop"] == 0.92
+
+
+def test_list_filters() -> None:
+    result = runner.invoke(app, ["list", "yolov3*", "--strategy", "ptq", "--json"])
+    assert result.exit_code == 0
+    assert {r["name"] for r in json.loads(result.stdout)} == {
+        "yolov3_mobilenetv1_coco_quant_post", "yolov3_r34_coco_quant_post"}
+    result = runner.invoke(app, ["list", "--task", "classification", "--json"])
+    assert all(r["task"] == "classification" for r in json.loads(result.stdout))
+
+
+def test_list_table_shows_names_and_metrics() -> None:
+    result = runner.invoke(app, ["list", "r34"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "yolov3_r34_coco_quant_aware" in result.stdout
+    assert "608: 35.2" in result.stdout
+
+
+def test_list_bad_strategy_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["list", "--strategy", "magic"])
+    assert result.exit_code == 2
+
+
+def test_info_json_round_trips_the_recipe() -> None:
+    result = runner.invoke(app, ["info", "mobilenetv3_act", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["train"]["distill"]["loss"] == "soft_label"
+    assert data["source"]["url"].startswith("https://")
+    assert data["recipe_file"].endswith("mobilenetv3_act.yaml")
+
+
+def test_info_human_output_names_the_source() -> None:
+    result = runner.invoke(app, ["info", "yolov3_r34_coco_quant_aware"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "published numbers from" in result.stdout
+    assert "yolov3_r34_coco_quant_aware.tar" in result.stdout
+
+
+def test_info_unknown_exits_1_with_suggestion() -> None:
+    result = runner.invoke(app, ["info", "mobilenetv3_actt"])
+    assert result.exit_code == 1
+    assert "no zoo entry named 'mobilenetv3_actt'" in result.stderr
+    assert "mobilenetv3_act" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_model_zoo_md_is_in_sync() -> None:
+    result = runner.invoke(app, ["docs", "model-zoo", "--check", "--output", str(REPO / "MODEL_ZOO.md")])
+    assert result.exit_code == 0, "MODEL_ZOO.md is out of sync: run `zoo docs model-zoo --write`\n" + result.stderr
+
+
+def test_model_zoo_check_detects_drift(tmp_path: Path) -> None:
+    stale = tmp_path / "MODEL_ZOO.md"
+    stale.write_text((REPO / "MODEL_ZOO.md").read_text().replace("35.2", "99.9"))
+    result = runner.invoke(app, ["docs", "model-zoo", "--check", "--output", str(stale)])
+    assert result.exit_code == 1 and "out of sync" in result.stderr
+
+
+def _zoo(*args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def test_real_process_unknown_name() -> None:
+    proc = _zoo("info", "nope")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: no zoo entry named 'nope'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_real_process_debug_shows_traceback() -> None:
+    proc = _zoo("info", "nope", ZOO_DEBUG="1")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "UnknownModelError" in proc.stderr
+
+
+def test_real_process_list_json() -> None:
+    proc = _zoo("list", "--json")
+    assert proc.returncode == 0
+    assert len(json.loads(proc.stdout)) >= 9

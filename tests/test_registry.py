@@ -1,0 +1,192 @@
+"""The registry: every recipe validates, broken recipes are rejected with file and field named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo.errors import RecipeError, UnknownModelError
+from zoo.registry import Registry, builtin_recipe_dir, load_recipe_file, load_registry
+from zoo.schema import Role, Strategy, Task
+
+PUBLISHED_NAMES = {
+    "mobilenetv3_small_ptq",
+    "mobilenetv1_qat",
+    "mobilenetv3_large_pact_qat",
+    "mobilenetv3_act",
+    "yolov3_mobilenetv1_coco_quant_post",
+    "yolov3_mobilenetv1_coco_quant_aware",
+    "yolov3_r34_coco_quant_post",
+    "yolov3_r34_coco_quant_aware",
+    "yolov3_r50vd_dcn_obj365_coco_quant_aware",
+}
+
+
+def test_every_published_entry_is_registered() -> None:
+    assert PUBLISHED_NAMES <= set(load_registry().names())
+
+
+@pytest.mark.parametrize("path", sorted(builtin_recipe_dir().glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_recipe_validates(path: Path) -> None:
+    recipe = load_recipe_file(path)
+    assert recipe.name == path.stem
+    assert recipe.default_artifact in recipe.artifacts
+    assert Role.fp32 in recipe.artifacts or Role.pretrained in recipe.artifacts
+    assert recipe.headline().metrics(), "the headline setting must publish an INT8 metric"
+
+
+def test_published_numbers_match_the_reference() -> None:
+    reg = load_registry()
+    small = reg.get("mobilenetv3_small_ptq").headline()
+    assert (small.top1, small.top5, small.fp32_top1, small.fp32_top5) == (55.30, 79.05, 60.15, 82.53)
+    act = reg.get("mobilenetv3_act")
+    assert act.headline().top1 == 74.40 and act.headline().fp32_top1 == 75.32
+    assert {o.value for o in act.other_published} >= {74.41, 74.04, 16.62, 9.85}
+    r34 = {p.input_size: p for p in reg.get("yolov3_r34_coco_quant_aware").published}
+    assert [r34[s].box_ap for s in (608, 416, 320)] == [35.2, 33.3, 30.3]
+    assert [r34[s].fp32_box_ap for s in (608, 416, 320)] == [36.2, 34.3, 31.4]
+    post = {p.input_size: p for p in reg.get("yolov3_r34_coco_quant_post").published}
+    assert post[608].box_ap == 35.7 and post[416].box_ap is None
+    mbv1 = reg.get("yolov3_mobilenetv1_coco_quant_aware")
+    assert [u.rsplit("/", 1)[1] for u in mbv1.artifacts[Role.quantized].urls] == [
+        "yolov3_mobilenetv1_coco_quant_aware.tar",
+        "yolov3_mobilenet_coco_quant_aware.tar",
+    ]
+    fp32 = reg.get("mobilenetv3_act").artifacts[Role.fp32]
+    assert fp32.sha256 == "ca6c1b685b40c8d9219563f52b76c5716a2fbdc5214ebcdba67b234db8070f72"
+    assert reg.get("mobilenetv3_large_pact_qat").quant.pact is True
+
+
+def test_aliases_resolve() -> None:
+    reg = load_registry()
+    assert reg.get("yolov3_mobilenet_coco_quant_aware").name == "yolov3_mobilenetv1_coco_quant_aware"
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    with pytest.raises(UnknownModelError) as info:
+        load_registry().get("mobilenetv3_actt")
+    assert "mobilenetv3_act" in info.value.hint
+
+
+def test_filter_by_pattern_task_strategy() -> None:
+    reg = load_registry()
+    assert {r.name for r in reg.filter("yolov3_r34*")} == {"yolov3_r34_coco_quant_post", "yolov3_r34_coco_quant_aware"}
+    assert all(r.task is Task.detection for r in reg.filter(task=Task.detection))
+    assert {r.name for r in reg.filter("mobilenet", strategy=Strategy.act)} >= {"mobilenetv3_act"}
+    assert reg.filter("no-such-thing") == []
+
+
+# ---- broken recipes -------------------------------------------------------------------------
+
+def _good() -> dict:
+    return yaml.safe_load((builtin_recipe_dir() / "mobilenetv3_act.yaml").read_text())
+
+
+def _write(tmp_path: Path, data: dict, name: str = "mobilenetv3_act") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _error_for(tmp_path: Path, data: dict) -> str:
+    path = _write(tmp_path, data)
+    with pytest.raises(RecipeError) as info:
+        load_recipe_file(path)
+    assert str(path) in info.value.message
+    return info.value.message
+
+
+def test_good_copy_loads(tmp_path: Path) -> None:
+    assert load_recipe_file(_write(tmp_path, _good())).name == "mobilenetv3_act"
+
+
+def test_missing_field_is_named(tmp_path: Path) -> None:
+    data = _good()
+    del data["task"]
+    assert "field `task`: missing required field" in _error_for(tmp_path, data)
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    data = _good()
+    data["train"]["batch_size"] = "lots"
+    assert "field `train.batch_size`" in _error_for(tmp_path, data)
+
+
+def test_unknown_strategy_is_named(tmp_path: Path) -> None:
+    data = _good()
+    data["strategy"] = "magic"
+    msg = _error_for(tmp_path, data)
+    assert "field `strategy`" in msg and "ptq" in msg
+
+
+def test_unknown_task_is_named(tmp_path: Path) -> None:
+    data = _good()
+    data["task"] = "segmentation"
+    assert "field `task`" in _error_for(tmp_path, data)
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    data = _good()
+    data["quant"]["wieght"] = "abs_max"
+    assert "field `quant.wieght`: unknown field" in _error_for(tmp_path, data)
+
+
+def test_metric_without_setting_is_refused(tmp_path: Path) -> None:
+    data = _good()
+    data["published"] = [{"top1": 74.4}]
+    assert "field `published.0.input_size`: missing required field" in _error_for(tmp_path, data)
+
+
+def test_metric_of_the_wrong_task_is_refused(tmp_path: Path) -> None:
+    data = _good()
+    data["published"] = [{"input_size": 224, "box_ap": 30.0}]
+    assert "do not fit task" in _error_for(tmp_path, data)
+
+
+def test_default_artifact_must_exist(tmp_path: Path) -> None:
+    data = _good()
+    data["default_artifact"] = "pretrained"
+    assert "default_artifact" in _error_for(tmp_path, data)
+
+
+def test_bad_checksum_is_refused(tmp_path: Path) -> None:
+    data = _good()
+    data["artifacts"]["fp32"]["sha256"] = "abc"
+    assert "field `artifacts.fp32.sha256`" in _error_for(tmp_path, data)
+
+
+def test_file_name_must_match_entry_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, _good(), name="other_name")
+    with pytest.raises(RecipeError, match="field `name`"):
+        load_recipe_file(path)
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe_file(path)
+
+
+def test_duplicate_name_across_folders_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, _good())
+    with pytest.raises(RecipeError, match="duplicate name 'mobilenetv3_act'"):
+        Registry.from_dirs([builtin_recipe_dir(), tmp_path])
+
+
+def test_duplicate_alias_is_refused(tmp_path: Path) -> None:
+    data = _good()
+    data["name"] = "another"
+    data["aliases"] = ["mobilenetv3_act"]
+    _write(tmp_path, data, name="another")
+    with pytest.raises(RecipeError, match="duplicate name"):
+        Registry.from_dirs([builtin_recipe_dir(), tmp_path])
+
+
+def test_extra_recipe_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _good()
+    data["name"] = "my_model"
+    _write(tmp_path, data, name="my_model")
+    monkeypatch.setenv("ZOO_RECIPE_PATH", str(tmp_path))
+    assert load_registry().get("my_model").strategy is Strategy.act

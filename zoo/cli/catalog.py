@@ -1,0 +1,106 @@
+"""`zoo list`, `zoo info`, `zoo docs`: browse the registry."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from zoo import catalog
+from zoo.cli.common import console, handle_errors, print_json
+from zoo.errors import UsageError
+from zoo.registry import load_registry
+from zoo.schema import Strategy, Task
+
+docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
+
+
+@handle_errors
+def list_cmd(
+    pattern: Optional[str] = typer.Argument(None, help="fnmatch pattern or substring of the name."),
+    task: Optional[Task] = typer.Option(None, "--task", help="Only this task."),
+    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help="Only this strategy."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the registry with published metrics."""
+    recipes = load_registry().filter(pattern, task, strategy)
+    if as_json:
+        print_json([catalog.summary(r) for r in recipes])
+        return
+    if not recipes:
+        console.print("no entry matches")
+        return
+    table = Table(title=f"zoo: {len(recipes)} entr{'y' if len(recipes) == 1 else 'ies'}")
+    for col in ("name", "task", "strategy", "INT8 (published)", "FP32", "drop"):
+        table.add_column(col, overflow="fold", no_wrap=(col == "name"))
+    for r in recipes:
+        d = catalog.drop(r)
+        table.add_row(r.name, r.task.value, r.strategy.value, catalog.metric_text(r),
+                      catalog.metric_text(r, fp32=True), "–" if d is None else f"{d:.2f}")
+    console.print(table)
+
+
+def _tree(label: str, data: object, node: Optional[Tree] = None) -> Tree:
+    node = node if node is not None else Tree(label)
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                _tree(str(key), value, node.add(f"[bold]{key}[/]"))
+            else:
+                node.add(f"[bold]{key}[/]: {value}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            if isinstance(value, (dict, list)):
+                _tree(str(i), value, node.add(f"[dim]{i}[/]"))
+            else:
+                node.add(str(value))
+    return node
+
+
+@handle_errors
+def info_cmd(
+    name: str = typer.Argument(..., help="Entry name or alias."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show everything in one recipe, with where its numbers come from."""
+    registry = load_registry()
+    recipe = registry.get(name)
+    data = recipe.model_dump(mode="json", exclude_none=True)
+    if as_json:
+        data["recipe_file"] = str(registry.origins.get(recipe.name, ""))
+        print_json(data)
+        return
+    console.print(f"[bold]{recipe.name}[/]: {recipe.summary}")
+    console.print(f"published numbers from: {recipe.source.doc}\n  {recipe.source.url}")
+    console.print(_tree(recipe.name, data))
+
+
+@docs_app.command("model-zoo")
+@handle_errors
+def model_zoo_cmd(
+    write: bool = typer.Option(False, "--write", help="Write the file instead of printing it."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when the file differs from the registry."),
+    output: Path = typer.Option(Path("MODEL_ZOO.md"), "--output", "-o", help="Where MODEL_ZOO.md lives."),
+) -> None:
+    """Generate MODEL_ZOO.md from the registry."""
+    if write and check:
+        raise UsageError("give --write or --check, not both")
+    text = catalog.render_model_zoo(load_registry().filter())
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            raise UsageError(f"{output} is out of sync with recipes/", hint="Run `zoo docs model-zoo --write`.")
+        console.print(f"{output} is in sync")
+    elif write:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_cmd)
+    app.command("info")(info_cmd)
+    app.add_typer(docs_app, name="docs")

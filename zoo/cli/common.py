@@ -1,0 +1,64 @@
+"""What every command shares: consoles, error rendering, JSON output."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from zoo.errors import ZooError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def debug_enabled() -> bool:
+    """ZOO_DEBUG=1 shows tracebacks."""
+    return os.environ.get("ZOO_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def render_error(exc: BaseException) -> int:
+    """Print an error as message + hint on stderr and return the exit code to use."""
+    if isinstance(exc, ZooError):
+        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False)
+        code = exc.exit_code
+    elif isinstance(exc, KeyboardInterrupt):
+        err_console.print("[bold red]interrupted[/]; finished work was kept (rerun to continue)")
+        code = 130
+    else:
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
+        err_console.print("[yellow]hint:[/] rerun with ZOO_DEBUG=1 for the traceback and report it.")
+        code = 1
+    if debug_enabled():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return code
+
+
+def handle_errors(func: F) -> F:
+    """Decorate a command: ZooError (and any other failure) becomes a clean message and exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the CLI is the one place that renders every failure
+            raise typer.Exit(render_error(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (no rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,161 @@
+"""The registry of recipes: load and validate every YAML in recipes/, look entries up, filter.
+
+Extra recipe folders can be added with ZOO_RECIPE_PATH (os.pathsep-separated); names must be
+unique across all of them.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from zoo.errors import RecipeError, UnknownModelError
+from zoo.schema import Recipe, Strategy, Task
+
+
+def builtin_recipe_dir() -> Path:
+    """The folder of recipes shipped with the package (recipes/ in a checkout)."""
+    import zoo.recipes  # a data-only package mapped from the top-level recipes/ folder
+
+    return Path(list(zoo.recipes.__path__)[0])
+
+
+def recipe_dirs() -> List[Path]:
+    """The built-in folder followed by every folder in ZOO_RECIPE_PATH."""
+    dirs = [builtin_recipe_dir()]
+    for part in os.environ.get("ZOO_RECIPE_PATH", "").split(os.pathsep):
+        if part:
+            dirs.append(Path(part).expanduser())
+    return dirs
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid recipe"]
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"]
+        if item["type"] == "missing":
+            msg = "missing required field"
+        elif item["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"  field `{field}`: {msg}")
+    return "\n".join(lines)
+
+
+def load_recipe_file(path: Path) -> Recipe:
+    """Parse and validate one recipe file; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of fields, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_format_validation_error(path, exc)) from exc
+    if recipe.name != path.stem:
+        raise RecipeError(
+            f"{path}: field `name` is {recipe.name!r} but the file is named {path.name!r}",
+            hint="Name each recipe file after its entry: NAME.yaml.",
+        )
+    return recipe
+
+
+class Registry:
+    """All recipes, keyed by name, with aliases."""
+
+    def __init__(self, recipes: Iterable[Recipe], origins: Optional[Dict[str, Path]] = None) -> None:
+        self._recipes: Dict[str, Recipe] = {}
+        self._aliases: Dict[str, str] = {}
+        self.origins: Dict[str, Path] = dict(origins or {})
+        for recipe in recipes:
+            self.add(recipe, self.origins.get(recipe.name))
+
+    def add(self, recipe: Recipe, origin: Optional[Path] = None) -> None:
+        """Register one recipe; a name or alias used twice is an error."""
+        for key in [recipe.name, *recipe.aliases]:
+            if key in self._recipes or key in self._aliases:
+                first = self.origins.get(self._aliases.get(key, key))
+                raise RecipeError(
+                    f"{origin or recipe.name}: duplicate name {key!r} (already defined in {first or 'the registry'})",
+                    hint="Every recipe name and alias must be unique.",
+                )
+        self._recipes[recipe.name] = recipe
+        for alias in recipe.aliases:
+            self._aliases[alias] = recipe.name
+        if origin is not None:
+            self.origins[recipe.name] = origin
+
+    @classmethod
+    def from_dirs(cls, dirs: Sequence[Path]) -> "Registry":
+        """Load every *.yaml in the folders, in name order."""
+        registry = cls([])
+        for folder in dirs:
+            if not folder.is_dir():
+                raise RecipeError(f"recipe folder {folder} does not exist", hint="Check ZOO_RECIPE_PATH.")
+            for path in sorted(folder.glob("*.yaml")):
+                registry.add(load_recipe_file(path), path)
+        return registry
+
+    def names(self) -> List[str]:
+        return sorted(self._recipes)
+
+    def __len__(self) -> int:
+        return len(self._recipes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._recipes or name in self._aliases
+
+    def get(self, name: str) -> Recipe:
+        """The recipe of a name or alias; an unknown name suggests close matches."""
+        key = self._aliases.get(name, name)
+        if key in self._recipes:
+            return self._recipes[key]
+        close = difflib.get_close_matches(name, list(self._recipes) + list(self._aliases), n=3, cutoff=0.5)
+        hint = f"Did you mean: {', '.join(close)}?" if close else "Run `zoo list` to see every entry."
+        raise UnknownModelError(f"no zoo entry named {name!r}", hint=hint)
+
+    def filter(
+        self,
+        pattern: Optional[str] = None,
+        task: Optional[Task] = None,
+        strategy: Optional[Strategy] = None,
+    ) -> List[Recipe]:
+        """Recipes whose name matches the fnmatch pattern (a bare word matches as a substring)."""
+        if pattern and not any(ch in pattern for ch in "*?["):
+            pattern = f"*{pattern}*"
+        out = []
+        for name in self.names():
+            recipe = self._recipes[name]
+            if pattern and not fnmatch.fnmatch(name, pattern):
+                continue
+            if task is not None and recipe.task is not task:
+                continue
+            if strategy is not None and recipe.strategy is not strategy:
+                continue
+            out.append(recipe)
+        return out
+
+
+@lru_cache(maxsize=None)
+def _cached(dirs: tuple) -> Registry:
+    return Registry.from_dirs([Path(d) for d in dirs])
+
+
+def load_registry() -> Registry:
+    """The registry of the built-in recipes plus ZOO_RECIPE_PATH (cached per set of folders)."""
+    return _cached(tuple(str(d) for d in recipe_dirs()))
+
+
+def get_recipe(name: str) -> Recipe:
+    """Shortcut: the recipe of a name or alias."""
+    return load_registry().get(name)

@@ -1,0 +1,330 @@
+"""The typed schema of a recipe (one YAML file in recipes/ per zoo entry).
+
+Validation happens on load; strings become enums; unknown keys are refused so that a typo in a
+recipe is an error, not a silently ignored setting.
+"""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Dict, List, Optional, Tuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Task(str, Enum):
+    classification = "classification"
+    detection = "detection"
+
+
+class Strategy(str, Enum):
+    ptq = "ptq"
+    qat = "qat"
+    act = "act"
+
+
+class Role(str, Enum):
+    quantized = "quantized"
+    fp32 = "fp32"
+    pretrained = "pretrained"
+
+
+class Layout(str, Enum):
+    """How an artifact's files are laid out once extracted."""
+
+    legacy_inference = "legacy-inference"  # __model__ + __params__ (or model + params)
+    inference = "inference"  # *.pdmodel + *.pdiparams
+    persistables = "persistables"  # static-graph persistables, one file per variable
+    pdparams = "pdparams"  # a dygraph state dict (a pickle: load only when verified)
+
+
+class DatasetKind(str, Enum):
+    imagenet = "imagenet"
+    coco = "coco"
+    digits = "digits"
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Artifact(Strict):
+    """One downloadable (or bundled) file with its ordered URL candidates and checksums."""
+
+    urls: List[str] = Field(default_factory=list, description="ordered candidates, tried in turn")
+    bundled: Optional[str] = Field(None, description="path inside zoo/assets for files shipped with the package")
+    sha256: Optional[str] = None
+    md5: Optional[str] = None
+    size: Optional[int] = Field(None, gt=0)
+    layout: Layout
+    note: Optional[str] = None
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_are_http(cls, urls: List[str]) -> List[str]:
+        for url in urls:
+            if not re.match(r"^https?://[^/]+/.+", url):
+                raise ValueError(f"not an http(s) URL with a path: {url!r}")
+        return urls
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_hex(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _SHA256.match(value):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        return value
+
+    @field_validator("md5")
+    @classmethod
+    def _md5_hex(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _MD5.match(value):
+            raise ValueError("md5 must be 32 lowercase hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Artifact":
+        if bool(self.urls) == bool(self.bundled):
+            raise ValueError("an artifact needs either `urls` (at least one) or `bundled`, not both")
+        return self
+
+
+class Source(Strict):
+    """Where the published numbers come from."""
+
+    doc: str
+    url: str
+    note: Optional[str] = None
+
+
+class Dataset(Strict):
+    kind: DatasetKind
+    split: str
+    num_classes: int = Field(gt=1)
+    eval_images: Optional[int] = Field(None, gt=0, description="size of the published evaluation set")
+
+
+class Interpolation(str, Enum):
+    nearest = "nearest"
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+    lanczos = "lanczos"
+
+
+class Preprocess(Strict):
+    """Evaluation preprocessing exactly as the published recipe has it."""
+
+    resize_short: Optional[int] = Field(None, gt=0, description="resize the short side to this, keep aspect")
+    resize: Optional[int] = Field(None, gt=0, description="resize to a square of this side, aspect not kept")
+    crop: Optional[int] = Field(None, gt=0, description="center crop side")
+    interpolation: Interpolation = Interpolation.bilinear
+    scale: bool = Field(True, description="divide pixels by 255 before normalizing")
+    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    channels: str = Field("RGB", pattern="^(RGB|BGR|L)$")
+    layout: str = Field("CHW", pattern="^(CHW|HWC)$")
+
+    @model_validator(mode="after")
+    def _one_resize(self) -> "Preprocess":
+        if self.resize_short is not None and self.resize is not None:
+            raise ValueError("give `resize_short` or `resize`, not both")
+        return self
+
+
+class Augment(Strict):
+    """Training-time augmentation of the QAT/ACT recipes."""
+
+    random_resized_crop: Optional[int] = Field(None, gt=0)
+    crop_scale: Tuple[float, float] = (0.08, 1.0)
+    random_crop: Optional[int] = Field(None, gt=0)
+    horizontal_flip: bool = True
+    auto_augment: bool = False
+
+
+class QuantConfig(Strict):
+    weight: str = "channel_wise_abs_max"
+    activation: str = "moving_average_abs_max"
+    bits: Tuple[int, int] = (8, 8)
+    ops: List[str] = Field(default_factory=lambda: ["conv2d", "depthwise_conv2d", "mul"])
+    skip: List[str] = Field(default_factory=list, description="name scopes / patterns left in FP32")
+    pact: bool = False
+    pact_alpha_init: Optional[float] = None
+    pact_alpha_lr_mult: Optional[float] = None
+    onnx_format: bool = False
+    window_size: Optional[int] = None
+    moving_rate: Optional[float] = None
+    # post-training calibration
+    algo: Optional[str] = Field(None, pattern="^(KL|hist|mse|avg|abs_max|min_max|emd)$")
+    algo_alternatives: List[str] = Field(default_factory=list)
+    batch_size: Optional[int] = Field(None, gt=0)
+    batch_nums: Optional[int] = Field(None, gt=0)
+    hist_percent: Optional[float] = Field(None, gt=0, le=1)
+    note: Optional[str] = None
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, bits: Tuple[int, int]) -> Tuple[int, int]:
+        if any(b not in (4, 8, 16) for b in bits):
+            raise ValueError("bits must be 4, 8 or 16")
+        return bits
+
+
+class Schedule(Strict):
+    kind: str = Field("constant", pattern="^(constant|piecewise|cosine)$")
+    boundaries: List[float] = Field(default_factory=list, description="epochs (or iterations) where the rate drops")
+    gamma: float = 0.1
+    unit: str = Field("epoch", pattern="^(epoch|iteration)$")
+
+
+class Distill(Strict):
+    loss: str = "soft_label"
+    temperature: float = 1.0
+    alpha: float = 1.0
+    node: Optional[str] = Field(None, description="teacher/student node; default: the final output")
+
+
+class TrainConfig(Strict):
+    epochs: Optional[float] = Field(None, gt=0)
+    iterations: Optional[int] = Field(None, gt=0)
+    learning_rate: float = Field(gt=0)
+    schedule: Schedule = Schedule()
+    optimizer: str = Field("Momentum", pattern="^(Momentum|SGD|Adam)$")
+    momentum: float = 0.9
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(gt=0)
+    eval_batch_size: Optional[int] = Field(None, gt=0)
+    eval_iter: Optional[int] = Field(None, gt=0)
+    origin_metric: Optional[float] = None
+    augment: Optional[Augment] = None
+    distill: Optional[Distill] = None
+    sync_bn: bool = False
+    note: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _length(self) -> "TrainConfig":
+        if self.epochs is None and self.iterations is None:
+            raise ValueError("training needs `epochs` or `iterations`")
+        return self
+
+
+_METRICS = ("top1", "top5", "box_ap")
+
+
+class Published(Strict):
+    """One published setting: the INT8 metric(s) and the FP32 baseline, in percent."""
+
+    input_size: int = Field(gt=0, description="the setting: evaluation input side")
+    top1: Optional[float] = Field(None, ge=0, le=100)
+    top5: Optional[float] = Field(None, ge=0, le=100)
+    box_ap: Optional[float] = Field(None, ge=0, le=100)
+    fp32_top1: Optional[float] = Field(None, ge=0, le=100)
+    fp32_top5: Optional[float] = Field(None, ge=0, le=100)
+    fp32_box_ap: Optional[float] = Field(None, ge=0, le=100)
+    note: Optional[str] = None
+
+    def metrics(self) -> Dict[str, float]:
+        """The published INT8 metrics of this setting (only those published)."""
+        return {m: getattr(self, m) for m in _METRICS if getattr(self, m) is not None}
+
+    def fp32(self) -> Dict[str, float]:
+        """The FP32 baseline of this setting (only those published)."""
+        return {m: getattr(self, "fp32_" + m) for m in _METRICS if getattr(self, "fp32_" + m) is not None}
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> "Published":
+        if not self.metrics() and not self.fp32():
+            raise ValueError("a published setting needs at least one metric (top1/top5/box_ap or fp32_*)")
+        return self
+
+
+class OtherFigure(Strict):
+    """A figure published elsewhere for the same entry (another revision, a latency)."""
+
+    what: str
+    value: float
+    unit: str = "%"
+    source: Optional[str] = None
+
+
+class Tolerance(Strict):
+    """Absolute points allowed between measured and published."""
+
+    eval: float = Field(0.1, ge=0, description="re-scoring the published archive")
+    reproduce: float = Field(0.5, ge=0, description="reproducing the quantized model from FP32")
+
+
+class LiteExport(Strict):
+    valid_targets: List[str] = Field(default_factory=lambda: ["arm"])
+
+    @field_validator("valid_targets")
+    @classmethod
+    def _targets(cls, targets: List[str]) -> List[str]:
+        bad = [t for t in targets if t not in ("arm", "x86", "opencl")]
+        if bad:
+            raise ValueError(f"unknown Lite target(s) {bad}; use arm, x86 or opencl")
+        return targets
+
+
+class ExportConfig(Strict):
+    lite: LiteExport = LiteExport()
+
+
+class Recipe(Strict):
+    """One zoo entry."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    aliases: List[str] = Field(default_factory=list)
+    summary: str
+    task: Task
+    arch: str = Field(description="key of the network implementation in zoo.models")
+    strategy: Strategy
+    source: Source
+    artifacts: Dict[Role, Artifact]
+    default_artifact: Role
+    dataset: Dataset
+    preprocess: Preprocess
+    quant: QuantConfig
+    train: Optional[TrainConfig] = None
+    published: List[Published] = Field(min_length=1)
+    other_published: List[OtherFigure] = Field(default_factory=list)
+    tolerance: Tolerance = Tolerance()
+    export: ExportConfig = ExportConfig()
+    extra: Dict[str, object] = Field(default_factory=dict, description="task-specific settings (anchors, NMS, ...)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.default_artifact not in self.artifacts:
+            raise ValueError(f"default_artifact {self.default_artifact.value!r} is not one of its artifacts")
+        if Role.fp32 not in self.artifacts and Role.pretrained not in self.artifacts:
+            raise ValueError("a quantized entry must name its float baseline: add an `fp32` or `pretrained` artifact")
+        wanted = {"classification": {"top1", "top5"}, "detection": {"box_ap"}}[self.task.value]
+        sizes = [p.input_size for p in self.published]
+        if len(sizes) != len(set(sizes)):
+            raise ValueError(f"published settings repeat an input_size: {sizes}")
+        for row in self.published:
+            stray = (set(row.metrics()) | set(row.fp32())) - wanted
+            if stray:
+                raise ValueError(f"published metric(s) {sorted(stray)} do not fit task {self.task.value!r}")
+        if self.strategy in (Strategy.qat, Strategy.act) and self.train is None:
+            raise ValueError(f"strategy {self.strategy.value!r} needs a `train` section")
+        if self.strategy is Strategy.ptq and (self.quant.algo is None or self.quant.batch_nums is None):
+            raise ValueError("strategy 'ptq' needs quant.algo and quant.batch_nums")
+        return self
+
+    # convenience accessors used by the CLI and the report
+    def primary_metric(self) -> str:
+        """The headline metric of this task."""
+        return "top1" if self.task is Task.classification else "box_ap"
+
+    def headline(self) -> Published:
+        """The first published setting that has an INT8 metric."""
+        for row in self.published:
+            if row.metrics():
+                return row
+        return self.published[0]
