@@ -1,0 +1,95 @@
+"""One wrapper around the Paddle Inference predictor (paddle.inference), used by eval, export and bench."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from zoo.errors import ModelError
+from zoo.modelfiles import ModelFiles, find_model_files
+
+
+class Predictor:
+    """A loaded Paddle Inference model: named inputs in, list of outputs out."""
+
+    def __init__(
+        self,
+        model: Union[Path, ModelFiles],
+        device: str = "cpu",
+        threads: int = 1,
+        mkldnn: bool = False,
+        int8: bool = False,
+        ir_optim: bool = True,
+    ) -> None:
+        from paddle import inference  # heavy import, kept lazy
+
+        self.files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
+        if self.files.params_file is not None:
+            config = inference.Config(str(self.files.model_file), str(self.files.params_file))
+        else:
+            config = inference.Config(str(self.files.folder))
+            if self.files.model_file.name != "__model__":
+                config.set_model(str(self.files.model_file), "")
+        if device == "gpu":
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+            if mkldnn:
+                config.enable_mkldnn()
+                if int8:
+                    config.enable_mkldnn_int8()
+        config.switch_ir_optim(ir_optim)
+        config.disable_glog_info()
+        config.switch_use_feed_fetch_ops(False)
+        try:
+            self._predictor = inference.create_predictor(config)
+        except Exception as exc:  # paddle raises bare RuntimeError/ValueError subclasses from C++
+            raise ModelError(f"Paddle Inference cannot load {self.files.folder}: {_first_line(exc)}") from exc
+        self.input_names: List[str] = list(self._predictor.get_input_names())
+        self.output_names: List[str] = list(self._predictor.get_output_names())
+        self.declared_shapes: Dict[str, List[int]] = {
+            n: list(self._predictor.get_input_handle(n).shape()) for n in self.input_names
+        }
+
+    def run(self, inputs: Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]) -> List[np.ndarray]:
+        """Run one batch; a single array feeds the only (or first) input."""
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if not isinstance(inputs, Mapping):
+            if len(inputs) != len(self.input_names):
+                raise ModelError(
+                    f"the model takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}"
+                )
+            inputs = dict(zip(self.input_names, inputs))
+        for name in self.input_names:
+            if name not in inputs:
+                raise ModelError(f"missing model input {name!r}; the model takes {self.input_names}")
+            handle = self._predictor.get_input_handle(name)
+            array = np.ascontiguousarray(inputs[name])
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        try:
+            self._predictor.run()
+        except Exception as exc:
+            shapes = {k: tuple(np.shape(v)) for k, v in inputs.items()}
+            raise ModelError(
+                f"the model rejected inputs of shape {shapes} (declared {self.declared_shapes}): {_first_line(exc)}",
+                hint="Check the input size and preprocessing flags.",
+            ) from exc
+        return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ")):
+            return line[:300]
+    return type(exc).__name__
+
+
+def load_predictor(path: Path, **kwargs: object) -> Predictor:
+    """Shortcut for Predictor(path, **kwargs)."""
+    return Predictor(path, **kwargs)  # type: ignore[arg-type]
