@@ -49,9 +49,6 @@ class Predictor:
             raise ModelError(f"Paddle Inference cannot load {self.files.folder}: {_first_line(exc)}") from exc
         self.input_names: List[str] = list(self._predictor.get_input_names())
         self.output_names: List[str] = list(self._predictor.get_output_names())
-        self.declared_shapes: Dict[str, List[int]] = {
-            n: list(self._predictor.get_input_handle(n).shape()) for n in self.input_names
-        }
 
     def run(self, inputs: Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]) -> List[np.ndarray]:
         """Run one batch; a single array feeds the only (or first) input."""
@@ -75,7 +72,7 @@ class Predictor:
         except Exception as exc:
             shapes = {k: tuple(np.shape(v)) for k, v in inputs.items()}
             raise ModelError(
-                f"the model rejected inputs of shape {shapes} (declared {self.declared_shapes}): {_first_line(exc)}",
+                f"the model rejected inputs of shape {shapes}: {_first_line(exc)}",
                 hint="Check the input size and preprocessing flags.",
             ) from exc
         return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
