@@ -1,0 +1,48 @@
+"""Paddle's log noise stays out of the terminal unless verbose."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from zoo import quiet
+    quiet.configure(verbose={verbose})
+    import paddle
+    paddle.enable_static()
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        x = paddle.static.data("x", [None, 2], "float32")
+        y = paddle.static.nn.fc(x, 2)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(startup)  # the executor logs an INFO line through GLOG
+    with quiet.silenced():
+        print("inside-silenced")
+        print("inside-silenced-stderr", file=sys.stderr)
+    print("after-silenced")
+    """
+)
+
+GLOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d", re.M)
+
+
+def _run(verbose: bool) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SCRIPT.format(verbose=verbose)], capture_output=True, text=True, timeout=120)
+
+
+def test_quiet_hides_paddle_logs_and_silenced_output() -> None:
+    proc = _run(verbose=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "after-silenced" in proc.stdout
+    assert "inside-silenced" not in proc.stdout + proc.stderr
+    assert not GLOG.search(proc.stderr), proc.stderr
+
+
+def test_verbose_lets_output_through() -> None:
+    proc = _run(verbose=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "inside-silenced" in proc.stdout
+    assert GLOG.search(proc.stderr), "the executor's GLOG line should show when verbose"
