@@ -1,0 +1,95 @@
+"""QAT strategy: tiny network, synthetic data, real PaddleSlim + Paddle Inference."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.quant_tiny import SHAPE, ArrayDataset, accuracy, op_types, tiny_data, tiny_recipe, trained_tiny_net
+from zoo.errors import TrainError
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, get_strategy
+from zoo.quant.qat import INTERRUPT_ENV, quant_layer_types
+
+
+def _run(tmp: Path, recipe, resume: bool = False, **opts):  # type: ignore[no-untyped-def]
+    x, y = tiny_data(96, seed=2)
+    strategy = get_strategy("qat")
+    source = FP32Source(input_shape=SHAPE, network=trained_tiny_net())
+    files = strategy.quantize(
+        recipe,
+        source,
+        QuantData(train=ArrayDataset(x, y)),
+        tmp / "int8",
+        QuantOptions(work_dir=tmp / "checkpoints", resume=resume, **opts),
+    )
+    return strategy, files
+
+
+def test_layer_types_map_static_op_names() -> None:
+    assert quant_layer_types(["conv2d", "depthwise_conv2d", "mul"]) == ["Conv2D", "Linear"]
+    assert quant_layer_types(["Conv2D", "Linear"]) == ["Conv2D", "Linear"]
+
+
+def test_qat_writes_a_quantized_model_that_still_classifies(tmp_path: Path) -> None:
+    strategy, files = _run(tmp_path, tiny_recipe("qat"))
+    assert files.model_file == tmp_path / "int8" / "inference.pdmodel"
+    assert files.params_file is not None and files.params_file.is_file()
+    ops = op_types(files.folder)
+    assert any("quant" in op for op in ops), ops
+    xv, yv = tiny_data(64, seed=5)
+    assert accuracy(files.folder, xv, yv) >= 80.0
+    assert strategy.info["epochs_run"] == [1, 2]
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert state["epochs_done"] == 2
+
+
+def test_pact_option_trains_and_exports(tmp_path: Path) -> None:
+    recipe = tiny_recipe("qat", quant={"pact": True, "pact_alpha_init": 6.0, "pact_alpha_lr_mult": 10.0})
+    _, files = _run(tmp_path, recipe, epochs=1)
+    import paddle
+
+    assert paddle.in_dynamic_mode()  # PaddleSlim's PACT export must not leak static mode
+    xv, yv = tiny_data(64, seed=5)
+    assert accuracy(files.folder, xv, yv) >= 70.0
+
+
+def test_interrupted_run_resumes_without_redoing_a_finished_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = tiny_recipe("qat", train={"epochs": 3})
+    monkeypatch.setenv(INTERRUPT_ENV, "1")
+    with pytest.raises(TrainError, match="interrupted after epoch 1"):
+        _run(tmp_path, recipe)
+    assert not (tmp_path / "int8").exists()  # nothing half-written
+    first = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert first["epochs_done"] == 1
+    monkeypatch.delenv(INTERRUPT_ENV)
+
+    strategy, files = _run(tmp_path, recipe, resume=True)
+    assert strategy.info["resumed_after_epoch"] == 1
+    assert strategy.info["epochs_run"] == [2, 3]
+    history = strategy.info["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[0] == first["history"][0]  # epoch 1's record is the one written before the interruption
+    assert files.model_file.is_file()
+
+
+def test_resume_refuses_checkpoints_of_other_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(INTERRUPT_ENV, "1")
+    with pytest.raises(TrainError):
+        _run(tmp_path, tiny_recipe("qat"), epochs=2)
+    monkeypatch.delenv(INTERRUPT_ENV)
+    with pytest.raises(TrainError, match="different settings"):
+        _run(tmp_path, tiny_recipe("qat"), resume=True, epochs=3)
+
+
+def test_pact_layer_takes_alpha_init_and_lr_multiplier_from_the_recipe() -> None:
+    import numpy as np
+    import paddle
+
+    from zoo.quant.pact import pact_layer
+
+    layer = pact_layer(6.0, 10.0)()
+    assert float(layer.alpha.numpy()[0]) == 6.0
+    assert layer.alpha.optimize_attr["learning_rate"] == 10.0
+    out = layer(paddle.to_tensor(np.array([-9.0, -1.0, 2.0, 7.0], dtype="float32"))).numpy()
+    assert out.tolist() == [-6.0, -1.0, 2.0, 6.0]

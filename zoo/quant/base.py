@@ -1,0 +1,292 @@
+"""The strategy interface: one small class per quantization method, registered by name.
+
+A strategy takes a recipe, an FP32 source (an inference model folder, or a network with its
+weights loaded), data and options, writes a quantized Paddle inference model
+(`inference.pdmodel` + `inference.pdiparams`) into `out_dir` and returns its ModelFiles.
+Recipes name their strategy (`ptq`, `qat`, `act`); `get_strategy(recipe.strategy.value)` finds it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Optional, Tuple, Type
+
+import numpy as np
+
+from zoo.errors import QuantizeError, UsageError
+from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.schema import Recipe
+
+CalibFn = Callable[[], Iterable[np.ndarray]]
+
+
+@dataclass
+class FP32Source:
+    """What a strategy quantizes: an FP32 inference model, a network with weights, or both."""
+
+    input_shape: Tuple[int, int, int]  # (C, H, W)
+    model: Optional[ModelFiles] = None
+    network: Any = None  # a paddle.nn.Layer with its FP32 weights loaded (QAT)
+    build_network: Optional[Callable[[], Any]] = None  # a fresh network, for resuming
+
+    def require_model(self, strategy: str) -> ModelFiles:
+        if self.model is None:
+            raise QuantizeError(f"strategy {strategy!r} needs an FP32 inference model, none was given")
+        return self.model
+
+    def require_network(self, strategy: str) -> Any:
+        if self.network is None and self.build_network is not None:
+            self.network = self.build_network()
+        if self.network is None:
+            raise QuantizeError(
+                f"strategy {strategy!r} needs a network with FP32 weights, none was given",
+                hint="QAT trains a network definition; give the recipe an `arch` from zoo.models.",
+            )
+        return self.network
+
+
+@dataclass
+class QuantData:
+    """The data a strategy may need; each strategy uses what it requires.
+
+    calib: callable returning an iterable of (B, C, H, W) float32 batches (PTQ, ACT evaluation).
+    train: a paddle.io.Dataset of (CHW float32, int64 label) with the training transform (QAT, ACT).
+    """
+
+    calib: Optional[CalibFn] = None
+    train: Any = None
+    eval: Any = None
+
+    def require_calib(self, strategy: str) -> CalibFn:
+        if self.calib is None:
+            raise QuantizeError(f"strategy {strategy!r} needs calibration data, none was given")
+        return self.calib
+
+    def require_train(self, strategy: str) -> Any:
+        if self.train is None:
+            raise QuantizeError(f"strategy {strategy!r} needs training data, none was given")
+        return self.train
+
+
+@dataclass
+class QuantOptions:
+    """Run options shared by every strategy (none of them changes the recipe's method)."""
+
+    device: str = "cpu"
+    work_dir: Optional[Path] = None  # checkpoints and scratch files (QAT/ACT); default: next to out_dir
+    resume: bool = False
+    epochs: Optional[int] = None  # override the recipe's epoch count (short runs)
+    iterations: Optional[int] = None  # cap the training iterations (short runs)
+    batch_size: Optional[int] = None  # override the recipe's training batch size
+    engine: str = "fast"  # PTQ engine: the zoo's vectorized search or plain paddleslim
+    seed: int = 0
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+
+class QuantStrategy(ABC):
+    """One quantization method."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def quantize(
+        self,
+        recipe: Recipe,
+        source: FP32Source,
+        data: QuantData,
+        out_dir: Path,
+        options: QuantOptions,
+    ) -> ModelFiles:
+        """Write the quantized inference model into `out_dir` and return its files."""
+
+
+_REGISTRY: Dict[str, Type[QuantStrategy]] = {}
+# Strategies shipped with the zoo, imported on first use (they import paddle/paddleslim).
+_BUILTIN_MODULES: Dict[str, str] = {
+    "ptq": "zoo.quant.ptq_strategy",
+    "qat": "zoo.quant.qat",
+    "act": "zoo.quant.act",
+}
+
+
+def register_strategy(name: str) -> Callable[[Type[QuantStrategy]], Type[QuantStrategy]]:
+    """Class decorator: register a strategy under `name`; a name used twice raises."""
+
+    def deco(cls: Type[QuantStrategy]) -> Type[QuantStrategy]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"quantization strategy {name!r} is already registered ({_REGISTRY[name].__name__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def strategy_names() -> List[str]:
+    """Every known strategy name (built-in and registered)."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+
+
+def get_strategy(name: str) -> QuantStrategy:
+    """An instance of the strategy registered as `name`."""
+    if name not in _REGISTRY and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in _REGISTRY:
+        raise UsageError(
+            f"unknown quantization strategy {name!r}",
+            hint=f"Known strategies: {', '.join(strategy_names())}.",
+        )
+    return _REGISTRY[name]()
+
+
+# helpers shared by the strategies
+
+
+@dataclass
+class Staging:
+    """A scratch folder next to `out_dir` that replaces it atomically on commit."""
+
+    out_dir: Path
+    path: Path
+
+    def commit(self) -> ModelFiles:
+        """Move the staged model into place (the old `out_dir`, if any, is replaced)."""
+        files = find_model_files(self.path)
+        if files.model_file.name != "inference.pdmodel":
+            normalize_names(self.path)
+        replace_dir(self.path, self.out_dir)
+        return find_model_files(self.out_dir)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def staging_dir(out_dir: Path) -> Staging:
+    """A fresh, empty folder beside `out_dir` (same file system, so the final rename is atomic)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    return Staging(out_dir, path)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Replace folder `dst` by `src`; a reader never sees a half-written `dst`."""
+    dst = Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def normalize_names(folder: Path) -> None:
+    """Rename the model in `folder` to inference.pdmodel / inference.pdiparams."""
+    files = find_model_files(folder)
+    if files.model_file.name != "inference.pdmodel":
+        os.replace(files.model_file, folder / "inference.pdmodel")
+    if files.params_file is not None and files.params_file.name != "inference.pdiparams":
+        os.replace(files.params_file, folder / "inference.pdiparams")
+
+
+def copy_model(model: ModelFiles, out_dir: Path) -> ModelFiles:
+    """Copy an inference model into `out_dir` as inference.pdmodel + inference.pdiparams (atomically)."""
+    stage = staging_dir(out_dir)
+    try:
+        shutil.copyfile(model.model_file, stage.path / "inference.pdmodel")
+        if model.params_file is not None:
+            shutil.copyfile(model.params_file, stage.path / "inference.pdiparams")
+        else:
+            raise QuantizeError(
+                f"{model.folder} stores one file per parameter; the zoo needs a combined params file",
+                hint="Re-save the model with paddle.static.save_inference_model (one .pdiparams file).",
+            )
+        return stage.commit()
+    except BaseException:
+        stage.discard()
+        raise
+
+
+def model_input(model: ModelFiles) -> Tuple[str, List[int]]:
+    """The single input of an inference model: its name and declared shape."""
+    import paddle
+
+    with _static_mode():
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            program, feeds, _ = paddle.static.load_inference_model(
+                str(model.folder / model.model_file.stem) if model.model_file.suffix == ".pdmodel" else str(model.folder),
+                exe,
+                **(
+                    {}
+                    if model.model_file.suffix == ".pdmodel"
+                    else {"model_filename": model.model_filename, "params_filename": model.params_filename}
+                ),
+            )
+    if len(feeds) != 1:
+        raise QuantizeError(f"{model.folder}: expected a model with one image input, it has {feeds}")
+    shape = list(program.global_block().var(feeds[0]).shape)
+    return feeds[0], shape
+
+
+class _static_mode:
+    """Run a block in static-graph mode and restore the previous mode after."""
+
+    def __enter__(self) -> None:
+        import paddle
+
+        self._was_dynamic = paddle.in_dynamic_mode()
+        if self._was_dynamic:
+            paddle.enable_static()
+
+    def __exit__(self, *exc: object) -> None:
+        import paddle
+
+        if self._was_dynamic:
+            paddle.disable_static()
+
+
+def static_mode() -> _static_mode:
+    """Context manager: static-graph mode inside, the caller's mode after."""
+    return _static_mode()
+
+
+def set_device(device: str) -> None:
+    """paddle.set_device with a clear error when a GPU is asked of a CPU build."""
+    import paddle
+
+    if device == "gpu":
+        if not paddle.device.is_compiled_with_cuda():
+            raise UsageError(
+                "--device gpu asked, but this paddle build has no CUDA support",
+                hint="Install paddlepaddle-gpu==2.6.2 (pip install 'zoo[gpu]'), or use --device cpu.",
+            )
+        paddle.set_device("gpu")
+    elif device == "cpu":
+        paddle.set_device("cpu")
+    else:
+        raise UsageError(f"unknown device {device!r}", hint="Use --device cpu or --device gpu.")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import paddle
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def batches_of(arrays: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Float32, contiguous batches (what every Paddle input wants)."""
+    for batch in arrays:
+        yield np.ascontiguousarray(batch, dtype=np.float32)

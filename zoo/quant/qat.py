@@ -1,0 +1,223 @@
+"""The `qat` strategy: dygraph quant-aware training (PaddleSlim QAT), optionally with PACT.
+
+Weights are fake-quantized per channel (channel_wise_abs_max), activations with a moving
+average of their absolute max; the recipe's optimizer, L2 decay, label smoothing and
+learning-rate schedule drive the fine-tuning. A checkpoint is written after every epoch and
+`resume` continues from the newest one, so an interruption never loses a finished epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from zoo.errors import TrainError
+from zoo.modelfiles import ModelFiles
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, register_strategy, seed_everything, staging_dir
+from zoo.quant.checkpoint import Checkpoints
+from zoo.quant.pact import DEFAULT_ALPHA_INIT, DEFAULT_ALPHA_LR_MULT, pact_layer
+from zoo.schema import QuantConfig, Recipe, TrainConfig
+
+# Test hook: raise after the checkpoint of this epoch is written, as an interruption would.
+INTERRUPT_ENV = "ZOO_QAT_INTERRUPT_AFTER_EPOCH"
+
+_LAYER_TYPES = {"conv2d": "Conv2D", "depthwise_conv2d": "Conv2D", "linear": "Linear", "mul": "Linear", "matmul": "Linear"}
+
+
+def quant_layer_types(ops: List[str]) -> List[str]:
+    """Dygraph layer types to quantize; static op names in a recipe map onto their layers."""
+    out: List[str] = []
+    for op in ops:
+        name = _LAYER_TYPES.get(op.lower(), op)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def make_quanter(q: QuantConfig) -> Any:
+    """A PaddleSlim QAT object configured from the recipe's quant section."""
+    from paddleslim.dygraph.quant import QAT
+
+    config = {
+        "weight_quantize_type": q.weight,
+        "activation_quantize_type": q.activation,
+        "weight_bits": int(q.bits[0]),
+        "activation_bits": int(q.bits[1]),
+        "window_size": int(q.window_size or 10000),
+        "moving_rate": float(q.moving_rate or 0.9),
+        "quantizable_layer_type": quant_layer_types(q.ops),
+        "onnx_format": bool(q.onnx_format),
+    }
+    act_pre = None
+    if q.pact:
+        act_pre = pact_layer(q.pact_alpha_init or DEFAULT_ALPHA_INIT, q.pact_alpha_lr_mult or DEFAULT_ALPHA_LR_MULT)
+    return QAT(config=config, act_preprocess=act_pre)
+
+
+def make_schedule(train: TrainConfig, steps_per_epoch: int, total_steps: int) -> Any:
+    """The recipe's learning-rate schedule, stepped once per iteration."""
+    import paddle
+
+    lr = float(train.learning_rate)
+    sched = train.schedule
+    if sched.kind == "piecewise" and sched.boundaries:
+        scale = steps_per_epoch if sched.unit == "epoch" else 1
+        bounds = [max(1, int(round(b * scale))) for b in sched.boundaries]
+        values = [lr * sched.gamma**i for i in range(len(bounds) + 1)]
+        return paddle.optimizer.lr.PiecewiseDecay(boundaries=bounds, values=values)
+    if sched.kind == "cosine":
+        return paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=lr, T_max=max(1, total_steps))
+    return paddle.optimizer.lr.PiecewiseDecay(boundaries=[10**9], values=[lr, lr])
+
+
+def make_optimizer(train: TrainConfig, schedule: Any, parameters: Any) -> Any:
+    """The recipe's optimizer with L2 weight decay."""
+    import paddle
+
+    decay = paddle.regularizer.L2Decay(float(train.weight_decay)) if train.weight_decay else None
+    if train.optimizer == "Momentum":
+        return paddle.optimizer.Momentum(
+            learning_rate=schedule, momentum=float(train.momentum), parameters=parameters, weight_decay=decay
+        )
+    if train.optimizer == "Adam":
+        return paddle.optimizer.Adam(learning_rate=schedule, parameters=parameters, weight_decay=decay)
+    return paddle.optimizer.SGD(learning_rate=schedule, parameters=parameters, weight_decay=decay)
+
+
+def classification_loss(logits: Any, labels: Any, num_classes: int, label_smoothing: float) -> Any:
+    """Cross entropy, with label smoothing when the recipe asks for it."""
+    import paddle
+    import paddle.nn.functional as F
+
+    labels = paddle.reshape(labels, [-1])
+    if label_smoothing > 0:
+        soft = F.label_smooth(F.one_hot(labels, num_classes), epsilon=label_smoothing)
+        return paddle.mean(F.cross_entropy(logits, soft, soft_label=True))
+    return paddle.mean(F.cross_entropy(logits, labels))
+
+
+def _interrupt_epoch() -> Optional[int]:
+    value = os.environ.get(INTERRUPT_ENV, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+@register_strategy("qat")
+class QATStrategy(QuantStrategy):
+    """Quant-aware fine-tuning of a network that carries its FP32 weights."""
+
+    def __init__(self) -> None:
+        self.info: Dict[str, Any] = {}
+
+    def quantize(
+        self,
+        recipe: Recipe,
+        source: FP32Source,
+        data: QuantData,
+        out_dir: Path,
+        options: QuantOptions,
+    ) -> ModelFiles:
+        import paddle
+
+        train = recipe.train
+        if train is None:
+            raise TrainError(f"recipe {recipe.name!r} has no `train` section")
+        network = source.require_network(self.name)
+        dataset = data.require_train(self.name)
+        if len(dataset) == 0:
+            raise TrainError("the training set is empty")
+
+        batch_size = max(1, min(options.batch_size or train.batch_size, len(dataset)))
+        steps_per_epoch = len(dataset) // batch_size
+        epochs = options.epochs or (int(math.ceil(train.epochs)) if train.epochs else 0)
+        if not epochs:
+            epochs = max(1, int(math.ceil((train.iterations or 1) / steps_per_epoch)))
+        max_steps = options.iterations or train.iterations
+        total_steps = min(epochs * steps_per_epoch, max_steps or 10**12)
+
+        work = Path(options.work_dir) if options.work_dir else Path(out_dir).parent / "checkpoints"
+        fingerprint = {
+            "recipe": recipe.name,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "samples": len(dataset),
+            "pact": recipe.quant.pact,
+        }
+        ckpt = Checkpoints(work, fingerprint)
+        if not options.resume:
+            ckpt.clear()
+
+        seed_everything(options.seed)
+        paddle.disable_static()
+        quanter = make_quanter(recipe.quant)
+        with _quiet():
+            quanter.quantize(network)
+        schedule = make_schedule(train, steps_per_epoch, total_steps)
+        optimizer = make_optimizer(train, schedule, network.parameters())
+        start = ckpt.load_latest(network, optimizer) if options.resume else 0
+        if start:
+            options.log(f"resuming after epoch {start} from {work}")
+
+        loader = paddle.io.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0, return_list=True
+        )
+        num_classes = recipe.dataset.num_classes
+        interrupt = _interrupt_epoch()
+        steps_done = start * steps_per_epoch
+        run_epochs: List[int] = []
+        for epoch in range(start, epochs):
+            if max_steps and steps_done >= max_steps:
+                break
+            seed_everything(options.seed + epoch)  # the same shuffles whether resumed or not
+            network.train()
+            began, losses = time.time(), []
+            for images, labels in loader:
+                logits = network(images)
+                loss = classification_loss(logits, labels, num_classes, train.label_smoothing)
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                schedule.step()
+                losses.append(float(loss))
+                steps_done += 1
+                if max_steps and steps_done >= max_steps:
+                    break
+            if not losses or not math.isfinite(sum(losses)):
+                raise TrainError(f"QAT epoch {epoch + 1} diverged (loss {losses[-1:] or 'n/a'})")
+            record = {"loss": sum(losses) / len(losses), "steps": len(losses), "seconds": round(time.time() - began, 2)}
+            ckpt.save(epoch + 1, network, optimizer, record)
+            run_epochs.append(epoch + 1)
+            options.log(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f} ({record['seconds']} s)")
+            if interrupt is not None and epoch + 1 == interrupt:
+                raise TrainError(f"training interrupted after epoch {interrupt} ({INTERRUPT_ENV} is set)")
+
+        self.info = {
+            "epochs": epochs,
+            "resumed_after_epoch": start,
+            "epochs_run": run_epochs,
+            "history": ckpt.history(),
+            "checkpoints": str(work),
+            "batch_size": batch_size,
+        }
+        network.eval()
+        stage = staging_dir(Path(out_dir))
+        c, h, w = source.input_shape
+        spec = [paddle.static.InputSpec(shape=[None, c, h, w], dtype="float32", name="x")]
+        try:
+            with _quiet():
+                quanter.save_quantized_model(network, str(stage.path / "inference"), input_spec=spec)
+            return stage.commit()
+        except BaseException:
+            stage.discard()
+            raise
+        finally:
+            # PaddleSlim's PACT export leaves paddle in static mode.
+            if not paddle.in_dynamic_mode():
+                paddle.disable_static()
+
+
+def _quiet() -> Any:
+    from zoo.quiet import silenced
+
+    return silenced()
