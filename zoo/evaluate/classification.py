@@ -1,0 +1,64 @@
+"""Top-1 / top-5 accuracy of a Paddle inference model through the Paddle Inference predictor."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+
+import numpy as np
+
+from zoo.errors import DataError, ModelError
+from zoo.modelfiles import ModelFiles
+
+
+class TopK:
+    """Running top-1 / top-k counts over (scores, labels) batches."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+        self.images = 0
+        self.correct1 = 0
+        self.correctk = 0
+
+    def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        scores = np.asarray(scores)
+        scores = scores.reshape(scores.shape[0], -1)
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if scores.shape[0] != labels.shape[0]:
+            raise ModelError(f"the model returned {scores.shape[0]} rows for {labels.shape[0]} images",
+                             hint="The model's first output must be (batch, classes) scores.")
+        # fewer classes than k: top-k is every class, so it counts every image
+        k = min(self.k, scores.shape[1])
+        topk = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+        top1 = scores.argmax(axis=1)
+        self.correct1 += int((top1 == labels).sum())
+        self.correctk += int((topk == labels[:, None]).any(axis=1).sum())
+        self.images += int(labels.shape[0])
+
+    def result(self) -> Dict[str, float]:
+        """{"top1": %, "top5": %, "images": n}."""
+        if self.images == 0:
+            raise DataError("no images were evaluated", hint="Check --data and --max-samples.")
+        return {
+            "top1": round(100.0 * self.correct1 / self.images, 4),
+            "top5": round(100.0 * self.correctk / self.images, 4),
+            "images": self.images,
+        }
+
+
+def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray, np.ndarray]], threads: int = 2,
+             progress: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
+    """Score an inference model on (images, labels) batches: {"top1": %, "top5": %, "images": n}.
+
+    The first output of the model is taken as the per-class scores (logits or softmax alike).
+    `progress`, if given, is called with the number of images of each finished batch.
+    """
+    from zoo.predictor import Predictor
+
+    predictor = Predictor(model, threads=threads)
+    meter = TopK(5)
+    for images, labels in batches:
+        outputs = predictor.run(np.ascontiguousarray(images, dtype=np.float32))
+        meter.update(outputs[0], labels)
+        if progress is not None:
+            progress(int(len(labels)))
+    return meter.result()

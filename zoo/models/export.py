@@ -1,0 +1,47 @@
+"""Export a dygraph network as a Paddle inference model."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Tuple
+
+from zoo.errors import ModelError
+from zoo.modelfiles import ModelFiles, find_model_files
+
+
+def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
+    """Write `out_dir/inference.pdmodel` + `inference.pdiparams` (input spec [None, C, H, W] float32).
+
+    The model is put in eval mode; the files appear only once both are written.
+    """
+    import paddle
+
+    from zoo.quiet import silenced
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    was_training = model.training
+    model.eval()
+    try:
+        spec = [paddle.static.InputSpec(shape=[None, *input_shape], dtype="float32", name="x")]
+        with silenced():
+            paddle.jit.save(model, str(staging / "inference"), input_spec=spec)
+        for name in ("inference.pdmodel", "inference.pdiparams"):
+            if not (staging / name).is_file():
+                raise ModelError(f"paddle.jit.save did not write {name}")
+        for path in sorted(staging.iterdir()):  # params first, model last: the model file marks completion
+            if path.name != "inference.pdmodel":
+                path.replace(out_dir / path.name)
+        (staging / "inference.pdmodel").replace(out_dir / "inference.pdmodel")
+    except ModelError:
+        raise
+    except Exception as exc:  # paddle's dy2static errors are plain exceptions
+        raise ModelError(f"cannot export the network to {out_dir}: {exc}",
+                         hint="The network must be traceable by paddle.jit.save.") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if was_training:
+            model.train()
+    return find_model_files(out_dir)

@@ -1,0 +1,192 @@
+"""Load published weights into zoo networks.
+
+- `.pdparams` (a pickle): loaded only when the file's hash matches the recipe (or the caller
+  vouches that zoo.hub verified it against its pin).
+- Static-graph persistables (one LoDTensor file per variable): read with a small numpy reader of
+  Paddle's on-disk tensor format and mapped to the network's state dict by an explicit name map.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from zoo.errors import ModelError
+from zoo.schema import Layout, Recipe, Role
+
+# VarType.Type values of framework.proto that a weight file can hold
+_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float16, 5: np.float32,
+           6: np.float64, 20: np.uint8, 21: np.int8}
+
+
+def _varint(buf: bytes, pos: int) -> tuple:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _parse_tensor_desc(desc: bytes) -> tuple:
+    """(dtype code, dims) of a serialized TensorDesc {1: data_type, 2: repeated int64 dims}."""
+    pos, dtype, dims = 0, None, []
+    while pos < len(desc):
+        tag, pos = _varint(desc, pos)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = _varint(desc, pos)
+            if field == 1:
+                dtype = value
+            elif field == 2:
+                dims.append(value - (1 << 64) if value >= 1 << 63 else value)
+        elif wire == 2:  # packed dims
+            length, pos = _varint(desc, pos)
+            end = pos + length
+            while pos < end:
+                value, pos = _varint(desc, pos)
+                if field == 2:
+                    dims.append(value - (1 << 64) if value >= 1 << 63 else value)
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+    if dtype is None:
+        raise ValueError("tensor description without a data type")
+    return dtype, dims
+
+
+def read_lod_tensor(path: Path) -> np.ndarray:
+    """One variable file of a legacy `save_vars`/`save_persistables` folder as a numpy array."""
+    data = Path(path).read_bytes()
+    try:
+        pos = 4  # uint32 LoDTensor version
+        (lod_levels,) = struct.unpack_from("<Q", data, pos)
+        pos += 8
+        for _ in range(lod_levels):
+            (nbytes,) = struct.unpack_from("<Q", data, pos)
+            pos += 8 + nbytes
+        pos += 4  # uint32 Tensor version
+        (desc_len,) = struct.unpack_from("<i", data, pos)
+        pos += 4
+        code, dims = _parse_tensor_desc(data[pos:pos + desc_len])
+        pos += desc_len
+        dtype = np.dtype(_DTYPES[code])
+        count = int(np.prod(dims)) if dims else 1
+        if pos + count * dtype.itemsize > len(data):
+            raise ValueError("file is shorter than its tensor description says")
+        return np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(dims).copy()
+    except (struct.error, KeyError, ValueError, IndexError) as exc:
+        raise ModelError(f"{path} is not a Paddle tensor file: {exc}",
+                         hint="Static-graph persistables hold one LoDTensor file per variable.") from None
+
+
+def persistables_root(folder: Path, probe: str) -> Path:
+    """The folder holding the variable files (archives often add one top-level folder)."""
+    folder = Path(folder)
+    if (folder / probe).is_file():
+        return folder
+    for sub in sorted(p for p in folder.rglob(probe) if p.is_file()):
+        return sub.parent
+    raise ModelError(f"{folder} holds no variable file named {probe!r}",
+                     hint="Pass the extracted static-graph persistables folder of this architecture.")
+
+
+def load_persistables(folder: Path, names: Optional[list] = None) -> Dict[str, np.ndarray]:
+    """Variable name -> array for `names` (or every regular file) of a persistables folder."""
+    folder = Path(folder)
+    if names is None:
+        names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    out: Dict[str, np.ndarray] = {}
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelError(f"{folder} lacks variable file(s) {shown}",
+                         hint="The persistables do not match this architecture (or the archive is incomplete).")
+    for name in names:
+        out[name] = read_lod_tensor(folder / name)
+    return out
+
+
+def state_from_persistables(model, folder: Path, name_map: Mapping[str, str]) -> Dict[str, np.ndarray]:
+    """Build a full state dict for `model` from persistables through `name_map` (key -> static name).
+
+    Every state-dict entry must be mapped and every shape must match; otherwise ModelError.
+    """
+    state = model.state_dict()
+    unmapped = sorted(set(state) - set(name_map))
+    if unmapped:
+        raise ModelError(f"the name map misses {len(unmapped)} parameter(s), e.g. {unmapped[:3]}")
+    root = persistables_root(folder, next(iter(name_map.values())))
+    arrays = load_persistables(root, [name_map[k] for k in state])
+    out: Dict[str, np.ndarray] = {}
+    for key, tensor in state.items():
+        value = arrays[name_map[key]]
+        want = tuple(tensor.shape)
+        if tuple(value.shape) != want:
+            raise ModelError(f"{name_map[key]}: shape {tuple(value.shape)} does not fit {key} {want}",
+                             hint="The persistables belong to another architecture or width.")
+        out[key] = value.astype(np.float32) if value.dtype != np.float32 and np.issubdtype(value.dtype, np.floating) else value
+    return out
+
+
+def file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False) -> None:
+    """Load the recipe's `pretrained` artifact (a fetched file or extracted folder) into `model`.
+
+    `.pdparams` are pickles: they load only if the recipe's sha256/md5 matches, or with
+    `trusted=True` when zoo.hub verified the file against its pin.
+    """
+    artifact = recipe.artifacts.get(Role.pretrained)
+    if artifact is None:
+        raise ModelError(f"{recipe.name} has no pretrained artifact")
+    path = Path(path)
+    if artifact.layout is Layout.pdparams:
+        if path.is_dir():
+            found = sorted(path.rglob("*.pdparams"))
+            if not found:
+                raise ModelError(f"{path} holds no .pdparams file")
+            path = found[0]
+        verified = trusted
+        if artifact.sha256 is not None:
+            verified = file_digest(path, "sha256") == artifact.sha256
+        elif artifact.md5 is not None:
+            verified = file_digest(path, "md5") == artifact.md5
+        if not verified:
+            raise ModelError(f"refusing to unpickle {path}: its hash does not match the recipe",
+                             hint="Fetch it with `zoo fetch NAME` so it is verified, or check the file.")
+        import paddle
+
+        state = paddle.load(str(path))
+        _set_state(model, state, str(path))
+        return
+    if artifact.layout is Layout.persistables:
+        name_map = getattr(model, "static_name_map", None)
+        if name_map is None:
+            raise ModelError(f"{type(model).__name__} has no name map for static-graph persistables")
+        _set_state(model, state_from_persistables(model, path, name_map()), str(path))
+        return
+    raise ModelError(f"{recipe.name}: a {artifact.layout.value} artifact is not a weight file",
+                     hint="Use it as an inference model instead.")
+
+
+def _set_state(model, state: Mapping[str, object], origin: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ModelError(f"{origin} misses {len(missing)} parameter(s) of the network, e.g. {missing[:3]}")
+    for key, tensor in own.items():
+        shape = tuple(np.shape(state[key]))
+        if shape != tuple(tensor.shape):
+            raise ModelError(f"{origin}: {key} has shape {shape}, the network wants {tuple(tensor.shape)}")
+    model.set_state_dict({k: state[k] for k in own})
