@@ -1,1 +1,10 @@
-"""zoo.hub"""
+"""Download, cache, verify and unpack zoo artifacts.
+
+    fetch(recipe, role=None, *, force=False, mirror=None, progress=False) -> FetchedArtifact
+    cache_home() -> Path
+    verified_pdparams(path) -> Path     refuse a pickle whose hash is neither pinned nor published
+"""
+from zoo.hub.config import cache_home, offline
+from zoo.hub.core import FetchedArtifact, fetch, hash_file
+
+__all__ = ["FetchedArtifact", "cache_home", "fetch", "hash_file", "offline"]

@@ -1,0 +1,233 @@
+"""fetch(): resolve a recipe artifact to a verified file or extracted folder in the cache."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+from urllib.parse import unquote, urlsplit
+
+from zoo.errors import CacheError, ChecksumError, DownloadError, OfflineError, UsageError
+from zoo.hub import archive as arc
+from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
+from zoo.hub.download import discard_partial, download
+from zoo.hub.mirror import candidates
+from zoo.hub.progress import bar
+from zoo.hub.store import Store, now, replace_dir, wrap_os_error
+from zoo.schema import Artifact, Recipe, Role
+
+
+@dataclass(frozen=True)
+class FetchedArtifact:
+    """A ready artifact. `path`: the model folder for archives, else the file itself.
+    `archive`: the verified archive file the folder came from (None for a plain file)."""
+
+    role: Role
+    url: str
+    path: Path
+    archive: Optional[Path]
+    sha256: str
+    size: int
+
+
+def hash_file(path: Path) -> Tuple[str, str, int]:
+    """(sha256, md5, size) of a file, read once."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+    return sha.hexdigest(), md5.hexdigest(), size
+
+
+def artifact_ref(art: Artifact) -> str:
+    """The stable identity of an artifact in the pins file: its first registry URL (or bundled path)."""
+    return art.urls[0] if art.urls else f"bundled:{art.bundled}"
+
+
+def artifact_key(art: Artifact) -> str:
+    """A file-name-safe key for the artifact's lock and partial files."""
+    ident = "\n".join(art.urls) if art.urls else f"bundled:{art.bundled}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:20]
+
+
+def file_name(art: Artifact) -> str:
+    """The artifact's file name as published."""
+    if art.bundled:
+        return Path(art.bundled).name
+    name = unquote(urlsplit(art.urls[0]).path.rsplit("/", 1)[-1])
+    return name or "artifact"
+
+
+def assets_dir() -> Path:
+    import zoo.assets
+
+    return Path(list(zoo.assets.__path__)[0])
+
+
+def _resolve_role(recipe: Recipe, role: Union[Role, str, None]) -> Role:
+    if role is None:
+        return recipe.default_artifact
+    try:
+        role = Role(role)
+    except ValueError:
+        raise UsageError(f"unknown artifact role {role!r}", hint=f"Use one of: {', '.join(r.value for r in Role)}.") from None
+    if role not in recipe.artifacts:
+        have = ", ".join(r.value for r in recipe.artifacts)
+        raise UsageError(f"{recipe.name} has no {role.value!r} artifact", hint=f"It has: {have}.")
+    return role
+
+
+def _expected(art: Artifact, pin: Optional[dict]) -> Tuple[Optional[str], Optional[int], str]:
+    """(sha256, size, where from) the download must match; the registry wins over a pin."""
+    if art.sha256:
+        return art.sha256, art.size, "the registry"
+    if pin:
+        size = art.size if art.size is not None else pin.get("size")
+        return pin.get("sha256"), size, f"the pin recorded on {pin.get('time', 'first download')}"
+    return None, art.size, "the registry"
+
+
+def _check(label: str, url: str, got: Tuple[str, str, int], art: Artifact, pin: Optional[dict]) -> None:
+    """ChecksumError when the bytes differ from the registry or the pin."""
+    sha, md5, size = got
+    want_sha, want_size, origin = _expected(art, pin)
+    problems = []
+    if want_size is not None and size != want_size:
+        problems.append(f"size {size} bytes, expected {want_size}")
+    if want_sha is not None and sha != want_sha:
+        problems.append(f"sha256 {sha}, expected {want_sha} (from {origin})")
+    if art.md5 is not None and md5 != art.md5:
+        problems.append(f"md5 {md5}, expected {art.md5} (from the registry)")
+    if problems:
+        raise ChecksumError(f"checksum mismatch for {label} from {url}: " + "; ".join(problems))
+
+
+def _finish(store: Store, blob: Path, sha: str, size: int, role: Role, url: str, art: Artifact,
+            label: str, force: bool) -> FetchedArtifact:
+    """Extract an archive blob (once) and build the result."""
+    if arc.archive_kind(blob.name) is None:
+        return FetchedArtifact(role, url, blob, None, sha, size)
+    dest = store.extracted / sha
+    if force or not dest.is_dir():
+        staging = store.staging("extract")
+        try:
+            arc.extract(blob, staging)
+            folder = arc.model_folder(staging)
+            renamed = arc.normalize_legacy(folder)
+            arc.write_metadata(folder, {
+                "artifact": label, "url": url, "archive": blob.name, "sha256": sha, "size": size,
+                "layout": art.layout.value, "renamed": renamed, "extracted": now(),
+            })
+            replace_dir(staging, dest, store)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise wrap_os_error(exc, f"extracting {blob.name}") from exc
+    return FetchedArtifact(role, url, arc.model_folder(dest), blob, sha, size)
+
+
+def _fetch_bundled(recipe: Recipe, role: Role, art: Artifact, label: str, force: bool) -> FetchedArtifact:
+    src = assets_dir() / str(art.bundled)
+    if not src.is_file():
+        raise DownloadError(f"bundled artifact {art.bundled} of {label} is missing from {assets_dir()}",
+                            hint="Reinstall the zoo package (`pip install -e .` in a checkout).")
+    got = hash_file(src)
+    _check(label, str(src), got, art, None)
+    sha, _md5, size = got
+    if arc.archive_kind(src.name) is None:
+        return FetchedArtifact(role, f"bundled:{art.bundled}", src, None, sha, size)
+    store = Store(cache_home())
+    store.ensure()
+    with store.lock(artifact_key(art), Settings.from_env().lock_timeout):
+        return _finish(store, src, sha, size, role, f"bundled:{art.bundled}", art, label, force)
+
+
+def _cached(store: Store, art: Artifact, pin: Optional[dict]) -> Optional[Tuple[Path, str]]:
+    """(blob, url) of an already verified copy, or None."""
+    want_sha, _size, _origin = _expected(art, pin)
+    if want_sha is None:
+        return None
+    blob = store.find_blob(want_sha)
+    if blob is None:
+        return None
+    url = (pin or {}).get("url") or art.urls[0]
+    return blob, url
+
+
+def _record(store: Store, art: Artifact, sha: str, size: int, md5: str, filename: str, url: str, label: str) -> None:
+    ref = artifact_ref(art)
+
+    def change(pins: dict) -> None:
+        entry = pins.get(ref, {})
+        names = sorted(set(entry.get("names", [])) | {label})
+        source = "registry" if art.sha256 else "first-download"
+        keep_time = entry.get("time") if entry.get("sha256") == sha else None
+        pins[ref] = {"sha256": sha, "size": size, "md5": md5, "file": filename, "url": url,
+                     "names": names, "source": source, "time": keep_time or now()}
+
+    store.update_pins(change)
+
+
+def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = False,
+          mirror: Optional[str] = None, progress: bool = False) -> FetchedArtifact:
+    """Make one artifact of `recipe` ready on disk and return where it is.
+
+    role None = recipe.default_artifact. Bundled artifacts are verified and extracted without any
+    network. Downloads use ZOO_MIRROR (or `mirror`), resume, retry, verify size/sha256/md5 against
+    the registry or the pin recorded on first download, then extract archives safely.
+    """
+    role = _resolve_role(recipe, role)
+    art = recipe.artifacts[role]
+    label = f"{recipe.name}/{role.value}"
+    if art.bundled:
+        return _fetch_bundled(recipe, role, art, label, force)
+
+    settings = Settings.from_env()
+    store = Store(cache_home())
+    store.ensure()
+    with store.lock(artifact_key(art), settings.lock_timeout):
+        # read inside the lock: a process that held it may just have downloaded and pinned the file
+        pin = store.read_pins().get(artifact_ref(art))
+        hit = None if force else _cached(store, art, pin)
+        if hit is not None:
+            blob, url = hit
+            return _finish(store, blob, blob.parent.name, blob.stat().st_size, role, url, art, label, False)
+        if offline():
+            where = store.blobs / (art.sha256 or (pin or {}).get("sha256") or "<sha256>") / file_name(art)
+            raise OfflineError(
+                f"offline (ZOO_OFFLINE=1) and {label} ({file_name(art)}) is not in the cache at {store.home}",
+                hint=f"Unset ZOO_OFFLINE to download it, or fetch it on a connected machine and copy the cache "
+                     f"folder; the file would be {where}.",
+            )
+        urls = candidates(art.urls, mirror_from_env(mirror))
+        key = artifact_key(art)
+        _want_sha, want_size, _origin = _expected(art, pin)
+        for attempt in range(2):
+            with bar(f"{recipe.name} {file_name(art)}", progress) as b:
+                got = download(urls, store.partial, key, label, settings, want_size, b.wrap if b else None)
+            try:
+                digest = hash_file(got.path)
+            except OSError as exc:
+                raise wrap_os_error(exc, f"reading {got.path}") from exc
+            try:
+                _check(label, got.url, digest, art, pin)
+                break
+            except ChecksumError:
+                discard_partial(got.path)
+                if got.resumed and attempt == 0:
+                    continue  # the bytes kept from an earlier run may be stale: once more from zero
+                raise
+        sha, md5, size = digest
+        blob = store.blob(sha, file_name(art))
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(got.path, blob)
+            discard_partial(got.path)
+        except OSError as exc:
+            discard_partial(got.path)
+            raise wrap_os_error(exc, f"moving the download into {blob.parent}") from exc
+        _record(store, art, sha, size, md5, blob.name, got.url, label)
+        return _finish(store, blob, sha, size, role, got.url, art, label, force)

@@ -1,0 +1,251 @@
+"""Stream one file over HTTP(S) into a resumable partial file, trying URL candidates in order.
+
+The partial file has a deterministic name per artifact and URL, so a run that was killed leaves a
+partial that the next run continues with a Range request. Callers hold the artifact's lock, so
+only one process writes a given partial. Verification (size, hashes) is the caller's job.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import requests
+
+from zoo.errors import CacheError, DownloadError
+from zoo.hub.config import Settings
+
+# progress(chunks, total_or_None, already_have) -> chunks: a pass-through wrapper around the stream
+ProgressWrap = Callable[[Iterator[bytes], Optional[int], int], Iterator[bytes]]
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
+
+
+class _Retry(Exception):
+    """A transient failure: try the same URL again after a pause."""
+
+    def __init__(self, reason: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _NextCandidate(Exception):
+    """This URL cannot serve the file: go on with the next candidate."""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path  # the completed partial file
+    url: str
+    resumed: bool  # part of the bytes came from an earlier attempt or run
+
+
+def partial_path(workdir: Path, key: str, url: str) -> Path:
+    """The deterministic partial file of one artifact fetched from one URL."""
+    return workdir / f"{key}-{hashlib.sha256(url.encode()).hexdigest()[:16]}.part"
+
+
+def _meta_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def discard_partial(part: Path) -> None:
+    """Remove a partial file and its validators."""
+    for p in (part, _meta_path(part)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _load_meta(part: Path) -> dict:
+    try:
+        return json.loads(_meta_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_meta(part: Path, url: str, resp: requests.Response, total: Optional[int]) -> None:
+    meta = {"url": url, "total": total, "etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+    _meta_path(part).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _retry_after(resp: requests.Response) -> Optional[float]:
+    raw = resp.headers.get("Retry-After", "")
+    return float(raw) if raw.strip().isdigit() else None
+
+
+def _disk_error(exc: OSError, path: Path) -> CacheError:
+    if exc.errno == errno.ENOSPC:
+        return CacheError(f"disk full while writing {path}", hint="Free some space, or point ZOO_HOME at a disk with room.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CacheError(f"permission denied writing {path}", hint="Make ZOO_HOME writable, or point it at a folder you own.")
+    return CacheError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        for needle, words in (
+            ("Name or service not known", "host name not found (DNS)"),
+            ("nodename nor servname", "host name not found (DNS)"),
+            ("Temporary failure in name resolution", "host name not found (DNS)"),
+            ("NameResolutionError", "host name not found (DNS)"),
+            ("Connection refused", "connection refused"),
+            ("Read timed out", "timed out"),
+            ("IncompleteRead", "connection closed mid-body"),
+            ("Connection broken", "connection closed mid-body"),
+            ("RemoteDisconnected", "connection closed by the server"),
+            ("Connection reset", "connection reset"),
+        ):
+            if needle in text:
+                return words
+        return "connection failed"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection closed mid-body"
+    return str(exc)
+
+
+def _connect_failure(exc: BaseException) -> bool:
+    """Nothing was exchanged with the host: DNS failure, refused or unroutable connection."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        text = str(exc)
+        return any(s in text for s in ("NewConnectionError", "NameResolutionError", "Name or service", "name resolution", "Connection refused"))
+    return False
+
+
+def _attempt(session: requests.Session, url: str, part: Path, settings: Settings,
+             expected_size: Optional[int], progress: Optional[ProgressWrap], counter: List[int]) -> bool:
+    """One GET of the (rest of the) file into `part`. True when complete; raises _Retry/_NextCandidate."""
+    have = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and have > expected_size:
+        discard_partial(part)
+        have = 0
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        meta = _load_meta(part)
+        validator = meta.get("etag") or meta.get("last_modified")
+        if validator and meta.get("url") == url:
+            headers["If-Range"] = validator  # the server sends the whole new file if it changed
+    resp = session.get(url, stream=True, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout))
+    with resp:
+        status = resp.status_code
+        if status in (404, 410):
+            raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
+        if status in (408, 429) or status >= 500:
+            raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
+        if status == 416 and have:
+            m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m and int(m.group(1)) == have:
+                return True  # the partial already holds the whole file
+            discard_partial(part)
+            raise _Retry("the server refused to resume; starting over", 0.0)
+        if status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                discard_partial(part)
+                raise _Retry(f"bad Content-Range {resp.headers.get('Content-Range')!r}; starting over", 0.0)
+            total = None if m.group(3) == "*" else int(m.group(3))
+            mode = "ab"
+        elif status == 200:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            mode, have = "wb", 0  # no resume: the body is the whole file
+        else:
+            raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
+        try:
+            _save_meta(part, url, resp, total)
+            fh = open(part, mode)
+        except OSError as exc:
+            raise _disk_error(exc, part) from exc
+        with fh:
+            chunks: Iterator[bytes] = resp.iter_content(chunk_size=settings.chunk_size)
+            if progress is not None:
+                chunks = progress(chunks, total, have)
+            for chunk in chunks:
+                try:
+                    fh.write(chunk)
+                except OSError as exc:
+                    raise _disk_error(exc, part) from exc
+                counter[0] += len(chunk)
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _disk_error(exc, part) from exc
+        size = part.stat().st_size
+        if total is not None and size < total:
+            raise _Retry(f"connection closed after {size} of {total} bytes")
+        if total is not None and size > total:
+            discard_partial(part)
+            raise _Retry(f"received {size} bytes but {total} were announced; starting over", 0.0)
+        return True
+
+
+def _fetch_url(url: str, part: Path, settings: Settings, expected_size: Optional[int],
+               progress: Optional[ProgressWrap]) -> bool:
+    """Download `url` into `part` with retries; returns whether bytes from before were reused."""
+    session = requests.Session()  # trust_env: honours HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE
+    session.verify = True
+    resumed = part.exists() and part.stat().st_size > 0
+    failures = 0
+    started = time.monotonic()
+    try:
+        while True:
+            counter = [0]
+            try:
+                if _attempt(session, url, part, settings, expected_size, progress, counter):
+                    return resumed
+            except requests.exceptions.SSLError as exc:
+                raise _NextCandidate(f"TLS verification failed ({exc.__class__.__name__})") from exc
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
+                raise _NextCandidate(f"invalid URL: {exc}") from exc
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError, _Retry) as exc:
+                if counter[0] > 0:
+                    failures = 0  # progress was made: the retry budget starts again
+                    resumed = True
+                failures += 1
+                limit = min(settings.retries, 2) if _connect_failure(exc) else settings.retries
+                elapsed = time.monotonic() - started
+                if failures > limit or elapsed > settings.deadline:
+                    tries = "" if failures <= 1 else f" after {failures} tries"
+                    raise _NextCandidate(f"{_describe(exc)}{tries}") from exc
+                pause = min(settings.backoff * (2 ** (failures - 1)), settings.backoff_max)
+                if isinstance(exc, _Retry) and exc.retry_after is not None:
+                    pause = min(exc.retry_after, settings.backoff_max) if exc.retry_after else 0.0
+                time.sleep(min(pause, max(0.0, settings.deadline - elapsed)))
+    finally:
+        session.close()
+
+
+def download(urls: Sequence[str], workdir: Path, key: str, label: str, settings: Settings,
+             expected_size: Optional[int] = None, progress: Optional[ProgressWrap] = None) -> Downloaded:
+    """Fetch the first URL candidate that works into a partial file under `workdir`."""
+    errors: List[str] = []
+    for url in urls:
+        part = partial_path(workdir, key, url)
+        try:
+            resumed = _fetch_url(url, part, settings, expected_size, progress)
+            return Downloaded(part, url, resumed)
+        except _NextCandidate as exc:
+            errors.append(f"{url}: {exc}")
+    detail = "\n  ".join(errors)
+    if all("HTTP 404" in e or "HTTP 410" in e for e in errors):
+        hint = "The file is gone from every URL; set ZOO_MIRROR / --mirror to a host that still serves it."
+    else:
+        hint = "Check the network (proxy: HTTPS_PROXY; CA bundle: REQUESTS_CA_BUNDLE), or set ZOO_MIRROR / --mirror."
+    noun = "the only URL" if len(urls) == 1 else f"all {len(urls)} URLs"
+    raise DownloadError(f"cannot download {label}: {noun} failed:\n  {detail}", hint=hint)
