@@ -1,0 +1,185 @@
+"""`zoo export`: convert, validate against the source, then move the artifacts into place.
+
+Everything is written into a staging folder beside the output folder and moved in only when every
+artifact converted and validated, so a failure leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from zoo.deploy.inference import METADATA_NAME, metadata, write_inference_folder, write_metadata
+from zoo.deploy.lite import convert, converter_version
+from zoo.deploy.program import ProgramInfo, model_hash, read_program
+from zoo.deploy.resolve import Source, resolve_source
+from zoo.deploy.toolchain import ARCHES, find_converter
+from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, validate_inference,
+                                 validate_lite_x86)
+from zoo.errors import ExportError, UsageError
+from zoo.modelfiles import ModelFiles
+
+TARGETS = ("inference", "lite")
+
+
+@dataclass
+class Artifact:
+    path: Path
+    target: str
+    precision: str
+    arch: Optional[str] = None
+    size: int = 0
+    converter: Optional[str] = None
+    validation: Optional[Dict[str, Any]] = None
+    size_vs_fp32: Optional[float] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class ExportResult:
+    target: str
+    out: Path
+    source: Dict[str, Any]
+    artifacts: List[Artifact] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"target": self.target, "out": str(self.out), "source": self.source,
+                "artifacts": [a.as_dict() for a in self.artifacts], "notes": self.notes}
+
+
+def default_out(source: Source, target: str) -> Path:
+    return Path(f"{source.label}-{target}")
+
+
+def refuse_int8_x86(info: ProgramInfo, arches: Sequence[str], source: Source) -> None:
+    """Lite's x86 backend returns NaN for INT8 models: never write one."""
+    if "x86" in arches and info.is_int8:
+        fp32_hint = ""
+        if source.kind == "reproduce" and source.fp32 is not None:
+            fp32_hint = f" or export the FP32 model for x86 (`zoo export {source.fp32.folder} --target lite --arch x86`)"
+        elif source.fp32 is not None:
+            fp32_hint = f" or export the FP32 baseline for x86 ({source.fp32.folder})"
+        else:
+            fp32_hint = " or export its FP32 source model for x86"
+        raise ExportError(
+            "this model is INT8 and Paddle Lite's x86 backend does not run INT8 models (it returns NaN); "
+            "no x86 .nb was written",
+            hint=f"Export it for --arch arm (or opencl){fp32_hint}.",
+        )
+
+
+def export_model(
+    model: str,
+    target: str,
+    arches: Sequence[str] = ("arm",),
+    out: Optional[Path] = None,
+    opt_bin: Optional[Path] = None,
+    validate: bool = True,
+    inputs_path: Optional[Path] = None,
+    batch: int = 2,
+) -> ExportResult:
+    """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it."""
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}", hint="Use --target inference or --target lite.")
+    arches = list(dict.fromkeys(a.strip().lower() for a in arches if a.strip()))
+    bad = [a for a in arches if a not in ARCHES]
+    if target == "lite" and (bad or not arches):
+        raise UsageError(f"unknown Lite arch(es) {bad or arches}", hint=f"Use a comma-separated subset of {','.join(ARCHES)}.")
+    source = resolve_source(model)
+    info = read_program(source.primary)
+    if target == "lite":
+        refuse_int8_x86(info, arches, source)
+    out = Path(out) if out is not None else default_out(source, target)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    inputs = (load_inputs(inputs_path, info) if inputs_path else
+              make_inputs(info, batch=batch, size=source.input_size)) if validate else []
+    src_hash = model_hash(source.primary)
+    result = ExportResult(target=target, out=out, source={
+        "model": model, "kind": source.kind, "path": str(source.primary.folder), "precision": info.precision,
+        "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        if target == "inference":
+            _export_inference(source, info, src_hash, stage, inputs, validate, result)
+        else:
+            _export_lite(source, info, arches, stage, opt_bin, inputs, validate, result)
+        _commit(stage, out, result)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return result
+
+
+def _export_inference(source: Source, info: ProgramInfo, src_hash: str, stage: Path, inputs: list,
+                      validate: bool, result: ExportResult) -> None:
+    exported = write_inference_folder(source.primary, stage)
+    check = validate_inference(source.primary, exported, inputs).as_dict() if validate else None
+    write_metadata(stage, metadata(source.primary, info, src_hash, {
+        "recipe": source.recipe, "preprocess": source.preprocess, "input_size": source.input_size,
+        "validation": check,
+    }))
+    size = exported.model_file.stat().st_size + exported.params_file.stat().st_size  # type: ignore[union-attr]
+    result.artifacts.append(Artifact(path=Path("."), target="inference", precision=info.precision, size=size,
+                                     validation=check))
+
+
+def _nb_name(arch: str, precision: str) -> str:
+    return f"model.{arch}.{precision}.nb"
+
+
+def _export_lite(source: Source, info: ProgramInfo, arches: Sequence[str], stage: Path, opt_bin: Optional[Path],
+                 inputs: list, validate: bool, result: ExportResult) -> None:
+    jobs: List[tuple] = [(source.primary, info)]
+    # the FP32 baseline of a quantized model is converted too, so the .nb sizes can be compared
+    if info.is_int8 and source.fp32 is not None and source.fp32 != source.primary:
+        jobs.append((source.fp32, read_program(source.fp32)))
+    fp32_sizes: Dict[str, int] = {}
+    made: List[Artifact] = []
+    for files, prog in jobs:
+        for arch in arches:
+            if arch == "x86" and prog.is_int8:
+                continue
+            converter = find_converter(arch, opt_bin)
+            name = _nb_name(arch, prog.precision)
+            nb = convert(files, stage / name[: -len(".nb")], arch, converter)
+            art = Artifact(path=Path(name), target="lite", precision=prog.precision, arch=arch,
+                           size=nb.stat().st_size, converter=f"paddlelite {converter_version(converter)}")
+            if validate:
+                check = (validate_lite_x86(files, nb, inputs if files == source.primary else
+                                           make_inputs(prog, size=source.input_size))
+                         if arch == "x86" else check_nb_structure(nb, prog, arch))
+                art.validation = check.as_dict()
+            if prog.precision == "fp32":
+                fp32_sizes[arch] = art.size
+            made.append(art)
+    for art in made:
+        if art.precision == "int8" and art.arch in fp32_sizes:
+            art.size_vs_fp32 = round(art.size / fp32_sizes[art.arch], 4)
+    result.artifacts.extend(made)
+    write_metadata(stage, {
+        "format": "paddle-lite-naive-buffer", "source": result.source, "recipe": source.recipe,
+        "preprocess": source.preprocess, "input_size": source.input_size,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
+        "artifacts": [a.as_dict() for a in made],
+    })
+
+
+def _commit(stage: Path, out: Path, result: ExportResult) -> None:
+    """Move every staged file into `out` (created now, not before)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in sorted(stage.iterdir()):
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    for art in result.artifacts:
+        art.path = (out / art.path).resolve()
+    result.out = out.resolve()

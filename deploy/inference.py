@@ -1,0 +1,72 @@
+"""Paddle Inference export: a normalized folder (inference.pdmodel + inference.pdiparams + metadata)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict
+
+from zoo.deploy.program import ProgramInfo
+from zoo.errors import ExportError
+from zoo.modelfiles import ModelFiles
+from zoo.quiet import silenced
+
+METADATA_NAME = "zoo_export.json"
+
+
+def write_inference_folder(source: ModelFiles, out_dir: Path) -> ModelFiles:
+    """Write `source` as out_dir/inference.pdmodel + inference.pdiparams (parameters combined into one file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, params = out_dir / "inference.pdmodel", out_dir / "inference.pdiparams"
+    if source.params_file is not None:
+        shutil.copyfile(source.model_file, model)
+        shutil.copyfile(source.params_file, params)
+    else:
+        _combine_parameters(source, out_dir)
+    return ModelFiles(out_dir, model, params)
+
+
+def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
+    """A legacy folder with one file per parameter: load it and save it again with one params file."""
+    import paddle
+
+    try:
+        with silenced():
+            paddle.enable_static()
+            try:
+                exe = paddle.static.Executor(paddle.CPUPlace())
+                scope = paddle.static.Scope()
+                with paddle.static.scope_guard(scope):
+                    program, feeds, fetches = paddle.static.load_inference_model(
+                        str(source.folder), exe, model_filename=source.model_filename, params_filename=None)
+                    block = program.global_block()
+                    paddle.static.save_inference_model(
+                        str(out_dir / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program)
+            finally:
+                paddle.disable_static()
+    except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++
+        raise ExportError(f"cannot combine the parameters of {source.folder}: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def metadata(source: ModelFiles, info: ProgramInfo, source_hash: str, extra: Dict[str, Any]) -> Dict[str, Any]:
+    """What a deployment needs to know beside the files: where it came from and how to feed it."""
+    import zoo
+
+    data: Dict[str, Any] = {
+        "format": "paddle-inference",
+        "zoo_version": zoo.__version__,
+        "source": str(source.folder.resolve()),
+        "source_sha256": source_hash,
+        "precision": info.precision,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
+        "outputs": list(info.outputs),
+        "quantized_ops": len(info.quantized),
+    }
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return data
+
+
+def write_metadata(out_dir: Path, data: Dict[str, Any]) -> Path:
+    path = out_dir / METADATA_NAME
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path

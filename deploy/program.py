@@ -1,0 +1,162 @@
+"""Read a Paddle inference program without running it: its ops, inputs, and which ops are INT8.
+
+The `.pdmodel` file is a protobuf `ProgramDesc`; parsing it directly is cheap and needs no executor.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from zoo.errors import ModelError
+from zoo.modelfiles import ModelFiles
+
+# Ops that carry quantization in the two formats PaddleSlim writes.
+QUANT_OP_PREFIXES = ("fake_quantize_", "fake_dequantize_", "fake_channel_wise_")
+QUANT_OPS = ("quantize_linear", "dequantize_linear")
+# Compute ops that PaddleSlim turns into INT8 (activation and weight both quantized).
+QUANTIZABLE = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
+
+_DTYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "float32", 6: "float64",
+           20: "uint8", 21: "int8"}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of the main block: its type and its argument names."""
+
+    type: str
+    inputs: Dict[str, Tuple[str, ...]]
+    outputs: Dict[str, Tuple[str, ...]]
+
+    def input_vars(self) -> List[str]:
+        return [v for args in self.inputs.values() for v in args]
+
+    def output_vars(self) -> List[str]:
+        return [v for args in self.outputs.values() for v in args]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: Tuple[int, ...]  # -1 for a dynamic dimension
+    dtype: str
+
+
+@dataclass
+class ProgramInfo:
+    """What the zoo needs to know about an inference program."""
+
+    ops: List[Op]
+    inputs: List[InputSpec]
+    outputs: List[str]
+    quantized: List[str] = field(default_factory=list)  # types of the compute ops run in INT8, in program order
+
+    @property
+    def is_int8(self) -> bool:
+        return any(is_quant_op(op.type) for op in self.ops)
+
+    @property
+    def op_types(self) -> List[str]:
+        return sorted({op.type for op in self.ops})
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.is_int8 else "fp32"
+
+
+def is_quant_op(op_type: str) -> bool:
+    """Whether `op_type` is a quantize/dequantize op of either PaddleSlim format."""
+    return op_type in QUANT_OPS or op_type.startswith(QUANT_OP_PREFIXES)
+
+
+def read_program(files: ModelFiles) -> ProgramInfo:
+    """Parse the model file of `files`; ModelError when it is not a Paddle program."""
+    from paddle.base.proto import framework_pb2  # heavy import, kept lazy
+
+    desc = framework_pb2.ProgramDesc()
+    try:
+        desc.ParseFromString(files.model_file.read_bytes())
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"{files.model_file} is not a Paddle program ({type(exc).__name__})") from exc
+    if not desc.blocks:
+        raise ModelError(f"{files.model_file} holds an empty Paddle program")
+    block = desc.blocks[0]
+    ops = [
+        Op(
+            type=o.type,
+            inputs={i.parameter: tuple(i.arguments) for i in o.inputs},
+            outputs={i.parameter: tuple(i.arguments) for i in o.outputs},
+        )
+        for o in block.ops
+    ]
+    var_desc = {v.name: v for v in block.vars}
+
+    def col(o: object) -> int:
+        for a in o.attrs:  # type: ignore[attr-defined]
+            if a.name == "col":
+                return int(a.i)
+        return 0
+
+    feeds = sorted((col(o), o.outputs[0].arguments[0]) for o in block.ops if o.type == "feed" and o.outputs)
+    fetches = sorted((col(o), o.inputs[0].arguments[0]) for o in block.ops if o.type == "fetch" and o.inputs)
+    inputs = []
+    for _, name in feeds:
+        tensor = var_desc[name].type.lod_tensor.tensor if name in var_desc else None
+        shape = tuple(int(d) for d in tensor.dims) if tensor is not None else ()
+        dtype = _DTYPES.get(int(tensor.data_type), str(tensor.data_type)) if tensor is not None else "float32"
+        inputs.append(InputSpec(name, shape, dtype))
+    info = ProgramInfo(ops=ops, inputs=inputs, outputs=[n for _, n in fetches])
+    info.quantized = quantized_compute_ops(ops)
+    return info
+
+
+def quantized_compute_ops(ops: Sequence[Op]) -> List[str]:
+    """Types of the quantizable ops whose inputs or outputs pass through quantize/dequantize ops."""
+    producer: Dict[str, str] = {}
+    consumers: Dict[str, List[str]] = {}
+    for op in ops:
+        for v in op.output_vars():
+            producer[v] = op.type
+        for v in op.input_vars():
+            consumers.setdefault(v, []).append(op.type)
+    found = []
+    for op in ops:
+        if op.type not in QUANTIZABLE:
+            continue
+        fed = any(is_quant_op(producer.get(v, "")) for v in op.input_vars())
+        # the old format dequantizes the weights after the op (fake_*dequantize* on its output)
+        drained = any(is_quant_op(c) for v in op.output_vars() for c in consumers.get(v, []))
+        if fed or drained:
+            found.append(op.type)
+    return found
+
+
+def model_hash(files: ModelFiles) -> str:
+    """sha256 over the model file and the parameter file (the identity of a source model)."""
+    digest = hashlib.sha256()
+    for path in (files.model_file, files.params_file):
+        if path is None:
+            continue
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[int] = None) -> Tuple[int, ...]:
+    """The input shape with the batch dimension set and no dynamic dimension left."""
+    if not spec.shape:
+        raise ModelError(f"model input {spec.name!r} has no declared shape", hint="Give the input shape explicitly.")
+    dims = list(spec.shape)
+    dims[0] = batch
+    for i, d in enumerate(dims[1:], start=1):
+        if d < 0:
+            if fallback is None:
+                raise ModelError(
+                    f"model input {spec.name!r} has a dynamic dimension {i} (shape {list(spec.shape)})",
+                    hint="Export the model with a fixed input size, or pass --input-size.",
+                )
+            dims[i] = fallback
+    return tuple(dims)

@@ -1,0 +1,145 @@
+"""Check an exported artifact against its source: same outputs on the same inputs, or the right kernels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb
+from zoo.deploy.program import ProgramInfo, concrete_shape
+from zoo.errors import ModelError, ValidationError
+from zoo.modelfiles import ModelFiles
+from zoo.quiet import silenced
+
+INFERENCE_RTOL = 1e-5
+LITE_RTOL = 1e-4
+
+
+@dataclass
+class Check:
+    """The outcome of one validation."""
+
+    kind: str  # "outputs" (ran both) or "structure" (inspected only)
+    passed: bool
+    detail: str
+    max_rel_error: Optional[float] = None
+    tolerance: Optional[float] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = {"kind": self.kind, "passed": self.passed, "detail": self.detail}
+        if self.max_rel_error is not None:
+            data["max_rel_error"] = self.max_rel_error
+            data["tolerance"] = self.tolerance
+        data.update(self.extra)
+        return data
+
+
+def make_inputs(info: ProgramInfo, batch: int = 2, seed: int = 0, size: Optional[int] = None) -> List[np.ndarray]:
+    """Deterministic inputs for every model input: normal noise for floats, image sizes for ints."""
+    rng = np.random.RandomState(seed)
+    arrays: List[np.ndarray] = []
+    spatial: Optional[Sequence[int]] = None
+    for spec in info.inputs:
+        shape = concrete_shape(spec, batch, fallback=size)
+        if spec.dtype.startswith("float"):
+            array = rng.standard_normal(shape).astype(spec.dtype)
+            if len(shape) == 4 and spatial is None:
+                spatial = shape[2:]
+        else:
+            # integer inputs of detection models are image sizes (h, w) or scale factors
+            fill = list(spatial) if spatial is not None and shape[-1] == 2 else [1]
+            array = np.broadcast_to(np.array(fill * (shape[-1] // len(fill) or 1))[: shape[-1]], shape).astype(spec.dtype)
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
+
+
+def load_inputs(path: Path, info: ProgramInfo) -> List[np.ndarray]:
+    """Inputs given by the user: a .npy for a one-input model, or a .npz keyed by input name."""
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read inputs from {path}: {exc}", hint="Give a .npy (one input) or .npz file.") from exc
+    if isinstance(data, np.ndarray):
+        if len(info.inputs) != 1:
+            raise ModelError(f"{path} holds one array but the model takes {[s.name for s in info.inputs]}",
+                             hint="Give a .npz keyed by input name.")
+        return [np.ascontiguousarray(data)]
+    missing = [s.name for s in info.inputs if s.name not in data.files]
+    if missing:
+        raise ModelError(f"{path} lacks model input(s) {missing}", hint=f"Its keys are {data.files}.")
+    return [np.ascontiguousarray(data[s.name]) for s in info.inputs]
+
+
+def max_rel_error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float:
+    """Largest |a - b| / max|a| over all outputs (scale-free, safe for near-zero elements)."""
+    if len(reference) != len(candidate):
+        raise ValidationError(f"the artifact gives {len(candidate)} output(s), its source {len(reference)}")
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(reference, candidate)):
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValidationError(f"output {i}: the artifact gives shape {b.shape}, its source {a.shape}")
+        if not np.all(np.isfinite(b)):
+            return float("inf")
+        scale = max(float(np.max(np.abs(a))) if a.size else 0.0, 1e-12)
+        worst = max(worst, float(np.max(np.abs(a - b))) / scale if a.size else 0.0)
+    return worst
+
+
+def paddle_outputs(files: ModelFiles, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """The reference outputs: Paddle Inference on CPU, plain kernels."""
+    from zoo.predictor import Predictor
+
+    with silenced():
+        predictor = Predictor(files, threads=1)
+        return predictor.run(list(inputs))
+
+
+def validate_inference(source: ModelFiles, exported: ModelFiles, inputs: Sequence[np.ndarray]) -> Check:
+    """The exported inference folder must compute what its source computes (rel. error < 1e-5)."""
+    err = max_rel_error(paddle_outputs(source, inputs), paddle_outputs(exported, inputs))
+    check = Check("outputs", err < INFERENCE_RTOL, "Paddle Inference: export vs source", err, INFERENCE_RTOL)
+    if not check.passed:
+        raise ValidationError(f"the exported inference model differs from its source: relative error {err:.3g} "
+                              f"(tolerance {INFERENCE_RTOL:g})", hint="Report this with the model; nothing was written.")
+    return check
+
+
+def validate_lite_x86(source: ModelFiles, nb: Path, inputs: Sequence[np.ndarray]) -> Check:
+    """An FP32 x86 `.nb`, run by Lite's MobileConfig, against Paddle Inference (rel. error < 1e-4)."""
+    reference = paddle_outputs(source, inputs)
+    err = max_rel_error(reference, run_nb(nb, inputs))
+    check = Check("outputs", err < LITE_RTOL, "Paddle Lite x86 (MobileConfig) vs Paddle Inference", err, LITE_RTOL,
+                  extra={"kernels": kernel_summary(nb_kernels(nb))})
+    if not check.passed:
+        raise ValidationError(f"{nb.name} run by Paddle Lite differs from Paddle Inference: relative error {err:.3g} "
+                              f"(tolerance {LITE_RTOL:g})", hint="Nothing was written; try --arch arm or report the model.")
+    return check
+
+
+def check_nb_structure(nb: Path, info: ProgramInfo, arch: str) -> Check:
+    """A `.nb` that cannot run here: list its kernels and check the INT8 ops the source asks for are there."""
+    kernels = nb_kernels(nb)
+    if not kernels:
+        raise ValidationError(f"{nb.name} holds no kernel that Paddle Lite could run (not a naive-buffer model?)")
+    int8_kernels = int8_compute_kernels(kernels)
+    wanted = len(info.quantized)
+    extra: Dict[str, Any] = {"kernels": kernel_summary(kernels), "int8_kernels": len(int8_kernels),
+                             "int8_ops_in_source": wanted}
+    if info.is_int8 and len(int8_kernels) < wanted:
+        fp = sorted({k.as_text() for k in kernels if k.op in ("conv2d", "depthwise_conv2d", "fc", "mul", "matmul", "matmul_v2")
+                     and k.precision != "int8"})
+        raise ValidationError(
+            f"{nb.name}: the source quantizes {wanted} op(s) ({', '.join(sorted(set(info.quantized)))}) but the .nb runs "
+            f"only {len(int8_kernels)} in INT8 on {arch}; left in float: {', '.join(fp) or 'none found'}",
+            hint="The converter fell back to float kernels; check the quantized model's format and the Lite version.",
+        )
+    if info.is_int8:
+        detail = f"{len(int8_kernels)} INT8 kernel(s) for {wanted} quantized op(s) of the source; cannot run on this machine"
+    else:
+        detail = "FP32 model; cannot run on this machine, kernels listed"
+    return Check("structure", True, detail, extra=extra)
