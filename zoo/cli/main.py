@@ -19,6 +19,7 @@ app = typer.Typer(
 
 # Each module registers its commands on `app` through a `register(app)` function.
 COMMAND_MODULES = [
+    "zoo.cli.fetch",
     "zoo.cli.catalog",
 ]
 

@@ -6,5 +6,6 @@
 """
 from zoo.hub.config import cache_home, offline
 from zoo.hub.core import FetchedArtifact, fetch, hash_file
+from zoo.hub.trust import verified_pdparams
 
-__all__ = ["FetchedArtifact", "cache_home", "fetch", "hash_file", "offline"]
+__all__ = ["FetchedArtifact", "cache_home", "fetch", "hash_file", "offline", "verified_pdparams"]

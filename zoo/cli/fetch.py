@@ -1,0 +1,128 @@
+"""`zoo fetch` and `zoo cache ls|verify|clean`."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.errors import ChecksumError
+from zoo.hub import cache_home, fetch
+from zoo.hub.cache import clean_cache, list_cache, partial_files, verify_cache
+from zoo.hub.progress import terminal
+from zoo.registry import load_registry
+from zoo.schema import Role
+
+cache_app = typer.Typer(help="Inspect, verify and clean the download cache (ZOO_HOME).", no_args_is_help=True)
+
+
+class What(str, Enum):
+    quantized = "quantized"
+    fp32 = "fp32"
+    pretrained = "pretrained"
+    all = "all"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@handle_errors
+def fetch_cmd(
+    name: str = typer.Argument(..., help="Entry name or alias."),
+    what: Optional[What] = typer.Option(None, "--what", help="Which artifact (default: the entry's default_artifact)."),
+    force: bool = typer.Option(False, "--force", help="Download again and verify again, even if cached."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL replacing scheme+host of every URL (default: ZOO_MIRROR)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Download (or find in the cache) a verified artifact and print its path."""
+    recipe = load_registry().get(name)
+    if what is None:
+        roles: List[Role] = [recipe.default_artifact]
+    elif what is What.all:
+        roles = list(recipe.artifacts)
+    else:
+        roles = [Role(what.value)]
+    show = not quiet and not as_json and terminal()
+    done = [fetch(recipe, role, force=force, mirror=mirror, progress=show) for role in roles]
+    if as_json:
+        print_json({"name": recipe.name, "artifacts": [
+            {"role": f.role.value, "url": f.url, "path": str(f.path), "sha256": f.sha256, "size": f.size} for f in done]})
+        return
+    for f in done:
+        typer.echo(str(f.path) if len(done) == 1 else f"{f.role.value}: {f.path}")
+
+
+@cache_app.command("ls")
+@handle_errors
+def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List cached artifacts with the entries that use them."""
+    entries = list_cache()
+    parts = partial_files()
+    if as_json:
+        print_json({"home": str(cache_home()), "artifacts": [
+            {"sha256": e.sha256, "path": str(e.path), "size": e.size, "names": e.names, "source": e.source,
+             "url": e.url, "extracted": str(e.extracted) if e.extracted else None} for e in entries],
+            "partial": [{"path": str(p), "size": p.stat().st_size} for p in parts]})
+        return
+    console.print(f"cache: {cache_home()}")
+    if not entries and not parts:
+        console.print("empty")
+        return
+    table = Table()
+    for col in ("entry", "file", "size", "sha256", "checksum from"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        table.add_row(", ".join(e.names) or "?", e.path.name, _size(e.size), e.sha256[:16], e.source)
+    if entries:
+        console.print(table)
+    for p in parts:
+        console.print(f"partial download: {p.name} ({_size(p.stat().st_size)})")
+
+
+@cache_app.command("verify")
+@handle_errors
+def verify_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Re-hash every cached file against the pins and the registry; exit 1 on a mismatch."""
+    results = verify_cache()
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        print_json({"home": str(cache_home()), "checked": len(results), "ok": not bad, "results": [
+            {"sha256": r.entry.sha256, "path": str(r.entry.path), "names": r.entry.names, "ok": r.ok,
+             "problem": r.problem} for r in results]})
+    else:
+        for r in results:
+            mark = "[green]ok[/]" if r.ok else "[bold red]MISMATCH[/]"
+            console.print(f"{mark}  {', '.join(r.entry.names) or r.entry.sha256[:16]}  {r.entry.path}")
+            if r.problem:
+                console.print(f"      {r.problem}")
+        console.print(f"{len(results)} file(s) checked, {len(bad)} mismatch(es)")
+    if bad:
+        if as_json:
+            raise typer.Exit(1)
+        raise ChecksumError(
+            f"{len(bad)} cached file(s) no longer match their checksum",
+            hint="Remove them with `zoo cache clean NAME` and fetch again.",
+        )
+
+
+@cache_app.command("clean")
+@handle_errors
+def clean_cmd(name: Optional[str] = typer.Argument(None, help="Only this entry (default: the whole download cache).")) -> None:
+    """Remove cached downloads, extractions, partial files and pins (of one entry, or all)."""
+    removed = clean_cache(name)
+    for path in removed:
+        err_console.print(f"removed {path}", highlight=False)
+    console.print(f"cleaned {len(removed)} path(s) under {cache_home()}" if removed else "nothing to clean")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fetch")(fetch_cmd)
+    app.add_typer(cache_app, name="cache")

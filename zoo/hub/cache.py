@@ -1,0 +1,130 @@
+"""Inspect, verify and clean the artifact cache (`zoo cache ls|verify|clean`)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from zoo.hub.config import cache_home
+from zoo.hub.core import artifact_key, artifact_ref, hash_file
+from zoo.hub.store import Store
+from zoo.registry import load_registry
+from zoo.schema import Recipe
+
+
+@dataclass
+class CacheEntry:
+    """One verified file in the cache, with the entries that use it."""
+
+    sha256: str
+    path: Path
+    size: int
+    names: List[str] = field(default_factory=list)
+    source: str = "unknown"  # registry | first-download | unknown (not in the pins file)
+    url: Optional[str] = None
+    extracted: Optional[Path] = None
+
+
+@dataclass
+class VerifyResult:
+    entry: CacheEntry
+    ok: bool
+    problem: Optional[str] = None
+
+
+def _registry_sha(names: Sequence[str]) -> Dict[str, str]:
+    """{name/role: sha256} published in the registry for these labels (unknown names skipped)."""
+    out: Dict[str, str] = {}
+    registry = load_registry()
+    for label in names:
+        name, _, role = label.partition("/")
+        if name in registry:
+            for r, art in registry.get(name).artifacts.items():
+                if r.value == role and art.sha256:
+                    out[label] = art.sha256
+    return out
+
+
+def list_cache(store: Optional[Store] = None) -> List[CacheEntry]:
+    """Every file under blobs/, joined with the pins file."""
+    store = store or Store(cache_home())
+    pins = store.read_pins()
+    by_sha: Dict[str, dict] = {}
+    for ref, pin in pins.items():
+        by_sha.setdefault(pin.get("sha256", ""), {**pin, "ref": ref})
+    entries = []
+    for blob in store.iter_blobs():
+        sha = blob.parent.name
+        pin = by_sha.get(sha, {})
+        extracted = store.extracted / sha
+        entries.append(CacheEntry(sha, blob, blob.stat().st_size, list(pin.get("names", [])), pin.get("source", "unknown"),
+                                  pin.get("url"), extracted if extracted.is_dir() else None))
+    return entries
+
+
+def partial_files(store: Optional[Store] = None) -> List[Path]:
+    store = store or Store(cache_home())
+    return sorted(store.partial.glob("*.part")) if store.partial.is_dir() else []
+
+
+def verify_cache(store: Optional[Store] = None) -> List[VerifyResult]:
+    """Re-hash every cached file against its name, its pin and the registry."""
+    store = store or Store(cache_home())
+    pins = store.read_pins()
+    results = []
+    for entry in list_cache(store):
+        got_sha, _md5, size = hash_file(entry.path)
+        problems = []
+        if got_sha != entry.sha256:
+            problems.append(f"content hashes to {got_sha}, not the {entry.sha256} it was stored under")
+        for ref, pin in pins.items():
+            if pin.get("sha256") == entry.sha256 and pin.get("size") not in (None, size):
+                problems.append(f"size {size} differs from the pinned {pin.get('size')} ({ref})")
+        for label, want in _registry_sha(entry.names).items():
+            if want != got_sha:
+                problems.append(f"registry sha256 of {label} is {want}")
+        results.append(VerifyResult(entry, not problems, "; ".join(problems) or None))
+    return results
+
+
+def _clean_recipe(store: Store, recipe: Recipe) -> List[Path]:
+    removed: List[Path] = []
+    pins = store.read_pins()
+    refs = [artifact_ref(a) for a in recipe.artifacts.values() if a.urls]
+    shas = {pins[r]["sha256"] for r in refs if r in pins and "sha256" in pins[r]}
+    shas |= {a.sha256 for a in recipe.artifacts.values() if a.sha256}
+    for sha in sorted(shas):
+        for path in (store.blobs / sha, store.extracted / sha):
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    for art in recipe.artifacts.values():
+        for part in store.partial.glob(f"{artifact_key(art)}-*") if store.partial.is_dir() else []:
+            part.unlink(missing_ok=True)
+            removed.append(part)
+
+    def change(p: dict) -> None:
+        for r in refs:
+            p.pop(r, None)
+
+    if any(r in pins for r in refs):
+        store.update_pins(change)
+        removed.append(store.pins_file)
+    return removed
+
+
+def clean_cache(name: Optional[str] = None, store: Optional[Store] = None) -> List[Path]:
+    """Remove one entry's files and pins (NAME), or every download, extraction, partial and pin."""
+    store = store or Store(cache_home())
+    if name is not None:
+        return _clean_recipe(store, load_registry().get(name))
+    removed = []
+    for path in (store.blobs, store.extracted, store.partial, store.tmp, store.pins_file):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        elif path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed
