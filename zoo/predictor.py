@@ -21,6 +21,8 @@ class Predictor:
         mkldnn: bool = False,
         int8: bool = False,
         ir_optim: bool = True,
+        tensorrt: bool = False,
+        optim_cache_dir: Optional[Path] = None,
     ) -> None:
         from paddle import inference  # heavy import, kept lazy
 
@@ -33,6 +35,11 @@ class Predictor:
                 config.set_model(str(self.files.model_file), "")
         if device == "gpu":
             config.enable_use_gpu(256, 0)
+            if tensorrt:
+                # a quantized model carries its own scales: INT8 TensorRT without a calibration pass
+                precision = inference.PrecisionType.Int8 if int8 else inference.PrecisionType.Float32
+                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
+                                              precision_mode=precision, use_static=False, use_calib_mode=False)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads)
@@ -41,6 +48,10 @@ class Predictor:
                 if int8:
                     config.enable_mkldnn_int8()
         config.switch_ir_optim(ir_optim)
+        if optim_cache_dir is not None:
+            # keeps the optimized program (_optimized.pdmodel) so callers can see which kernels were chosen
+            config.enable_save_optim_model(True)
+            config.set_optim_cache_dir(str(optim_cache_dir))
         config.disable_glog_info()
         config.switch_use_feed_fetch_ops(False)
         try:

@@ -1,0 +1,203 @@
+"""`zoo bench`: latency (p50/p90), throughput, peak memory and file size, FP32 and INT8 side by side.
+
+Each measurement runs in its own process (Paddle Inference: deploy/paddle_worker.py in this
+environment; Paddle Lite x86: deploy/lite_worker.py in the x86 toolchain) so its peak RSS is its own.
+On CPU, Paddle Inference runs INT8 models through oneDNN's INT8 kernels; the optimized program is
+inspected to say whether they were really used.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zoo.deploy.lite import bench_nb, convert
+from zoo.deploy.program import ProgramInfo, read_program
+from zoo.deploy.resolve import Source, resolve_source
+from zoo.deploy.toolchain import find_converter
+from zoo.deploy.validate import make_inputs
+from zoo.errors import ExportError, UsageError
+from zoo.modelfiles import ModelFiles
+
+BACKENDS = ("paddle", "lite", "all")
+
+
+@dataclass
+class BenchRow:
+    variant: str  # "fp32" | "int8"
+    backend: str  # "paddle-cpu (oneDNN)" ...
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    mean_ms: Optional[float] = None
+    throughput: Optional[float] = None  # samples per second
+    peak_rss_mb: Optional[float] = None
+    model_rss_mb: Optional[float] = None  # peak RSS above the loaded runtime
+    file_size: Optional[int] = None
+    kernels: Optional[Dict[str, Any]] = None
+    note: Optional[str] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BenchResult:
+    model: str
+    batch: int
+    threads: int
+    warmup: int
+    repeat: int
+    rows: List[BenchRow] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "rows"}
+        data["rows"] = [r.as_dict() for r in self.rows]
+        return data
+
+
+def _stats(row: BenchRow, raw: Dict[str, Any], batch: int) -> None:
+    times = np.asarray(raw["latencies_ms"], dtype=np.float64)
+    row.p50_ms = round(float(np.percentile(times, 50)), 4)
+    row.p90_ms = round(float(np.percentile(times, 90)), 4)
+    row.mean_ms = round(float(times.mean()), 4)
+    row.throughput = round(batch * 1000.0 / float(times.mean()), 2)
+    row.peak_rss_mb = round(raw["maxrss_kb"] / 1024.0, 1)
+    row.model_rss_mb = round(max(raw["maxrss_kb"] - raw.get("baseline_rss_kb", 0), 0) / 1024.0, 1)
+
+
+def _files_size(files: ModelFiles) -> int:
+    paths = [files.model_file] + ([files.params_file] if files.params_file else list(files.folder.iterdir()))
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def _save_inputs(arrays: Sequence[np.ndarray], path: Path) -> None:
+    np.savez(path, **{str(i): a for i, a in enumerate(arrays)})
+
+
+def bench_paddle(files: ModelFiles, inputs: Sequence[np.ndarray], *, int8: bool, threads: int, warmup: int,
+                 repeat: int, device: str = "cpu", tensorrt: bool = False, mkldnn: bool = True) -> Dict[str, Any]:
+    """Run deploy/paddle_worker.py on `files`; its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        src = Path(tmp) / "inputs.npz"
+        _save_inputs(inputs, src)
+        argv = [sys.executable, "-m", "zoo.deploy.paddle_worker", "--model", str(files.model_file if files.model_file.suffix == ".pdmodel"
+                                                                       else files.folder), "--inputs", str(src), "--threads", str(threads),
+                "--warmup", str(warmup), "--repeat", str(repeat), "--device", device]
+        argv += (["--mkldnn"] if mkldnn and device == "cpu" else []) + (["--int8"] if int8 else [])
+        argv += ["--tensorrt"] if tensorrt else []
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=3600)
+    from zoo.deploy.paddle_worker import MARKER
+
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):])
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
+    raise ExportError(f"Paddle Inference benchmark of {files.folder} failed (exit status {proc.returncode})\n{tail}")
+
+
+def _variants(source: Source, info: ProgramInfo) -> List[tuple]:
+    variants = []
+    fp32 = source.fp32 if source.fp32 is not None else (None if info.is_int8 else source.primary)
+    int8 = source.int8 if source.int8 is not None else (source.primary if info.is_int8 else None)
+    if fp32 is not None:
+        variants.append(("fp32", fp32))
+    if int8 is not None:
+        variants.append(("int8", int8))
+    return variants
+
+
+def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: int = 1, warmup: int = 5,
+                repeat: int = 50, device: str = "cpu", tensorrt: bool = False,
+                opt_bin: Optional[Path] = None) -> BenchResult:
+    """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}", hint="Use --backend paddle, lite or all.")
+    for name, value in (("--threads", threads), ("--batch", batch), ("--repeat", repeat)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1")
+    if warmup < 0:
+        raise UsageError("--warmup must be 0 or more")
+    result = BenchResult(model=model, batch=batch, threads=threads, warmup=warmup, repeat=repeat)
+    path = Path(model).expanduser()
+    if path.suffix == ".nb" and path.is_file():
+        raise UsageError("a .nb file has no declared input shape here",
+                         hint="Bench the model it was made from with --backend lite (it converts for x86 itself).")
+    source = resolve_source(model, fetch_baseline=True)
+    info = read_program(source.primary)
+    variants = _variants(source, info)
+    programs = {name: (files, read_program(files)) for name, files in variants}
+    inputs = make_inputs(info, batch=batch, size=source.input_size, seed=1)
+    result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
+    if device == "gpu":
+        result.notes.append("GPU runs use Paddle Inference with TensorRT" + (" (INT8 from the model's own scales)"
+                            if tensorrt else "") + "; this path is not exercised by the test suite (no GPU there).")
+    if backend in ("paddle", "all"):
+        for name, (files, prog) in programs.items():
+            label = "paddle-gpu" + ("-trt" if tensorrt else "") if device == "gpu" else "paddle-cpu-onednn"
+            row = BenchRow(variant=name, backend=label, file_size=_files_size(files))
+            raw = bench_paddle(files, inputs, int8=prog.is_int8, threads=threads, warmup=warmup, repeat=repeat,
+                               device=device, tensorrt=tensorrt)
+            _stats(row, raw, batch)
+            row.kernels = raw.get("kernels")
+            if prog.is_int8 and device == "cpu":
+                used = (row.kernels or {}).get("onednn_int8_ops", 0)
+                row.note = (f"oneDNN INT8 kernels used ({used} ops)" if used else
+                            "oneDNN INT8 kernels were NOT used: this runs the fake-quant ops in FP32")
+            result.rows.append(row)
+    if backend in ("lite", "all"):
+        _bench_lite(programs, inputs, warmup, repeat, batch, opt_bin, result)
+    _compare(result)
+    return result
+
+
+def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup: int, repeat: int, batch: int,
+                opt_bin: Optional[Path], result: BenchResult) -> None:
+    for name, (files, prog) in programs.items():
+        if prog.is_int8:
+            result.rows.append(BenchRow(variant=name, backend="lite-x86", note=(
+                "not run: Lite's x86 backend does not run INT8 models (NaN); the INT8 .nb is for arm")))
+            continue
+        with tempfile.TemporaryDirectory(prefix="zoo-lite-bench-") as tmp:
+            nb = convert(files, Path(tmp) / "model", "x86", find_converter("x86", opt_bin))
+            row = BenchRow(variant=name, backend="lite-x86", file_size=nb.stat().st_size)
+            _stats(row, bench_nb(nb, inputs, warmup, repeat), batch)
+            row.note = "threads: Lite's default (the Python MobileConfig has no thread setting)"
+            result.rows.append(row)
+
+
+def _compare(result: BenchResult) -> None:
+    """A note with the INT8 speed-up per backend, and a warning when INT8 is not faster."""
+    by_backend: Dict[str, Dict[str, BenchRow]] = {}
+    for row in result.rows:
+        if row.p50_ms is not None:
+            by_backend.setdefault(row.backend, {})[row.variant] = row
+    for backend, rows in by_backend.items():
+        if "fp32" in rows and "int8" in rows:
+            ratio = rows["fp32"].p50_ms / rows["int8"].p50_ms  # type: ignore[operator]
+            text = f"{backend}: INT8 is {ratio:.2f}x the speed of FP32 (p50)"
+            if ratio < 1.0:
+                text += "; INT8 is slower here (small model, or no VNNI/AVX512 INT8 instructions on this CPU)"
+            result.notes.append(text)
+
+
+def cpu_flags() -> List[str]:
+    """The INT8-relevant instruction sets of this CPU (what oneDNN can use)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni"))
+
+

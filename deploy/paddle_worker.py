@@ -1,0 +1,100 @@
+"""Time one Paddle Inference model in its own process, so its peak memory (ru_maxrss) is its own.
+
+    python -m zoo.deploy.paddle_worker --model DIR --inputs in.npz [--mkldnn] [--int8] --threads 1 ...
+
+Prints one JSON line (after the marker) with the latencies, the peak RSS and which kernels the
+optimized program uses.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+MARKER = "ZOO-BENCH-RESULT "
+
+
+def _peak_rss_kb():
+    """Peak resident memory of this process in KiB.
+
+    VmHWM belongs to this program's own memory map; ru_maxrss can carry the parent's peak across exec.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def optimized_kernels(cache_dir: Path) -> Optional[Dict[str, int]]:
+    """Counts of oneDNN INT8 ops and quantize/dequantize ops in the saved optimized program."""
+    found = sorted(cache_dir.glob("*.pdmodel"))
+    if not found:
+        return None
+    from paddle.base.proto import framework_pb2
+
+    desc = framework_pb2.ProgramDesc()
+    desc.ParseFromString(found[0].read_bytes())
+    int8 = reorder = fake = 0
+    for op in desc.blocks[0].ops:
+        if op.type in ("quantize", "dequantize", "requantize"):
+            reorder += 1
+        elif op.type.startswith(("fake_", "quantize_linear", "dequantize_linear")):
+            fake += 1
+        elif any(a.name == "mkldnn_data_type" and a.s == "int8" for a in op.attrs):
+            int8 += 1
+    return {"onednn_int8_ops": int8, "onednn_reorders": reorder, "fake_quant_ops_left": fake}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="paddle_worker")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--mkldnn", action="store_true")
+    parser.add_argument("--int8", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tensorrt", action="store_true")
+    args = parser.parse_args(argv)
+
+    from zoo import quiet
+
+    quiet.configure(verbose=False)
+    import numpy as np
+
+    from zoo.predictor import Predictor
+
+    with quiet.silenced():
+        import paddle.inference  # noqa: F401  (the baseline includes the runtime, so the rest is the model's)
+    baseline = _peak_rss_kb()
+    with np.load(args.inputs) as data:
+        arrays = [np.ascontiguousarray(data[k]) for k in sorted(data.files, key=int)]
+    with tempfile.TemporaryDirectory(prefix="zoo-optim-") as cache, quiet.silenced():
+        predictor = Predictor(Path(args.model), device=args.device, threads=args.threads, mkldnn=args.mkldnn,
+                              int8=args.int8, tensorrt=args.tensorrt, optim_cache_dir=Path(cache))
+        for _ in range(args.warmup):
+            predictor.run(arrays)
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            predictor.run(arrays)
+            times.append((time.perf_counter() - start) * 1000.0)
+        kernels = optimized_kernels(Path(cache))
+    result = {"latencies_ms": times, "maxrss_kb": _peak_rss_kb(),
+              "baseline_rss_kb": baseline, "kernels": kernels}
+    sys.stdout.write(MARKER + json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
