@@ -21,6 +21,8 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "zoo.cli.fetch",
     "zoo.cli.catalog",
+    "zoo.cli.reproduce",
+    "zoo.cli.export",
 ]
 
 

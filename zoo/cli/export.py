@@ -1,0 +1,116 @@
+"""`zoo export` (Paddle Inference folder or Paddle Lite .nb files, validated) and `zoo bench`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from zoo.cli.common import console, handle_errors, print_json
+
+
+def _size(n: Optional[int]) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+@handle_errors
+def export_cmd(
+    model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
+    target: str = typer.Option(..., "--target", "-t", help="inference | lite"),
+    arch: str = typer.Option("arm", "--arch", help="Lite targets, comma-separated: arm, x86, opencl."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default ./NAME-TARGET)."),
+    opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="A paddle_lite_opt-compatible converter (else ZOO_LITE_OPT, else the `make setup` environments)."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npy (one input) or .npz keyed by input name; default random."),
+    no_validate: bool = typer.Option(False, "--no-validate", help="Skip validating the artifacts against the source."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Export a model to Paddle Inference or Paddle Lite and validate it against its source."""
+    from zoo.deploy.export import export_model
+
+    result = export_model(model, target.lower(), arches=arch.split(","), out=out, opt_bin=opt_bin,
+                          validate=not no_validate, inputs_path=inputs)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    src = result.source
+    console.print(f"[bold]{model}[/] ({src['kind']}, {src['precision'].upper()}"
+                  + (f", {src['quantized_ops']} quantized ops" if src["quantized_ops"] else "") + f") -> {result.out}")
+    table = Table(title=f"zoo export --target {result.target}")
+    for col in ("artifact", "arch", "precision", "size", "vs FP32", "validation"):
+        table.add_column(col, overflow="fold", no_wrap=(col == "artifact"))
+    for art in result.artifacts:
+        v = art.validation
+        if v is None:
+            check = "skipped (--no-validate)"
+        elif v["kind"] == "outputs":
+            check = f"ran: rel.err {v['max_rel_error']:.1e}"
+        elif art.precision == "int8":
+            check = f"{v['int8_kernels']} INT8 kernels / {v['int8_ops_in_source']} ops"
+        else:
+            check = "kernels listed"
+        ratio = "–" if art.size_vs_fp32 is None else f"{art.size_vs_fp32:.2f}x"
+        name = art.path.name if art.target == "lite" else str(art.path)
+        table.add_row(name, art.arch or "cpu/gpu", art.precision, _size(art.size), ratio, check)
+    console.print(table)
+    if any(a.validation for a in result.artifacts):
+        console.print("validation: inference folders and x86 .nb files ran against Paddle Inference on the same inputs; "
+                      "arm/opencl .nb files cannot run here, so their kernels were checked")
+    for art in result.artifacts:
+        kernels = (art.validation or {}).get("kernels")
+        if kernels and art.precision == "int8":
+            int8 = ", ".join(f"{k} x{n}" for k, n in kernels.items() if "/int8" in k and not k.startswith("calib"))
+            console.print(f"{art.path.name}: INT8 kernels: {int8 or 'none'}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+@handle_errors
+def bench_cmd(
+    model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
+    backend: str = typer.Option("paddle", "--backend", "-b", help="paddle (Paddle Inference, oneDNN on CPU) | lite (Paddle Lite x86, FP32 only) | all"),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (Paddle Inference)."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed runs first."),
+    repeat: int = typer.Option(50, "--repeat", help="Timed runs."),
+    device: str = typer.Option("cpu", "--device", help="cpu | gpu (Paddle Inference)."),
+    tensorrt: bool = typer.Option(False, "--tensorrt", help="On --device gpu: TensorRT (INT8 for quantized models)."),
+    opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="Converter for the Lite x86 run."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side."""
+    from zoo.deploy.bench import bench_model
+
+    result = bench_model(model, backend=backend.lower(), threads=threads, batch=batch, warmup=warmup,
+                         repeat=repeat, device=device.lower(), tensorrt=tensorrt, opt_bin=opt_bin)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    table = Table(title=f"zoo bench {model} (batch {batch}, threads {threads}, {repeat} runs)")
+    for col in ("variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"):
+        table.add_column(col, overflow="fold", no_wrap=(col == "backend"))
+    for r in result.rows:
+        table.add_row(r.variant, r.backend, _num(r.p50_ms), _num(r.p90_ms), _num(r.throughput, "{:.1f}"),
+                      _num(r.peak_rss_mb, "{:.0f} MB"), _size(r.file_size))
+    console.print(table)
+    console.print("peak RSS: the peak resident memory of the worker process, runtime included")
+    for r in result.rows:
+        if r.note:
+            console.print(f"{r.variant} / {r.backend}: {r.note}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
+    app.command("bench")(bench_cmd)
