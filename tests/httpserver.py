@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 
 @dataclass
@@ -274,3 +274,82 @@ def write_recipe(folder, name: str, artifacts: Dict[str, dict], default: Optiona
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=2), encoding="utf-8")  # JSON is valid YAML
     return path
+
+
+# ---- archive builders and fixtures shared by the tests that need a remote artifact ----------
+
+import io as _io
+import tarfile as _tarfile
+import zipfile as _zipfile
+
+import pytest
+
+# Tiny timeouts and pauses so fault tests take milliseconds, not minutes.
+FAST_ENV = {
+    "ZOO_TIMEOUT": "0.5",
+    "ZOO_CONNECT_TIMEOUT": "0.5",
+    "ZOO_RETRIES": "3",
+    "ZOO_BACKOFF": "0.01",
+    "ZOO_RETRY_DEADLINE": "20",
+    "ZOO_LOCK_TIMEOUT": "30",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def make_tar(members: Dict[str, bytes], compress: str = "", special: Sequence["_tarfile.TarInfo"] = ()) -> bytes:
+    """A tar archive of regular files (name -> bytes), plus raw TarInfo members (links, devices)."""
+    buf = _io.BytesIO()
+    with _tarfile.open(fileobj=buf, mode="w:" + compress) as tf:
+        for name, data in members.items():
+            info = _tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tf.addfile(info, _io.BytesIO(data))
+        for info in special:
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+def make_zip(members: Dict[str, bytes], symlinks: Dict[str, str] = None) -> bytes:
+    """A zip archive of regular files, plus symlink members (name -> target)."""
+    buf = _io.BytesIO()
+    with _zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = _zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def legacy_model_tar(folder: str = "model_dir", params_size: int = 4096, compress: str = "") -> Tuple[bytes, Dict[str, bytes]]:
+    """A PaddleSlim-style archive: one folder holding __model__ + __params__ (random bytes)."""
+    import os as _os
+
+    files = {f"{folder}/__model__": b"program" * 50, f"{folder}/__params__": _os.urandom(params_size)}
+    return make_tar(files, compress), files
+
+
+@pytest.fixture
+def file_server():
+    """A started FileServer, stopped after the test."""
+    with FileServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    """A private ZOO_HOME, a recipe folder on ZOO_RECIPE_PATH and fast timeouts/backoff."""
+    from types import SimpleNamespace
+
+    home, recipes = tmp_path / "home", tmp_path / "recipes"
+    recipes.mkdir()
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    monkeypatch.setenv("ZOO_RECIPE_PATH", str(recipes))
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("ZOO_MIRROR", raising=False)
+    for key, value in FAST_ENV.items():
+        monkeypatch.setenv(key, value)
+    return SimpleNamespace(home=home, recipes=recipes)

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
+import http.client
+
 import requests
+import urllib3
 
 from zoo.errors import CacheError, DownloadError
 from zoo.hub.config import Settings
@@ -125,6 +128,27 @@ def _connect_failure(exc: BaseException) -> bool:
     return False
 
 
+def _chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """The body as it arrives. read1 returns what the socket has, so a cut connection loses no
+    bytes already received (iter_content would drop a partly filled chunk)."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None or resp.headers.get("Content-Encoding", "identity") not in ("", "identity"):
+        yield from resp.iter_content(chunk_size=size)
+        return
+    try:
+        while True:
+            chunk = read1(size)
+            if not chunk:
+                return
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, http.client.HTTPException, OSError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+
+
 def _attempt(session: requests.Session, url: str, part: Path, settings: Settings,
              expected_size: Optional[int], progress: Optional[ProgressWrap], counter: List[int]) -> bool:
     """One GET of the (rest of the) file into `part`. True when complete; raises _Retry/_NextCandidate."""
@@ -171,7 +195,7 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
         except OSError as exc:
             raise _disk_error(exc, part) from exc
         with fh:
-            chunks: Iterator[bytes] = resp.iter_content(chunk_size=settings.chunk_size)
+            chunks: Iterator[bytes] = _chunks(resp, settings.chunk_size)
             if progress is not None:
                 chunks = progress(chunks, total, have)
             for chunk in chunks:
@@ -201,6 +225,7 @@ def _fetch_url(url: str, part: Path, settings: Settings, expected_size: Optional
     session.verify = True
     resumed = part.exists() and part.stat().st_size > 0
     failures = 0
+    best = part.stat().st_size if resumed else 0
     started = time.monotonic()
     try:
         while True:
@@ -214,9 +239,11 @@ def _fetch_url(url: str, part: Path, settings: Settings, expected_size: Optional
                 raise _NextCandidate(f"invalid URL: {exc}") from exc
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     requests.exceptions.ContentDecodingError, _Retry) as exc:
-                if counter[0] > 0:
-                    failures = 0  # progress was made: the retry budget starts again
-                    resumed = True
+                have = part.stat().st_size if part.exists() else 0
+                if have > best:
+                    # the file grew past anything seen before: the retry budget starts again (a server
+                    # that cuts every response at the same offset without honouring Range never does)
+                    failures, best, resumed = 0, have, True
                 failures += 1
                 limit = min(settings.retries, 2) if _connect_failure(exc) else settings.retries
                 elapsed = time.monotonic() - started
