@@ -1,0 +1,128 @@
+"""Tiny inference models for the deploy tests: FP32 conv nets saved with paddle.jit.save, INT8 by PTQ.
+
+Each builder writes once per test session (the folder is reused when it already holds the model),
+so the test modules can share them without a conftest fixture.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHAPE = (3, 32, 32)
+
+
+import paddle  # noqa: E402  (dy2static needs module-level names inside forward)
+import paddle.nn as nn  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+
+
+class TinyConvNet(nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2D(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2D(8)
+        self.conv2 = nn.Conv2D(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv1(x)))
+        x = F.relu(self.conv2(x))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return F.softmax(self.fc(x))
+
+
+class Det(nn.Layer):
+    """Uses an op Paddle Lite has no kernel for (determinant)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2D(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return paddle.linalg.det(y[:, :, :4, :4])
+
+
+def _save(net: nn.Layer, out: Path) -> None:
+    net.eval()
+    paddle.jit.save(net, str(out / "inference"), input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
+
+
+def session_dir(factory: pytest.TempPathFactory) -> Path:
+    path = factory.getbasetemp() / "deploy-models"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def fp32_model(factory: pytest.TempPathFactory, name: str = "fp32", seed: int = 0) -> Path:
+    """A tiny FP32 conv net with input [None, 3, 32, 32]."""
+    out = session_dir(factory) / name
+    if (out / "inference.pdiparams").is_file():
+        return out
+    paddle.seed(seed)
+    _save(TinyConvNet(), out)
+    return out
+
+
+def calibration(n: int = 32) -> np.ndarray:
+    return np.random.RandomState(3).rand(n, *SHAPE).astype("float32")
+
+
+def int8_model(factory: pytest.TempPathFactory, onnx_format: bool = False) -> Path:
+    """The FP32 net quantized post-training (abs_max) by zoo.quant.ptq.quantize_static."""
+    out = session_dir(factory) / ("int8-onnx" if onnx_format else "int8")
+    if (out / "inference.pdiparams").is_file():
+        return out
+    src = fp32_model(factory)
+    from zoo.quant.ptq import quantize_static
+
+    quantize_static(src, out, calibration(), algo="abs_max", batch_size=8, batch_nums=4,
+                    quantizable_op_type=("conv2d", "depthwise_conv2d", "mul", "matmul_v2"),
+                    onnx_format=onnx_format)
+    return out
+
+
+def reproduce_folder(factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like `zoo reproduce --out DIR` writes it."""
+    out = session_dir(factory) / "repro"
+    if (out / "report.json").is_file():
+        return out
+    out.mkdir()
+    shutil.copytree(fp32_model(factory), out / "fp32")
+    shutil.copytree(int8_model(factory), out / "int8")
+    report = {"name": "tiny_ptq", "recipe": "tiny_ptq", "status": "PASS", "strategy": "ptq",
+              "settings": [{"input_size": 32}],
+              "artifacts": {"fp32": str(out / "fp32"), "int8": str(out / "int8")},
+              "preprocess": {"resize": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+    (out / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return out
+
+
+def unsupported_model(factory: pytest.TempPathFactory) -> Path:
+    """A model with an op Paddle Lite has no kernel for (determinant)."""
+    out = session_dir(factory) / "unsupported"
+    if (out / "inference.pdiparams").is_file():
+        return out
+    paddle.seed(0)
+    _save(Det(), out)
+    return out
+
+
+def script(folder: Path, name: str, body: str) -> Path:
+    """An executable stand-in converter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body + "\n", encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def leftovers(parent: Path) -> list:
+    """Staging folders an export left behind."""
+    return [p for p in parent.iterdir() if ".tmp-" in p.name] if parent.is_dir() else []
+
