@@ -67,10 +67,10 @@ def _zip_plan(zf: zipfile.ZipFile, archive: Path) -> List[Tuple[zipfile.ZipInfo,
     plan = []
     for info in zf.infolist():
         rel = _safe_name(info.filename, archive)
-        mode = info.external_attr >> 16
-        if mode and stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (a plain file)
+        if kind == stat.S_IFLNK:
             raise ArchiveError(f"{archive.name}: member {info.filename!r} is a symlink; refused")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveError(f"{archive.name}: member {info.filename!r} is a device or fifo; refused")
         if rel:
             plan.append((info, rel))
