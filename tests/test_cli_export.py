@@ -1,0 +1,115 @@
+"""`zoo export` and `zoo bench` from the command line: clean errors, tables and JSON."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from zoo.cli.main import app
+
+from .deploy_models import fp32_model, int8_model, leftovers, script
+
+runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+WIDE = {"COLUMNS": "200"}
+
+
+@pytest.fixture(scope="session")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fp32_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return int8_model(tmp_path_factory)
+
+
+def _clean_failure(result, *needles: str) -> None:
+    text = result.stderr if hasattr(result, "stderr") else result.output
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in text and "error:" in text
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_int8_for_x86_refused_cleanly(int8: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["export", str(int8), "--target", "lite", "--arch", "x86", "--out", str(out)], env=WIDE)
+    _clean_failure(result, "does not run INT8", "--arch arm")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_crashing_converter_clean_error(fp32: Path, tmp_path: Path) -> None:
+    crash = script(tmp_path / "bin", "opt-segv", "kill -SEGV $$")
+    result = runner.invoke(app, ["export", str(fp32), "--target", "lite", "--opt-bin", str(crash),
+                                 "--out", str(tmp_path / "o")], env=WIDE)
+    _clean_failure(result, "SIGSEGV")
+    assert not (tmp_path / "o").exists()
+
+
+def test_converter_exit_3_with_unsupported_op(fp32: Path, tmp_path: Path) -> None:
+    opt = script(tmp_path / "bin", "opt-3", "echo \"These unsupported ops are: 'warp_op'.\"; exit 3")
+    result = runner.invoke(app, ["export", str(fp32), "--target", "lite", "--opt-bin", str(opt),
+                                 "--out", str(tmp_path / "o")], env=WIDE)
+    _clean_failure(result, "warp_op")
+
+
+def test_not_a_model_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["export", str(tmp_path / "empty"), "--target", "inference"], env=WIDE)
+    _clean_failure(result, "holds no Paddle inference model")
+    result = runner.invoke(app, ["export", "no_such_model_anywhere", "--target", "inference"], env=WIDE)
+    _clean_failure(result, "neither a folder nor a zoo entry")
+
+
+def test_bad_target_and_arch(fp32: Path) -> None:
+    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "onnx"], env=WIDE), "unknown target")
+    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "lite", "--arch", "arm,mips"], env=WIDE),
+                   "mips")
+
+
+def test_export_lite_json(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lite"
+    result = runner.invoke(app, ["export", str(fp32), "--target", "lite", "--arch", "arm,x86", "--out", str(out),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["target"] == "lite" and data["source"]["precision"] == "fp32"
+    arts = {a["arch"]: a for a in data["artifacts"]}
+    assert Path(arts["arm"]["path"]).name == "model.arm.fp32.nb" and Path(arts["arm"]["path"]).is_file()
+    assert arts["x86"]["validation"]["max_rel_error"] < 1e-4
+
+
+def test_export_table(int8: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(int8), "--target", "lite", "--arch", "arm", "--out", str(tmp_path / "o")],
+                           env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "model.arm.int8.nb" in result.stdout and "conv2d:arm/int8 x2" in result.stdout
+
+
+def test_bench_table_and_json(int8: Path) -> None:
+    result = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "p50 ms" in result.stdout and "paddle-cpu-onednn" in result.stdout and "oneDNN INT8" in result.stdout
+    result = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1", "--batch", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    row = data["rows"][0]
+    for key in ("p50_ms", "p90_ms", "throughput", "peak_rss_mb", "file_size", "variant", "backend"):
+        assert row[key] is not None, key
+    assert data["batch"] == 2 and row["variant"] == "int8"
+
+
+def test_real_process_stays_quiet(fp32: Path, tmp_path: Path) -> None:
+    """As a real process: no GLOG or converter chatter reaches the terminal."""
+    zoo = Path(sys.executable).with_name("zoo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOG")}
+    proc = subprocess.run([str(zoo), "export", str(fp32), "--target", "lite", "--arch", "x86",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ""
+    assert "Loading topology" not in proc.stdout and "model.x86.fp32.nb" in proc.stdout
