@@ -15,6 +15,7 @@ Faults per path (each list is consumed one request at a time, then the file is s
   stalls       seconds to sleep after the headers, one per request (to hit a client read timeout)
   rate         bytes per second (throttle, so a test can kill or race a client mid-download)
   body         bytes served instead of `data` (a wrong file under the right name)
+  no_length    send no Content-Length (the body ends when the connection closes; size unknown)
 Paths not added answer 404. The `fixture`-free class is importable by any test module.
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Entry:
     ignore_range: bool = False
     rate: Optional[float] = None
     body: Optional[bytes] = None
+    no_length: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,7 +117,11 @@ class _Handler(BaseHTTPRequestHandler):
             hit.status = 200
             self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(total - start))
+        if entry.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(total - start))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", etag)
         self.end_headers()
@@ -177,13 +183,13 @@ class FileServer:
     # content -----------------------------------------------------------------------------
     def add(self, path: str, data: bytes, *, statuses: Sequence[int] = (), cuts: Sequence[int] = (),
             stalls: Sequence[float] = (), truncate: Optional[int] = None, ignore_range: bool = False,
-            rate: Optional[float] = None, body: Optional[bytes] = None) -> str:
+            rate: Optional[float] = None, body: Optional[bytes] = None, no_length: bool = False) -> str:
         """Serve `data` at `path` with the given faults; returns the full URL."""
         if not path.startswith("/"):
             path = "/" + path
         with self.lock:
             self.files[path] = Entry(bytes(data), list(statuses), list(cuts), list(stalls), truncate,
-                                     ignore_range, rate, body)
+                                     ignore_range, rate, body, no_length)
         return self.url(path) if self._httpd else path
 
     def remove(self, path: str) -> None:

@@ -76,6 +76,25 @@ def test_five_cuts_in_a_large_download_cost_less_than_20_percent(hub_env, file_s
     assert file_server.bytes_sent("/big/model.bin") < 1.2 * size
 
 
+def test_unknown_length_body(hub_env, file_server):
+    data = os.urandom(200_000)
+    file_server.add("/m/nolen.bin", data, no_length=True)
+    got = fetch(_entry(hub_env, "nolen", "/m/nolen.bin"), mirror=file_server.base_url)
+    assert got.path.read_bytes() == data and got.size == 200_000
+
+
+def test_unknown_length_cut_is_resumed_up_to_the_pinned_size(hub_env, file_server):
+    """Without a Content-Length a cut looks like the end; the pinned size says it is not."""
+    data = os.urandom(200_000)
+    file_server.add("/m/nolen2.bin", data)
+    recipe = _entry(hub_env, "nolen2", "/m/nolen2.bin")
+    fetch(recipe, mirror=file_server.base_url)
+    file_server.add("/m/nolen2.bin", data, no_length=True, cuts=[150_000])
+    file_server.reset_log()
+    assert fetch(recipe, mirror=file_server.base_url, force=True).path.read_bytes() == data
+    assert [(h.status, h.start) for h in file_server.requests("/m/nolen2.bin")] == [(200, 0), (206, 150_000)]
+
+
 def test_burst_of_503_is_retried(hub_env, file_server):
     data = os.urandom(20_000)
     file_server.add("/m/busy.bin", data, statuses=[503, 503, 429])

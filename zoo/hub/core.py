@@ -147,12 +147,12 @@ def _fetch_bundled(recipe: Recipe, role: Role, art: Artifact, label: str, force:
 
 def _cached(store: Store, art: Artifact, pin: Optional[dict]) -> Optional[Tuple[Path, str]]:
     """(blob, url) of an already verified copy, or None."""
-    want_sha, _size, _origin = _expected(art, pin)
+    want_sha, want_size, _origin = _expected(art, pin)
     if want_sha is None:
         return None
-    blob = store.find_blob(want_sha)
-    if blob is None:
-        return None
+    blob = store.find_blob(want_sha, file_name(art))
+    if blob is None or (want_size is not None and blob.stat().st_size != want_size):
+        return None  # a truncated copy is not a hit; `zoo cache verify` finds subtler damage
     url = (pin or {}).get("url") or art.urls[0]
     return blob, url
 
@@ -196,11 +196,10 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
             blob, url = hit
             return _finish(store, blob, blob.parent.name, blob.stat().st_size, role, url, art, label, False)
         if offline():
-            where = store.blobs / (art.sha256 or (pin or {}).get("sha256") or "<sha256>") / file_name(art)
             raise OfflineError(
                 f"offline (ZOO_OFFLINE=1) and {label} ({file_name(art)}) is not in the cache at {store.home}",
-                hint=f"Unset ZOO_OFFLINE to download it, or fetch it on a connected machine and copy the cache "
-                     f"folder; the file would be {where}.",
+                hint=f"Unset ZOO_OFFLINE to download it, or run `zoo fetch {recipe.name} --what {role.value}` on a "
+                     f"connected machine and copy its cache folder (ZOO_HOME) to {store.home}.",
             )
         urls = candidates(art.urls, mirror_from_env(mirror))
         key = artifact_key(art)

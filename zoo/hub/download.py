@@ -210,6 +210,8 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
             except OSError as exc:
                 raise _disk_error(exc, part) from exc
         size = part.stat().st_size
+        if total is None and expected_size is not None and size < expected_size:
+            total = expected_size  # no Content-Length: the registry or pin says how long it must be
         if total is not None and size < total:
             raise _Retry(f"connection closed after {size} of {total} bytes")
         if total is not None and size > total:

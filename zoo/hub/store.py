@@ -64,13 +64,15 @@ class Store:
     def blob(self, sha256: str, filename: str) -> Path:
         return self.blobs / sha256 / filename
 
-    def find_blob(self, sha256: str) -> Optional[Path]:
-        """The cached file with this hash, whatever its name."""
+    def find_blob(self, sha256: str, filename: str) -> Optional[Path]:
+        """The cached file with this hash: under `filename` if present, else under any name."""
         folder = self.blobs / sha256
+        if (folder / filename).is_file():
+            return folder / filename
         if not folder.is_dir():
             return None
-        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-        return files[0] if len(files) == 1 else None
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return files[0] if files else None
 
     def staging(self, prefix: str) -> Path:
         """A fresh, unique path under tmp/ (not created)."""
