@@ -194,6 +194,10 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
         hit = None if force else _cached(store, art, pin)
         if hit is not None:
             blob, url = hit
+            if pin is None or label not in pin.get("names", []):
+                sha, md5, size = hash_file(blob)  # another entry fetched these bytes: record this one too
+                _check(label, url, (sha, md5, size), art, pin)
+                _record(store, art, sha, size, md5, blob.name, url, label)
             return _finish(store, blob, blob.parent.name, blob.stat().st_size, role, url, art, label, False)
         if offline():
             raise OfflineError(
