@@ -183,7 +183,10 @@ def _compare(result: BenchResult) -> None:
             ratio = rows["fp32"].p50_ms / rows["int8"].p50_ms  # type: ignore[operator]
             text = f"{backend}: INT8 is {ratio:.2f}x the speed of FP32 (p50)"
             if ratio < 1.0:
-                text += "; INT8 is slower here (small model, or no VNNI/AVX512 INT8 instructions on this CPU)"
+                vnni = any("vnni" in f or f == "amx_int8" for f in cpu_flags())
+                text += ("; INT8 is slower here: for a model this small the quantize/reorder steps cost more than "
+                         "the INT8 compute saves (try a larger --batch)" if vnni else
+                         "; INT8 is slower here: this CPU has no VNNI instructions for oneDNN's INT8 kernels")
             result.notes.append(text)
 
 

@@ -117,6 +117,7 @@ def cmd_bench(args):
         start = time.perf_counter()
         _feed(predictor, arrays)
         predictor.run()
+        _outputs = [predictor.get_output(i).numpy() for i in range(len(predictor.get_output_names()))]
         times.append((time.perf_counter() - start) * 1000.0)
     print(json.dumps({
         "latencies_ms": times,
