@@ -292,3 +292,26 @@ def test_bundled_artifact_needs_no_network(hub_env, tmp_path, monkeypatch):
     bad = write_recipe(hub_env.recipes, "bund2", {"fp32": {"bundled": "models/digits.tar.gz", "sha256": "0" * 64}})
     with pytest.raises(ChecksumError):
         fetch(load_recipe_file(bad))
+
+
+def test_mirror_rewrite_rules():
+    from zoo.errors import UsageError
+    from zoo.hub.mirror import candidates, rewrite
+
+    url = "https://paddlemodels.bj.bcebos.com/PaddleSlim/x.tar"
+    assert rewrite(url, "http://127.0.0.1:8000") == "http://127.0.0.1:8000/PaddleSlim/x.tar"
+    assert rewrite(url, "https://m.example.org/zoo/") == "https://m.example.org/zoo/PaddleSlim/x.tar"
+    assert rewrite(url + "?v=2", "http://m") == "http://m/PaddleSlim/x.tar?v=2"
+    assert candidates([url, "https://other.host/PaddleSlim/x.tar"], "http://m") == ["http://m/PaddleSlim/x.tar"]
+    assert candidates([url], None) == [url]
+    with pytest.raises(UsageError):
+        rewrite(url, "mirror.example.org")
+
+
+def test_bad_timeout_setting_is_a_usage_error(hub_env, monkeypatch):
+    from zoo.errors import UsageError
+
+    monkeypatch.setenv("ZOO_TIMEOUT", "soon")
+    write_recipe(hub_env.recipes, "st", {"quantized": {"urls": ["http://127.0.0.1:9/x.bin"]}})
+    with pytest.raises(UsageError, match="ZOO_TIMEOUT"):
+        fetch(get_recipe("st"))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from zoo.errors import CacheError
+from zoo.errors import UsageError
 
 
 def cache_home() -> Path:
@@ -31,9 +31,9 @@ def _float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise CacheError(f"{name}={raw!r} is not a number", hint=f"Set {name} to a number of seconds, or unset it.") from None
+        raise UsageError(f"{name}={raw!r} is not a number", hint=f"Set {name} to a number of seconds, or unset it.") from None
     if value < 0:
-        raise CacheError(f"{name}={raw!r} is negative", hint=f"Set {name} to a non-negative number, or unset it.")
+        raise UsageError(f"{name}={raw!r} is negative", hint=f"Set {name} to a non-negative number, or unset it.")
     return value
 
 

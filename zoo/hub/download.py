@@ -87,7 +87,7 @@ def _retry_after(resp: requests.Response) -> Optional[float]:
 
 def _disk_error(exc: OSError, path: Path) -> CacheError:
     if exc.errno == errno.ENOSPC:
-        return CacheError(f"disk full while writing {path}", hint="Free some space, or point ZOO_HOME at a disk with room.")
+        return CacheError(f"disk full while writing {path}", hint="Free some space (`zoo cache clean` removes downloads and partial files), or point ZOO_HOME at a disk with room.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CacheError(f"permission denied writing {path}", hint="Make ZOO_HOME writable, or point it at a folder you own.")
     return CacheError(f"cannot write {path}: {exc.strerror or exc}")

@@ -29,7 +29,7 @@ PINS_NAME = "pins.json"
 def wrap_os_error(exc: OSError, what: str) -> CacheError:
     """A cache-folder OSError as a CacheError with a specific hint."""
     if exc.errno == errno.ENOSPC:
-        return CacheError(f"disk full while {what}", hint="Free some space, or point ZOO_HOME at a disk with room.")
+        return CacheError(f"disk full while {what}", hint="Free some space (`zoo cache clean` removes downloads and partial files), or point ZOO_HOME at a disk with room.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CacheError(f"permission denied while {what}", hint="Make ZOO_HOME writable, or point it at a folder you own.")
     return CacheError(f"cannot use the cache while {what}: {exc.strerror or exc}")
