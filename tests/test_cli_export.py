@@ -113,3 +113,55 @@ def test_real_process_stays_quiet(fp32: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ""
     assert "Loading topology" not in proc.stdout and "model.x86.fp32.nb" in proc.stdout
+
+
+def test_export_recipe_name_through_the_hub(int8: Path, tmp_path: Path, monkeypatch) -> None:
+    """A recipe name resolves to its published quantized archive through zoo.hub.fetch (served locally)."""
+    import io
+    import tarfile
+
+    from .httpserver import FileServer
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("inference.pdmodel", "inference.pdiparams"):
+            tar.add(int8 / name, arcname=name)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "tiny_deploy_ptq.yaml").write_text(RECIPE, encoding="utf-8")
+    with FileServer() as srv:
+        srv.add("/PaddleSlim/tiny_deploy_quant.tar", buf.getvalue())
+        monkeypatch.setenv("ZOO_RECIPE_PATH", str(recipes))
+        monkeypatch.setenv("ZOO_MIRROR", srv.base_url)
+        out = tmp_path / "o"
+        result = runner.invoke(app, ["export", "tiny_deploy_ptq", "--target", "lite", "--arch", "arm",
+                                     "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["source"]["kind"] == "recipe" and data["source"]["precision"] == "int8"
+    meta = json.loads((out / "zoo_export.json").read_text())
+    assert meta["recipe"] == "tiny_deploy_ptq" and meta["preprocess"]["crop"] == 32
+    assert (out / "model.arm.int8.nb").is_file()
+
+
+RECIPE = """\
+name: tiny_deploy_ptq
+summary: tiny quantized model for the export tests
+task: classification
+arch: inference_model
+strategy: ptq
+source: {doc: test, url: "https://example.org/doc"}
+artifacts:
+  quantized:
+    urls: ["https://paddlemodels.example.org/PaddleSlim/tiny_deploy_quant.tar"]
+    layout: inference
+  fp32:
+    urls: ["https://paddlemodels.example.org/PaddleSlim/tiny_deploy_fp32.tar"]
+    layout: inference
+default_artifact: quantized
+dataset: {kind: imagenet, split: val, num_classes: 10}
+preprocess: {resize_short: 32, crop: 32}
+quant: {algo: abs_max, batch_nums: 2}
+published:
+  - {input_size: 32, top1: 50.0, fp32_top1: 51.0}
+"""
