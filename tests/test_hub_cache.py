@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.httpserver import file_server, hub_env, write_recipe  # noqa: F401
-from zoo.errors import CacheError, ChecksumError
+from zoo.errors import ChecksumError
 from zoo.hub import cache_home, fetch, verified_pdparams
 from zoo.hub.cache import clean_cache, list_cache, verify_cache
 from zoo.hub.lock import FileLock
@@ -140,3 +140,18 @@ def test_verified_pdparams_trusts_a_published_md5(hub_env, tmp_path, monkeypatch
     path = tmp_path / "w.pdparams"
     path.write_bytes(weights)
     assert verified_pdparams(path) == path
+
+
+def test_clean_an_entry_removed_from_the_registry(hub_env, file_server):
+    data = os.urandom(700)
+    file_server.add("/m/old.bin", data)
+    path = write_recipe(hub_env.recipes, "retired", {"quantized": {"urls": [file_server.url("/m/old.bin")]}})
+    got = fetch(load_recipe_file(path))
+    path.unlink()  # the entry is gone from the registry; its cached file and pin are not
+    removed = clean_cache("retired")
+    assert not got.path.exists() and Store(hub_env.home).read_pins() == {}
+    assert any("pin of" in str(r) for r in removed)
+    from zoo.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError):
+        clean_cache("never-existed")

@@ -84,7 +84,7 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if entries:
         console.print(table)
     for p in parts:
-        console.print(f"partial download: {p.name} ({_size(p.stat().st_size)})")
+        console.print(f"partial download: {p.name} ({_size(p.stat().st_size)})", soft_wrap=True)
 
 
 @cache_app.command("verify")
@@ -100,9 +100,9 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
     else:
         for r in results:
             mark = "[green]ok[/]" if r.ok else "[bold red]MISMATCH[/]"
-            console.print(f"{mark}  {', '.join(r.entry.names) or r.entry.sha256[:16]}  {r.entry.path}")
+            console.print(f"{mark}  {', '.join(r.entry.names) or r.entry.sha256[:16]}  {r.entry.path}", soft_wrap=True)
             if r.problem:
-                console.print(f"      {r.problem}")
+                console.print(f"      {r.problem}", soft_wrap=True, markup=False)
         console.print(f"{len(results)} file(s) checked, {len(bad)} mismatch(es)")
     if bad:
         if as_json:
@@ -119,7 +119,7 @@ def clean_cmd(name: Optional[str] = typer.Argument(None, help="Only this entry (
     """Remove cached downloads, extractions, partial files and pins (of one entry, or all)."""
     removed = clean_cache(name)
     for path in removed:
-        err_console.print(f"removed {path}", highlight=False)
+        err_console.print(f"removed {path}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"cleaned {len(removed)} path(s) under {cache_home()}" if removed else "nothing to clean")
 
 

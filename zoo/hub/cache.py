@@ -10,7 +10,6 @@ from zoo.hub.config import cache_home
 from zoo.hub.core import artifact_key, artifact_ref, hash_file
 from zoo.hub.store import Store
 from zoo.registry import load_registry
-from zoo.schema import Recipe
 
 
 @dataclass
@@ -88,38 +87,49 @@ def verify_cache(store: Optional[Store] = None) -> List[VerifyResult]:
     return results
 
 
-def _clean_recipe(store: Store, recipe: Recipe) -> List[Path]:
-    removed: List[Path] = []
+def _clean(store: Store, refs: List[str], shas: set, keys: List[str]) -> List[object]:
+    removed: List[object] = []
     pins = store.read_pins()
-    refs = [artifact_ref(a) for a in recipe.artifacts.values() if a.urls]
-    shas = {pins[r]["sha256"] for r in refs if r in pins and "sha256" in pins[r]}
-    shas |= {a.sha256 for a in recipe.artifacts.values() if a.sha256}
+    shas = set(shas) | {pins[r]["sha256"] for r in refs if r in pins and "sha256" in pins[r]}
     for sha in sorted(shas):
         for path in (store.blobs / sha, store.extracted / sha):
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
-    for art in recipe.artifacts.values():
-        for part in store.partial.glob(f"{artifact_key(art)}-*") if store.partial.is_dir() else []:
+    for key in keys:
+        for part in store.partial.glob(f"{key}-*") if store.partial.is_dir() else []:
             part.unlink(missing_ok=True)
             removed.append(part)
+    dropped = [r for r in refs if r in pins]
 
     def change(p: dict) -> None:
-        for r in refs:
+        for r in dropped:
             p.pop(r, None)
 
-    if any(r in pins for r in refs):
+    if dropped:
         store.update_pins(change)
-        removed.append(store.pins_file)
+        removed.extend(f"pin of {r} in {store.pins_file}" for r in dropped)
     return removed
 
 
-def clean_cache(name: Optional[str] = None, store: Optional[Store] = None) -> List[Path]:
-    """Remove one entry's files and pins (NAME), or every download, extraction, partial and pin."""
+def clean_cache(name: Optional[str] = None, store: Optional[Store] = None) -> List[object]:
+    """Remove one entry's files and pins (NAME), or every download, extraction, partial and pin.
+    Returns what was removed (paths, and descriptions of dropped pins)."""
     store = store or Store(cache_home())
     if name is not None:
-        return _clean_recipe(store, load_registry().get(name))
-    removed = []
+        registry = load_registry()
+        if name in registry:
+            recipe = registry.get(name)
+            arts = list(recipe.artifacts.values())
+            return _clean(store, [artifact_ref(a) for a in arts if a.urls], {a.sha256 for a in arts if a.sha256},
+                          [artifact_key(a) for a in arts])
+        # an entry no longer in the registry: its pins still name it
+        refs = [ref for ref, pin in store.read_pins().items()
+                if any(label.split("/")[0] == name for label in pin.get("names", []))]
+        if not refs:
+            registry.get(name)  # raises UnknownModelError with close matches
+        return _clean(store, refs, set(), [])
+    removed: List[object] = []
     for path in (store.blobs, store.extracted, store.partial, store.tmp, store.pins_file):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

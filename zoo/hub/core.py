@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-from zoo.errors import CacheError, ChecksumError, DownloadError, OfflineError, UsageError
+from zoo.errors import ChecksumError, DownloadError, OfflineError, UsageError
 from zoo.hub import archive as arc
 from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -15,8 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
-
-import http.client
 
 import requests
 import urllib3
@@ -150,7 +149,7 @@ def _chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
 
 
 def _attempt(session: requests.Session, url: str, part: Path, settings: Settings,
-             expected_size: Optional[int], progress: Optional[ProgressWrap], counter: List[int]) -> bool:
+             expected_size: Optional[int], progress: Optional[ProgressWrap]) -> bool:
     """One GET of the (rest of the) file into `part`. True when complete; raises _Retry/_NextCandidate."""
     have = part.stat().st_size if part.exists() else 0
     if expected_size is not None and have > expected_size:
@@ -203,7 +202,6 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
                     fh.write(chunk)
                 except OSError as exc:
                     raise _disk_error(exc, part) from exc
-                counter[0] += len(chunk)
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -231,9 +229,8 @@ def _fetch_url(url: str, part: Path, settings: Settings, expected_size: Optional
     started = time.monotonic()
     try:
         while True:
-            counter = [0]
             try:
-                if _attempt(session, url, part, settings, expected_size, progress, counter):
+                if _attempt(session, url, part, settings, expected_size, progress):
                     return resumed
             except requests.exceptions.SSLError as exc:
                 raise _NextCandidate(f"TLS verification failed ({exc.__class__.__name__})") from exc
