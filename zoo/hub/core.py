@@ -1,6 +1,7 @@
 """fetch(): resolve a recipe artifact to a verified file or extracted folder in the cache."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -125,7 +126,9 @@ def _finish(store: Store, blob: Path, sha: str, size: int, role: Role, url: str,
             replace_dir(staging, dest, store)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise wrap_os_error(exc, f"extracting {blob.name}") from exc
+            if not (exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir()):
+                raise wrap_os_error(exc, f"extracting {blob.name}") from exc
+            # another entry with the same bytes finished extracting first: use its folder
     return FetchedArtifact(role, url, arc.model_folder(dest), blob, sha, size)
 
 
