@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "zoo.cli.catalog",
     "zoo.cli.reproduce",
     "zoo.cli.export",
+    "zoo.cli.evaluate",
 ]
 
 

@@ -105,6 +105,44 @@ def train_loader(dataset: Any, batch_size: int, seed: int) -> Callable[[], Itera
     return gen
 
 
+def trainable_copy(model: ModelFiles, folder: Path) -> ModelFiles:
+    """A copy of the model whose ops can be cloned for training, or `model` itself if it already is.
+
+    Inference exports (paddle.jit.save in eval mode) carry `dropout` ops without their `Mask`
+    output; ACT builds a training program from the model and Paddle refuses such ops there.
+    """
+    import paddle
+
+    from zoo.quant.base import static_mode
+
+    with static_mode():
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            prefix = str(model.folder / model.model_file.stem)
+            program, feeds, fetches = paddle.static.load_inference_model(
+                prefix if model.model_file.suffix == ".pdmodel" else str(model.folder),
+                exe,
+                **({} if model.model_file.suffix == ".pdmodel" else
+                   {"model_filename": model.model_filename, "params_filename": model.params_filename}),
+            )
+            block = program.global_block()
+            fixed = 0
+            for op in block.ops:
+                if op.type == "dropout" and ("Mask" not in op.output_names or not op.output("Mask")):
+                    out = op.output("Out")[0]
+                    mask = block.create_var(name=out + ".mask", dtype="uint8", shape=block.var(out).shape)
+                    op.desc.set_output("Mask", [mask.name])
+                    fixed += 1
+            if not fixed:
+                return model
+            folder.mkdir(parents=True, exist_ok=True)
+            paddle.static.save_inference_model(
+                str(folder / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program, clip_extra=False
+            )
+    return find_model_files(folder)
+
+
 @contextlib.contextmanager
 def _paddleslim_loggers_muted() -> Iterator[None]:
     """PaddleSlim's module loggers set their own INFO level and keep their own stream handle."""
@@ -169,6 +207,7 @@ class ACTStrategy(QuantStrategy):
         stage = staging_dir(Path(out_dir))
         c, h, w = source.input_shape
         try:
+            model = trainable_copy(model, scratch / "fp32")
             with silenced(), _paddleslim_loggers_muted():
                 ac = AutoCompression(
                     model_dir=str(model.folder),

@@ -1,0 +1,159 @@
+"""`zoo reproduce NAME` and `zoo quantize MODEL_DIR`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.errors import UsageError
+
+EXIT_MISSED = 3  # the run finished but a metric missed its tolerance
+
+
+def _table(report: dict) -> Table:
+    table = Table(title=f"{report['name']} ({report['strategy']}): {report['status']}")
+    for col in ("setting", "metric", "INT8 measured", "INT8 published", "diff", "tolerance", "FP32 measured", "result"):
+        table.add_column(col, justify="left" if col in ("metric", "result") else "right")
+    for s in report["settings"]:
+        for name, m in s["metrics"].items():
+            f = s["fp32"].get(name, {})
+            fmt = lambda v, sign=False: "-" if v is None else (f"{v:+.2f}" if sign else f"{v:.2f}")  # noqa: E731
+            table.add_row(
+                str(s["input_size"]), name, fmt(m["measured"]), fmt(m["published"]), fmt(m["diff"], True),
+                f"{m['tolerance']:.2f}", fmt(f.get("measured")), "[green]pass[/]" if m["pass"] else "[red]MISS[/]",
+            )
+    return table
+
+
+def _relaunch(gpus: Optional[str], nproc: Optional[int]) -> int:
+    """Run this same command under paddle.distributed.launch (each rank sees ZOO_DIST_CHILD=1)."""
+    import subprocess
+
+    args = [a for a in sys.argv[1:]]
+    cleaned: List[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--gpus", "--nproc"):
+            skip = True
+            continue
+        if a.startswith(("--gpus=", "--nproc=")):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "paddle.distributed.launch"]
+    if gpus:
+        cmd += ["--gpus", gpus]
+    if nproc:
+        cmd += ["--nproc_per_node", str(nproc)]
+    cmd += ["-m", "zoo", *cleaned]
+    env = dict(os.environ, ZOO_DIST_CHILD="1")
+    return subprocess.call(cmd, env=env)
+
+
+@handle_errors
+def reproduce_cmd(
+    name: str = typer.Argument(..., help="Entry name or alias (see `zoo list`)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout data folder (digits entries need none)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./zoo-out/NAME)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Evaluate (and train on) at most N images."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse finished stages (FP32 export, QAT epochs) of an earlier run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Shorten QAT/ACT training to N epochs."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Stop QAT/ACT training after N iterations."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Training batch size override."),
+    engine: str = typer.Option("fast", "--engine", help="PTQ threshold search: fast (vectorized) or paddleslim."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Mirror host for downloads (like ZOO_MIRROR)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="Run on these GPUs through paddle.distributed.launch, e.g. 0,1."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Processes per node through paddle.distributed.launch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Reproduce a quantized model from FP32 and compare it with the published numbers.
+
+    Exit code 0: PASS; 3: ran, but a metric missed its tolerance; 1: error.
+    """
+    if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
+        raise typer.Exit(_relaunch(gpus, nproc))
+    from zoo.reproduce import ReproduceOptions, reproduce
+
+    if device not in ("cpu", "gpu"):
+        raise UsageError(f"unknown device {device!r}", hint="Use --device cpu or --device gpu.")
+    if engine not in ("fast", "paddleslim"):
+        raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+    verbose_log = (lambda msg: err_console.print(f"[dim]{msg}[/]")) if not as_json and rank == 0 else (lambda msg: None)
+    opts = ReproduceOptions(
+        data=data, out=out, device=device, max_samples=max_samples, resume=resume, epochs=epochs,
+        iterations=iterations, batch_size=batch_size, engine=engine, mirror=mirror, write=rank == 0, log=verbose_log,
+    )
+    report = reproduce(name, opts)
+    if rank != 0:
+        return
+    if as_json:
+        print_json(report)
+    else:
+        console.print(_table(report))
+        console.print(f"report: {report.get('report_files', {}).get('markdown', '')}  (total {report['timings']['total']:.1f} s)")
+    if report["status"] != "PASS":
+        raise typer.Exit(EXIT_MISSED)
+
+
+@handle_errors
+def quantize_cmd(
+    model_dir: Path = typer.Argument(..., help="Folder of a Paddle inference model (or its .pdmodel file)."),
+    calib_data: Path = typer.Option(..., "--calib-data", help="ImageNet-layout folder, or .npy/.npz of (N, C, H, W) inputs."),
+    algo: str = typer.Option("KL", "--algo", help="Threshold search: KL, hist, mse, avg, abs_max."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Calibration batch size."),
+    batch_nums: int = typer.Option(10, "--batch-nums", min=1, help="Number of calibration batches."),
+    out: Path = typer.Option(..., "--out", help="Output folder for the INT8 inference model."),
+    engine: str = typer.Option("fast", "--engine", help="fast (vectorized search) or paddleslim (plain quant_post_static)."),
+    split: str = typer.Option("val", "--split", help="Split of an image folder to calibrate on: val or train."),
+    hist_percent: float = typer.Option(0.9999, "--hist-percent", help="Percentile of the hist algo."),
+    onnx_format: bool = typer.Option(False, "--onnx-format", help="Write quantize_linear/dequantize_linear ops."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Post-training (static) INT8 quantization of any Paddle inference model."""
+    from zoo.modelfiles import find_model_files
+    from zoo.quant.inputs import calibration_input
+    from zoo.quant.ptq import quantize_static
+
+    if algo not in ("KL", "hist", "mse", "avg", "abs_max"):
+        raise UsageError(f"unknown algo {algo!r}", hint="Use one of KL, hist, mse, avg, abs_max.")
+    if engine not in ("fast", "paddleslim"):
+        raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
+    model = find_model_files(model_dir)
+    began = time.time()
+    calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    timings: dict = {}
+    files = quantize_static(
+        model, out, calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums, hist_percent=hist_percent,
+        onnx_format=onnx_format, engine=engine, timings=timings,
+    )
+    result = {
+        "model": str(model.folder),
+        "out": str(files.folder),
+        "model_file": str(files.model_file),
+        "params_file": str(files.params_file) if files.params_file else None,
+        "algo": algo,
+        "engine": engine,
+        "batch_size": batch_size,
+        "batch_nums": batch_nums,
+        "seconds": round(time.time() - began, 2),
+        "timings": timings,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"INT8 model written to [bold]{files.folder}[/] ({algo}, {engine} engine, {result['seconds']:.1f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce_cmd)
+    app.command("quantize")(quantize_cmd)

@@ -1,0 +1,175 @@
+"""Measured against published: per setting and metric, the difference, the tolerance and PASS/FAIL.
+
+Writes OUT/report.json, OUT/report.md and OUT/plot.png (matplotlib, Agg), each atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from zoo.schema import Recipe
+
+PASS, FAIL = "PASS", "FAIL"
+
+
+def compare(
+    recipe: Recipe,
+    int8: Mapping[int, Mapping[str, float]],
+    fp32: Mapping[int, Mapping[str, float]],
+) -> List[Dict[str, Any]]:
+    """One entry per published setting: each published INT8 metric against the measured one.
+
+    `int8` / `fp32` map an input size to measured metrics ({"top1": %, ...}). A published
+    setting that was not measured counts as a miss (measured None, pass False).
+    """
+    tol = float(recipe.tolerance.reproduce)
+    settings = []
+    for row in recipe.published:
+        got, base = int8.get(row.input_size, {}), fp32.get(row.input_size, {})
+        metrics = {}
+        for name, published in row.metrics().items():
+            measured = got.get(name)
+            diff = None if measured is None else round(float(measured) - float(published), 4)
+            metrics[name] = {
+                "measured": measured,
+                "published": published,
+                "diff": diff,
+                "tolerance": tol,
+                "pass": diff is not None and abs(diff) <= tol + 1e-9,
+            }
+        fp32_rows = {}
+        for name in sorted(set(row.fp32()) | set(k for k in base if k in ("top1", "top5", "box_ap"))):
+            measured = base.get(name)
+            published = row.fp32().get(name)
+            fp32_rows[name] = {
+                "measured": measured,
+                "published": published,
+                "diff": None if measured is None or published is None else round(float(measured) - float(published), 4),
+            }
+        drop = {
+            name: round(float(base[name]) - float(got[name]), 4)
+            for name in metrics
+            if name in base and name in got and base[name] is not None and got[name] is not None
+        }
+        settings.append({"input_size": row.input_size, "metrics": metrics, "fp32": fp32_rows, "int8_drop": drop})
+    return settings
+
+
+def status_of(settings: List[Dict[str, Any]]) -> str:
+    """PASS when every published metric of every setting is within tolerance."""
+    checks = [m["pass"] for s in settings for m in s["metrics"].values()]
+    return PASS if checks and all(checks) else FAIL
+
+
+def versions() -> Dict[str, str]:
+    """Versions of the libraries a reproduction depends on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("zoo", "paddlepaddle", "paddlepaddle-gpu", "paddleslim", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt(value: Optional[float], signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The report as a small markdown document."""
+    lines = [
+        f"# {report['name']}: {report['status']}",
+        "",
+        f"Strategy `{report['strategy']}`; tolerance is absolute points against the published INT8 numbers.",
+        "",
+        "| setting | metric | measured INT8 | published INT8 | diff | tolerance | FP32 measured | FP32 published | result |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["settings"]:
+        for name, m in s["metrics"].items():
+            f = s["fp32"].get(name, {})
+            lines.append(
+                f"| {s['input_size']} | {name} | {_fmt(m['measured'])} | {_fmt(m['published'])} | {_fmt(m['diff'], True)} "
+                f"| {m['tolerance']:.2f} | {_fmt(f.get('measured'))} | {_fmt(f.get('published'))} | {'pass' if m['pass'] else 'MISS'} |"
+            )
+    lines += ["", "## Artifacts", ""]
+    lines += [f"- {k}: `{v}`" for k, v in report.get("artifacts", {}).items()]
+    lines += ["", "## Timings (s)", ""]
+    lines += [f"- {k}: {v}" for k, v in report.get("timings", {}).items()]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in report.get("versions", {}).items()]
+    if report.get("data"):
+        lines += ["", "## Data", ""]
+        lines += [f"- {k}: {v}" for k, v in report["data"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: Mapping[str, Any], path: Path) -> None:
+    """Bar chart of measured vs published (INT8, and FP32 where published), one group per setting/metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, measured, published, base = [], [], [], []
+    for s in report["settings"]:
+        for name, m in s["metrics"].items():
+            labels.append(f"{name}@{s['input_size']}")
+            measured.append(m["measured"] or 0.0)
+            published.append(m["published"] or 0.0)
+            base.append(s["fp32"].get(name, {}).get("measured") or 0.0)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.8 * len(labels) + 1.5), 3.6), dpi=100)
+    width = 0.27
+    xs = list(range(len(labels)))
+    ax.bar([x - width for x in xs], base, width, label="FP32 measured", color="#9aa5b1")
+    ax.bar(xs, measured, width, label="INT8 measured", color="#2b6cb0")
+    ax.bar([x + width for x in xs], published, width, label="INT8 published", color="#ed8936")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("%")
+    ax.set_title(f"{report['name']}: {report['status']}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".plot.", suffix=".png", dir=Path(path).parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_report(report: Mapping[str, Any], out_dir: Path) -> Dict[str, Path]:
+    """Write report.json, report.md and plot.png into `out_dir` (each atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md", "plot": out_dir / "plot.png"}
+    plot(report, paths["plot"])
+    atomic_write_bytes(paths["markdown"], markdown(report).encode("utf-8"))
+    atomic_write_bytes(paths["json"], (json.dumps(report, indent=2, default=str) + "\n").encode("utf-8"))
+    return paths
