@@ -53,8 +53,10 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
     `progress`, if given, is called with the number of images of each finished batch.
     """
     from zoo.predictor import Predictor
+    from zoo.quiet import silenced
 
-    predictor = Predictor(model, threads=threads)
+    with silenced():
+        predictor = Predictor(model, threads=threads)
     meter = TopK(5)
     for images, labels in batches:
         outputs = predictor.run(np.ascontiguousarray(images, dtype=np.float32))
