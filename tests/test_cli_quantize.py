@@ -1,0 +1,93 @@
+"""`zoo quantize`: PTQ of any inference model from a .npy/.npz or an image folder; clear errors on bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.quant_tiny import SHAPE, op_types, save_fp32, tiny_data, trained_tiny_net
+from zoo.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_fp32(trained_tiny_net(), tmp_path_factory.mktemp("fp32"))
+
+
+def _quantize(*args: str):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["quantize", *args])
+    result.text = " ".join(result.output.split())  # rich wraps long messages
+    return result
+
+
+def test_quantize_from_npy(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(32)
+    np.save(tmp_path / "calib.npy", x)
+    out = tmp_path / "int8"
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max",
+                       "--batch-size", "8", "--batch-nums", "2", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["out"] == str(out) and info["algo"] == "abs_max"
+    assert (out / "inference.pdmodel").is_file() and (out / "inference.pdiparams").is_file()
+    assert any("quant" in op for op in op_types(out))
+
+
+def test_quantize_from_npz_with_kl(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(16)
+    np.savez(tmp_path / "calib.npz", x=x)
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npz"), "--algo", "KL",
+                       "--batch-size", "8", "--batch-nums", "2", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "inference.pdmodel").is_file()
+
+
+def test_quantize_from_an_image_folder(tmp_path: Path) -> None:
+    import paddle
+    from paddle.vision.models import MobileNetV1
+
+    from tests.repro_standins import make_imagenet
+
+    net = MobileNetV1(scale=0.25, num_classes=10)
+    net.eval()
+    paddle.jit.save(net, str(tmp_path / "m" / "inference"),
+                    input_spec=[paddle.static.InputSpec([None, 3, 224, 224], "float32", name="x")])
+    data = make_imagenet(tmp_path / "data", classes=2, per_class=2)
+    result = _quantize(str(tmp_path / "m"), "--calib-data", str(data), "--algo", "avg",
+                       "--batch-size", "2", "--batch-nums", "2", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "inference.pdmodel").is_file()
+
+
+def test_wrong_input_shape_is_a_clear_error(fp32: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "bad.npy", np.zeros((4, 1, 16, 16), "float32"))
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    assert "do not fit the model's input" in result.text and "Traceback" not in result.text
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_folder_without_model_files(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    np.save(tmp_path / "x.npy", np.zeros((4, *SHAPE), "float32"))
+    result = _quantize(str(tmp_path / "empty"), "--calib-data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    assert "holds no Paddle inference model" in result.text
+
+
+def test_missing_or_empty_data_folder(fp32: Path, tmp_path: Path) -> None:
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1 and "does not exist" in result.text
+    (tmp_path / "empty").mkdir()
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1 and "error:" in result.text and "Traceback" not in result.text
+
+
+def test_unknown_algo(fp32: Path, tmp_path: Path) -> None:
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path), "--algo", "magic", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1 and "unknown algo" in result.text

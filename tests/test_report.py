@@ -1,0 +1,44 @@
+"""Comparison against published numbers and the report files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.quant_tiny import tiny_recipe
+from zoo.report import compare, markdown, status_of, write_report
+
+
+def _recipe():  # type: ignore[no-untyped-def]
+    return tiny_recipe("ptq", published=[{"input_size": 16, "top1": 70.0, "top5": 90.0, "fp32_top1": 71.0}],
+                       tolerance={"reproduce": 0.5})
+
+
+def test_within_tolerance_passes_and_a_miss_fails() -> None:
+    recipe = _recipe()
+    ok = compare(recipe, {16: {"top1": 70.4, "top5": 89.6}}, {16: {"top1": 71.2, "top5": 91.0}})
+    assert status_of(ok) == "PASS"
+    m = ok[0]["metrics"]["top1"]
+    assert m == {"measured": 70.4, "published": 70.0, "diff": 0.4, "tolerance": 0.5, "pass": True}
+    assert ok[0]["fp32"]["top1"] == {"measured": 71.2, "published": 71.0, "diff": 0.2}
+    assert ok[0]["int8_drop"]["top1"] == 0.8
+    miss = compare(recipe, {16: {"top1": 70.4, "top5": 89.4}}, {16: {"top1": 71.2}})
+    assert status_of(miss) == "FAIL" and miss[0]["metrics"]["top5"]["pass"] is False
+
+
+def test_an_unmeasured_setting_is_a_miss() -> None:
+    settings = compare(_recipe(), {}, {})
+    assert settings[0]["metrics"]["top1"]["measured"] is None
+    assert status_of(settings) == "FAIL"
+
+
+def test_report_files_are_written(tmp_path: Path) -> None:
+    settings = compare(_recipe(), {16: {"top1": 70.1, "top5": 90.0}}, {16: {"top1": 71.0}})
+    report = {"name": "tiny_ptq", "status": status_of(settings), "strategy": "ptq", "settings": settings,
+              "artifacts": {"int8": "x"}, "timings": {"total": 1.0}, "versions": {"paddle": "2.6.2"}}
+    paths = write_report(report, tmp_path)
+    assert json.loads(paths["json"].read_text())["status"] == "PASS"
+    md = paths["markdown"].read_text()
+    assert "| 16 | top1 | 70.10 | 70.00 | +0.10 | 0.50 | 71.00 |" in md
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert markdown(report).startswith("# tiny_ptq: PASS")
