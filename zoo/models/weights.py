@@ -157,11 +157,14 @@ def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False) ->
             if not found:
                 raise ModelError(f"{path} holds no .pdparams file")
             path = found[0]
-        verified = trusted
         if artifact.sha256 is not None:
             verified = file_digest(path, "sha256") == artifact.sha256
         elif artifact.md5 is not None:
             verified = file_digest(path, "md5") == artifact.md5
+        else:
+            from zoo.hub import verified_pdparams
+
+            verified = trusted or verified_pdparams(path) == path  # raises when nobody vouched for it
         if not verified:
             raise ModelError(f"refusing to unpickle {path}: its hash does not match the recipe",
                              hint="Fetch it with `zoo fetch NAME` so it is verified, or check the file.")
