@@ -93,3 +93,18 @@ def test_pact_layer_takes_alpha_init_and_lr_multiplier_from_the_recipe() -> None
     assert layer.alpha.optimize_attr["learning_rate"] == 10.0
     out = layer(paddle.to_tensor(np.array([-9.0, -1.0, 2.0, 7.0], dtype="float32"))).numpy()
     assert out.tolist() == [-6.0, -1.0, 2.0, 6.0]
+
+
+def test_network_weights_load_from_an_inference_model(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.quant_tiny import save_fp32, tiny_net
+    from zoo.modelfiles import find_model_files
+    from zoo.quant.from_inference import load_from_inference
+
+    trained = trained_tiny_net()
+    fp32 = save_fp32(trained, tmp_path / "fp32")
+    fresh = tiny_net()
+    load_from_inference(fresh, find_model_files(fp32), SHAPE)
+    for key, value in trained.state_dict().items():
+        np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), err_msg=key)

@@ -101,8 +101,14 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
     kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
     kwargs.setdefault("num_classes", recipe.dataset.num_classes)
     network = build_model(recipe.arch, **kwargs)
-    fetched = fetch(recipe, Role.pretrained, mirror=opts.mirror)
-    load_pretrained(network, recipe, fetched.path, trusted=True)  # zoo.hub verified it against its pin
+    if Role.pretrained in recipe.artifacts:
+        fetched = fetch(recipe, Role.pretrained, mirror=opts.mirror)
+        load_pretrained(network, recipe, fetched.path, trusted=True)  # zoo.hub verified it against its pin
+    else:  # only an FP32 inference model is published: take the weights from it
+        from zoo.quant.from_inference import load_from_inference
+
+        fetched = fetch(recipe, Role.fp32, mirror=opts.mirror)
+        load_from_inference(network, find_model_files(fetched.path), input_shape(recipe))
     network.eval()
     return network
 

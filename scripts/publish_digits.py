@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Reproduce the bundled digits entries and write what they measured into their recipes.
+
+    .venv/bin/python scripts/publish_digits.py [--only NAME] [--dry-run]
+
+The digits entries have no outside publication: the zoo publishes its own reproduction. This
+script runs `zoo reproduce` for each bundled recipe (same code path as the CLI), then rewrites
+the INT8 `top1` / `top5` of the recipe's `published` row (the FP32 numbers come from the
+training script and are left alone). Rerunning it on the same machine gives the same numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act")
+
+
+def rewrite_published(text: str, top1: float, top5: float) -> str:
+    """Replace the INT8 top1/top5 of the first published row, keeping the rest of the file as written."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("published:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "-", "\n", "#")), len(lines))
+    block = "".join(lines[start:end])
+    new, n1 = re.subn(r"(?<![\w])top1:\s*[0-9.]+", f"top1: {top1:.2f}", block, count=1)
+    new, n5 = re.subn(r"(?<![\w])top5:\s*[0-9.]+", f"top5: {top5:.2f}", new, count=1)
+    if not n1 or not n5:
+        raise SystemExit("the published row has no top1/top5 to rewrite")
+    return "".join(lines[:start]) + new + "".join(lines[end:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--only", choices=ENTRIES)
+    parser.add_argument("--dry-run", action="store_true", help="Measure and print, do not edit the recipes.")
+    args = parser.parse_args()
+
+    from zoo import quiet
+
+    quiet.configure(verbose=False)
+    from zoo.registry import get_recipe
+    from zoo.reproduce import ReproduceOptions, reproduce
+
+    for name in [args.only] if args.only else ENTRIES:
+        recipe = get_recipe(name)
+        began = time.time()
+        with tempfile.TemporaryDirectory(prefix=f"publish-{name}-") as out:
+            report = reproduce(recipe, ReproduceOptions(out=Path(out)))
+        setting = report["settings"][0]
+        top1 = setting["metrics"]["top1"]["measured"]
+        top5 = setting["metrics"].get("top5", {}).get("measured")
+        fp32 = setting["fp32"]["top1"]["measured"]
+        print(f"{name}: INT8 top1 {top1:.2f} top5 {top5:.2f} | FP32 top1 {fp32:.2f} | drop {fp32 - top1:.2f} | {time.time() - began:.1f} s")
+        if not args.dry_run:
+            path = REPO / "recipes" / f"{name}.yaml"
+            path.write_text(rewrite_published(path.read_text(), top1, top5))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The bundled digits entries reproduce with PASS on the bundled data (real data, real training)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zoo.registry import load_registry
+
+pytestmark = pytest.mark.slow
+
+ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act")
+# quality targets: INT8 top-1 within this many points of FP32
+MAX_DROP = {"ptq": 1.0, "qat": 0.5, "act": 0.5}
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_bundled_entry_reproduces_with_pass(name: str, tmp_path: Path) -> None:
+    if name not in load_registry():
+        pytest.skip(f"{name} is not in the registry")
+    from typer.testing import CliRunner
+
+    from zoo.cli.main import app
+
+    result = CliRunner().invoke(app, ["reproduce", name, "--out", str(tmp_path / "o"), "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, report["settings"]
+    assert report["status"] == "PASS"
+    setting = report["settings"][0]
+    for metric in setting["metrics"].values():
+        assert abs(metric["diff"]) <= metric["tolerance"]
+    assert setting["int8_drop"]["top1"] <= MAX_DROP[report["strategy"]]
+    assert (tmp_path / "o" / "report.json").is_file() and (tmp_path / "o" / "plot.png").is_file()
+
+
+def test_publish_script_rewrites_only_the_int8_numbers() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("publish_digits", Path(__file__).parents[1] / "scripts" / "publish_digits.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    text = "name: x\npublished:\n  - {input_size: 32, top1: 1.0, top5: 2.0, fp32_top1: 97.5, fp32_top5: 99.9}\ntolerance: {eval: 0.1}\n"
+    out = mod.rewrite_published(text, 96.123, 99.7)
+    assert "top1: 96.12, top5: 99.70, fp32_top1: 97.5, fp32_top5: 99.9" in out
+    assert out.endswith("tolerance: {eval: 0.1}\n")
