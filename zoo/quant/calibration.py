@@ -1,0 +1,307 @@
+"""Vectorized calibration statistics and threshold searches for post-training quantization.
+
+Every function here returns exactly what Paddle's post-training quantization computes for the
+same input (same histogram bin, same float), only without per-bin Python loops:
+
+- `kl_threshold` scores every candidate clip bin at once from prefix sums. Paddle's own scores
+  carry rounding noise (sequential float sums), so near-ties are settled by recomputing just
+  the candidates within a proven error band with Paddle's exact arithmetic.
+- `histogram_counts` bins |x| into the sampling histogram by arithmetic on the bin index plus an
+  exact boundary correction, instead of sorting every tensor.
+- `hist_threshold`, `weight_abs_max`, `mse_search`, `abs_max`, `row_abs_max_mean`: the other
+  algorithms' statistics, computed with the same floating-point operations in the same order.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def kl_threshold(hist: np.ndarray, bin_width: float, bits: int = 8) -> float:
+    """The KL-divergence clip threshold of an |activation| histogram, as Paddle computes it.
+
+    Candidates are the bin ends i in [(n-1)//2, n) whose last bin is non-empty; the reference
+    distribution P is hist[:i] with the tail folded into its last bin, the candidate Q is hist[:i]
+    merged into 2**(bits-1)-1 levels and spread back over the non-empty bins.
+    """
+    hist = np.asarray(hist)
+    if hist.ndim != 1:
+        raise ValueError("kl_threshold expects a 1-D histogram")
+    n = hist.shape[0]
+    start = int((n - 1) * 0.5)
+    levels = 2 ** (bits - 1) - 1
+    counts = hist.astype(np.int64, copy=False)
+    cand = np.arange(max(start, 1), n)
+    cand = cand[counts[cand - 1] != 0]
+    if cand.size == 0:
+        index = start
+        while index > 0 and counts[index] == 0:
+            index -= 1
+        return (index + 0.5) * bin_width
+    total = np.sum(counts)
+    approx = _kl_scores(counts, cand, levels, total)
+    band = _kl_error_bound(n, int(total))
+    best = float(approx.min())
+    close = cand[approx <= best + 2.0 * band]
+    if close.size == 1:
+        index = int(close[0])
+    else:
+        counts_list = counts.tolist()
+        exact = [_kl_exact(counts_list, int(i), levels, total) for i in close]
+        index = int(close[min(range(len(exact)), key=lambda k: (exact[k], k))])
+    return (index + 0.5) * bin_width
+
+
+def _kl_scores(counts: np.ndarray, cand: np.ndarray, levels: int, total: np.integer) -> np.ndarray:
+    """KL(P || Q) for every candidate end bin, from prefix sums (accurate to ~1e-12, not bit-exact)."""
+    prefix = np.concatenate(([0], np.cumsum(counts)))  # exact int64 sums
+    nonzero = np.concatenate(([0], np.cumsum(counts != 0)))
+    c = counts.astype(np.float64)
+    clogc = np.where(counts > 0, c * np.log(np.where(counts > 0, c, 1.0)), 0.0)
+    prefix_clogc = np.concatenate(([0.0], np.cumsum(clogc)))
+
+    width = cand // levels  # bins merged per level; the last level takes the remainder
+    lo = width[:, None] * np.arange(levels)[None, :]
+    hi = lo + width[:, None]
+    hi[:, -1] = cand
+    mass = (prefix[hi] - prefix[lo]).astype(np.float64)  # Q's quantized bins (hist sums per level)
+    filled = (nonzero[hi] - nonzero[lo]).astype(np.float64)  # non-empty bins per level
+    tail = (prefix[-1] - prefix[cand]).astype(np.float64)  # outliers folded into P's last bin
+    p_last = c[cand - 1] + tail
+    weight = mass.copy()
+    weight[:, -1] += tail  # P's mass per level
+    used = mass > 0
+    log_avg = np.log(np.where(used, mass, 1.0) / np.where(used, filled, 1.0))
+    p_log_p = prefix_clogc[cand - 1] + p_last * np.log(p_last)
+    p_log_q = np.sum(np.where(used, weight * log_avg, 0.0), axis=1)
+    total_f = float(total)
+    kept = prefix[cand].astype(np.float64)  # sum of the spread-back Q = sum of hist[:i]
+    return np.log(kept / total_f) + (p_log_p - p_log_q) / total_f
+
+
+def _kl_error_bound(n: int, total: int) -> float:
+    """A bound on |score from _kl_scores - Paddle's score| (sequential sums of n log-terms each)."""
+    magnitude = 2.0 * math.log(max(float(total), 2.0)) * 2.0 + 8.0
+    return 64.0 * n * _EPS * magnitude + 1e-300
+
+
+def _kl_exact(counts: List[int], end: int, levels: int, total: np.integer) -> float:
+    """Paddle's KL score for one candidate, replaying its float operations in their order."""
+    ref = counts[:end]
+    ref[end - 1] += sum(np.asarray(counts[end:], dtype=np.int64)) if end < len(counts) else 0
+    width = int(end / levels)
+    spread: List[Union[int, float]] = [0] * end
+    for level in range(levels):
+        lo = level * width
+        hi = end if level == levels - 1 else lo + width
+        filled = sum(1 for v in ref[lo:hi] if v != 0)
+        if filled == 0:
+            continue
+        avg = sum(counts[lo:hi]) / (filled + 0.0)
+        for k in range(lo, hi):
+            if ref[k] != 0:
+                spread[k] = avg
+    q_sum = sum(spread)
+    acc_p = 0
+    acc_q = 0
+    for p, q in zip(ref, spread):
+        if p != 0:
+            acc_p += p * math.log(q_sum * p)
+            acc_q += p * math.log(total * q)
+    return float((acc_p - acc_q) / total)
+
+
+def hist_threshold(hist: np.ndarray, edges: np.ndarray, percent: float) -> float:
+    """The `percent` quantile of an |activation| histogram (Paddle's 'hist' algorithm).
+
+    The cumulative sum runs sequentially (np.add.accumulate), as Paddle's loop does.
+    """
+    hist = np.asarray(hist)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = hist / float(sum(hist))
+    reached = np.flatnonzero(np.cumsum(share) >= percent)
+    index = int(reached[0]) + 1 if reached.size else 0
+    bin_width = edges[1] - edges[0]
+    return (index - 0.5) * bin_width
+
+
+class HistogramBinner:
+    """Counts |x| into fixed bins exactly as np.histogram(|x|, bins=edges) does, without sorting.
+
+    A float32 value v lies in [e_k, e_k+1) iff up(e_k) <= v < up(e_k+1), where up(e) is the
+    smallest float32 >= e, so an index guessed from the (uniform) bin width is corrected
+    exactly with float32 comparisons.
+    """
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.bins = self.edges.shape[0] - 1
+        self.first = float(self.edges[0])
+        self.last = float(self.edges[-1])
+        up = self.edges.astype(np.float32)
+        low = up.astype(np.float64) < self.edges
+        up[low] = np.nextafter(up[low], np.float32(np.inf))
+        self._up = up
+        span = self.last - self.first
+        self._scale = self.bins / span if span > 0 else 0.0
+        uniform = np.allclose(np.diff(self.edges), span / max(self.bins, 1), rtol=1e-6, atol=0.0)
+        self._fast = bool(span > 0 and uniform)
+
+    def counts(self, values: np.ndarray) -> np.ndarray:
+        """Histogram counts (int64) of `values` taken in absolute value."""
+        a = np.abs(np.ravel(values))
+        if a.size == 0:
+            return np.zeros(self.bins, dtype=np.int64)
+        if a.dtype != np.float32 or not self._fast:
+            return np.histogram(a, bins=self.edges)[0]
+        lo, hi = float(a.min()), float(a.max())
+        if not (lo >= self.first and hi <= self.last):  # out of range or NaN: keep np.histogram's rules
+            return np.histogram(a, bins=self.edges)[0]
+        guess = a - np.float32(self.first)
+        guess *= np.float32(self._scale)
+        index = guess.astype(np.intp)
+        np.minimum(index, self.bins - 1, out=index)
+        # float32 rounding moves a guess by at most one bin; correct both ways until stable
+        for _ in range(4):
+            below = a < self._up[index]
+            above = a >= self._up[index + 1]
+            above &= index < self.bins - 1
+            if not (below.any() or above.any()):
+                break
+            index -= below
+            index += above
+        return np.bincount(index, minlength=self.bins).astype(np.int64, copy=False)
+
+
+def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """np.histogram(|values|, bins=edges)[0], computed without sorting."""
+    return HistogramBinner(edges).counts(values)
+
+
+def abs_range(values: np.ndarray) -> Tuple[float, float]:
+    """(min |x|, max |x|) as Python floats, without materializing |x| when x has one sign."""
+    lo = float(np.min(values))
+    hi = float(np.max(values))
+    if lo >= 0.0:
+        return abs(lo), abs(hi)
+    if hi <= 0.0:
+        return abs(hi), abs(lo)
+    return float(np.min(np.abs(values))), max(hi, -lo)
+
+
+def abs_max(values: np.ndarray) -> float:
+    """max |x| as a Python float."""
+    return abs(max(float(np.max(values)), -float(np.min(values))))
+
+
+def weight_abs_max(weight: np.ndarray, channel_axis: Optional[int]) -> Union[float, List[float]]:
+    """max |w| for the whole tensor (channel_axis None) or per channel along `channel_axis`."""
+    if channel_axis is None:
+        return abs_max(weight)
+    weight = np.asarray(weight)
+    axes = tuple(a for a in range(weight.ndim) if a != channel_axis)
+    per_channel = np.maximum(np.max(weight, axis=axes), -np.min(weight, axis=axes))
+    return [abs(float(v)) for v in np.atleast_1d(per_channel)]
+
+
+def weight_min_max(weight: np.ndarray, channel_axis: Optional[int]) -> Tuple[Union[float, List[float]], ...]:
+    """(min, max) of w for the whole tensor or per channel along `channel_axis`."""
+    if channel_axis is None:
+        return float(np.min(weight)), float(np.max(weight))
+    axes = tuple(a for a in range(weight.ndim) if a != channel_axis)
+    mins = np.atleast_1d(np.min(weight, axis=axes))
+    maxs = np.atleast_1d(np.max(weight, axis=axes))
+    return [float(v) for v in mins], [float(v) for v in maxs]
+
+
+def row_abs_max_mean(values: np.ndarray) -> float:
+    """mean over the batch of max |x| per sample (Paddle's 'avg' statistic for one batch)."""
+    rows = values.reshape(values.shape[0], -1)
+    per_row = np.abs(np.maximum(np.max(rows, axis=1), -np.min(rows, axis=1)))
+    return float(np.mean(per_row))
+
+
+def mse_scales(abs_max_value: float) -> List[float]:
+    """The candidate clip values of Paddle's 'mse' search: s * max|x| for s = 0.3, 0.32, ... <= 1."""
+    scales = []
+    s = 0.3
+    while s <= 1.0:
+        scales.append(s * abs_max_value)
+        s += 0.02
+    return scales
+
+
+_MSE_CHUNK = 1 << 16
+
+
+def mse_losses(values: np.ndarray, scales: Sequence[float], bits: int = 8, onnx_format: bool = False) -> List[np.floating]:
+    """Mean squared quantize-dequantize error of `values` (float32, 1-D) for each clip value.
+
+    The element-wise work runs in cache-sized chunks into one error buffer whose mean is then
+    taken over the whole tensor, so every loss is bit-identical to the unchunked expression.
+    """
+    x = np.ascontiguousarray(np.ravel(values))
+    levels = 2 ** (bits - 1) - 1
+    err = np.empty_like(x)
+    work = np.empty(min(_MSE_CHUNK, x.size), dtype=x.dtype)
+    losses = []
+    for scale in scales:
+        for begin in range(0, x.size, _MSE_CHUNK):
+            part = x[begin : begin + _MSE_CHUNK]
+            buf = work[: part.size]
+            if onnx_format:
+                np.divide(part, scale, out=buf)
+                np.multiply(buf, levels, out=buf)
+                np.round(buf, out=buf)
+                np.clip(buf, -levels - 1, levels, out=buf)
+            else:
+                np.clip(part, 0.0, scale, out=buf)
+                np.divide(buf, scale, out=buf)
+                np.multiply(buf, levels, out=buf)
+                np.round(buf, out=buf)
+            np.divide(buf, levels, out=buf)
+            np.multiply(buf, scale, out=buf)
+            out = err[begin : begin + _MSE_CHUNK]
+            np.subtract(part, buf, out=out)
+            np.square(out, out=out)
+        losses.append(err.mean())
+    return losses
+
+
+def mse_threshold_update(
+    values: np.ndarray, best_loss: float, bits: int = 8, onnx_format: bool = False
+) -> Tuple[float, Optional[float]]:
+    """One batch of Paddle's 'mse' search: (new best loss, new threshold or None if not improved).
+
+    Ties go to the later (larger) candidate, as in Paddle's `<=` comparison.
+    """
+    x = np.ravel(values)
+    top = abs_max(x)
+    top = 1e-8 if top == 0.0 else top
+    scales = mse_scales(top)
+    threshold = None
+    for scale, loss in zip(scales, mse_losses(x, scales, bits, onnx_format)):
+        if loss <= best_loss:
+            best_loss = loss
+            threshold = scale
+    return best_loss, threshold
+
+
+__all__ = [
+    "kl_threshold",
+    "hist_threshold",
+    "HistogramBinner",
+    "histogram_counts",
+    "abs_range",
+    "abs_max",
+    "weight_abs_max",
+    "weight_min_max",
+    "row_abs_max_mean",
+    "mse_scales",
+    "mse_losses",
+    "mse_threshold_update",
+]
