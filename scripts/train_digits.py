@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Train the bundled FP32 digits models and pack them into zoo/assets/.
 
-    .venv/bin/python scripts/train_digits.py [--out zoo/assets] [--epochs N] [--only NAME]
+    .venv/bin/python scripts/train_digits.py [--out zoo/assets] [--epochs N] [--only NAME] [--update-recipes]
 
 Deterministic: fixed seeds, one CPU thread, fixed data order. For each model it trains on the
 materialized digits train split (CPU, well under a minute each), evaluates the exported
 inference model on val through Paddle Inference, packs it as a deterministic tar (sorted
 members, mtime 0, uid/gid 0) and prints sha256, size and top-1/top-5; the same numbers go to
-`<out>/digits_models.json`, from which the digits recipes are written.
+`<out>/digits_models.json`; `--update-recipes` writes them into recipes/digits_*.yaml.
 """
 from __future__ import annotations
 
@@ -137,11 +137,37 @@ def train_one(arch: str, epochs: int, optimizer: str, lr: float, data: Path, wor
     return out, metrics
 
 
+def update_recipes(summary: dict, recipe_dir: Path) -> list:
+    """Rewrite sha256/size of each bundled artifact and the fp32_top1/fp32_top5 in the recipes using it.
+
+    A text edit (not a YAML round trip) so comments, layout and the INT8 numbers stay as they are.
+    """
+    import re
+
+    changed = []
+    for path in sorted(recipe_dir.glob("digits_*.yaml")):
+        text = original = path.read_text(encoding="utf-8")
+        for entry in summary.values():
+            if f"bundled: {entry['file']}" not in text:
+                continue
+            text = re.sub(r"(bundled: " + re.escape(entry["file"]) + r"\n\s+sha256: )[0-9a-f]{64}(\n\s+size: )\d+",
+                          lambda m: f"{m.group(1)}{entry['sha256']}{m.group(2)}{entry['size']}", text)
+            text = re.sub(r"fp32_top1: [0-9.]+", f"fp32_top1: {entry['top1']:.2f}", text)
+            text = re.sub(r"fp32_top5: [0-9.]+", f"fp32_top5: {entry['top5']:.2f}", text)
+            text = re.sub(r"origin_metric: [0-9.]+", f"origin_metric: {entry['top1'] / 100:.4f}", text)
+        if text != original:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path.name)
+    return changed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "zoo" / "assets")
     parser.add_argument("--only", choices=sorted(MODELS), help="train one model only")
     parser.add_argument("--epochs", type=int, help="override the epochs (quick checks)")
+    parser.add_argument("--update-recipes", action="store_true",
+                        help="write the new sha256/size and FP32 top-1/top-5 into recipes/digits_*.yaml")
     args = parser.parse_args()
 
     import paddle
@@ -170,6 +196,8 @@ def main() -> int:
             print(json.dumps(entry), flush=True)
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(f"total {time.time() - start:.1f} s; wrote {summary_path}")
+    if args.update_recipes:
+        print("updated recipes:", ", ".join(update_recipes(summary, REPO / "recipes")) or "none")
     return 0
 
 

@@ -74,8 +74,10 @@ def eval_cmd(
     if as_json:
         print_json(result)
         return
-    console.print(f"[bold]{result['model']}[/]" + (f" ({result['artifact']})" if "artifact" in result else ""))
-    console.print(f"  data      {result['data']} [{result['split']}], {result['images']} images, input {result['input_size']}")
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(str(result['model']))}[/]" + (f" ({result['artifact']} artifact)" if "artifact" in result else ""))
+    console.print(escape(f"  data      {result['data']} (split {result['split']}), {result['images']} images, input {result['input_size']}"))
     line = f"  top-1     {result['top1']:.2f} %    top-5 {result['top5']:.2f} %"
     console.print(line)
     published = result.get("published") or {}

@@ -10,6 +10,26 @@ from zoo.errors import ModelError
 from zoo.modelfiles import ModelFiles, find_model_files
 
 
+def strip_callstacks(model_file: Path) -> None:
+    """Drop the `op_callstack` attributes paddle records on every op.
+
+    They hold the Python traceback of the export (local file paths and line numbers): useless to
+    a predictor, they leak the exporting machine's paths and make the same network export to
+    different bytes from different scripts.
+    """
+    from paddle.base.proto import framework_pb2
+
+    program = framework_pb2.ProgramDesc()
+    program.ParseFromString(Path(model_file).read_bytes())
+    for block in program.blocks:
+        for op in block.ops:
+            keep = [attr for attr in op.attrs if attr.name != "op_callstack"]
+            if len(keep) != len(op.attrs):
+                del op.attrs[:]
+                op.attrs.extend(keep)
+    Path(model_file).write_bytes(program.SerializeToString())
+
+
 def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
     """Write `out_dir/inference.pdmodel` + `inference.pdiparams` (input spec [None, C, H, W] float32).
 
@@ -31,6 +51,7 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
         for name in ("inference.pdmodel", "inference.pdiparams"):
             if not (staging / name).is_file():
                 raise ModelError(f"paddle.jit.save did not write {name}")
+        strip_callstacks(staging / "inference.pdmodel")
         for path in sorted(staging.iterdir()):  # params first, model last: the model file marks completion
             if path.name != "inference.pdmodel":
                 path.replace(out_dir / path.name)
