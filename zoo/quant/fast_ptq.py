@@ -17,6 +17,19 @@ from paddle.static.quantization import utils as _qutils
 from zoo.quant import calibration as cal
 
 
+class _DLPackView:
+    """Adapts a Paddle CPU tensor to numpy's DLPack protocol, so numpy can view it without a copy."""
+
+    def __init__(self, tensor: object) -> None:
+        self._tensor = tensor
+
+    def __dlpack__(self, stream: object = None) -> object:
+        return self._tensor._to_dlpack()
+
+    def __dlpack_device__(self) -> tuple:
+        return (1, 0)  # kDLCPU, device 0
+
+
 class FastPostTrainingQuantization(PostTrainingQuantization):
     """Drop-in PostTrainingQuantization with vectorized sampling and threshold searches.
 
@@ -44,6 +57,16 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
     # helpers
 
     def _load(self, var_name: str) -> np.ndarray:
+        """The tensor's current value, read in place (no copy) when Paddle allows it.
+
+        Callers only reduce it to statistics before the next executor run overwrites it.
+        """
+        var = self._scope.find_var(var_name)
+        if var is not None:
+            try:
+                return np.from_dlpack(_DLPackView(var.get_tensor()))
+            except Exception:  # uninitialized, non-CPU or an exotic dtype: Paddle's copy
+                pass
         return _qutils.load_variable_data(self._scope, var_name)
 
     def _channel_axis(self, var_name: str) -> Optional[int]:
