@@ -82,8 +82,9 @@ def eval_cmd(
     console.print(line)
     published = result.get("published") or {}
     if "top1" in published:
-        diff = result["top1"] - published["top1"]
-        console.print(f"  published top-1 {published['top1']:.2f} % (diff {diff:+.2f})")
+        diff = round(result["top1"] - published["top1"], 2) + 0.0  # no "-0.00"
+        kind = "INT8" if result.get("artifact") == "quantized" else "FP32"
+        console.print(f"  published {kind} top-1 {published['top1']:.2f} % (diff {diff:+.2f})")
 
 
 def register(app: typer.Typer) -> None:
