@@ -14,11 +14,13 @@ same input (same histogram bin, same float), only without per-bin Python loops:
 from __future__ import annotations
 
 import math
+import threading
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 _EPS = float(np.finfo(np.float64).eps)
+_WORKSPACE = threading.local()
 
 
 def kl_threshold(hist: np.ndarray, bin_width: float, bits: int = 8) -> float:
@@ -142,6 +144,7 @@ class HistogramBinner:
 
     CHUNK = 1 << 15
     LANES = 4
+    SMALL = 4096  # below this many values np.histogram itself is quicker
 
     def __init__(self, edges: np.ndarray) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
@@ -153,7 +156,8 @@ class HistogramBinner:
         up[low] = np.nextafter(up[low], np.float32(np.inf))
         self._lower = up[:-1].copy()  # bin k starts at _lower[k]; the last bin is closed
         span = self.last - self.first
-        uniform = span > 0 and np.allclose(np.diff(self.edges), span / max(self.bins, 1), rtol=1e-9, atol=0.0)
+        widths = np.diff(self.edges)
+        uniform = span > 0 and float(np.max(np.abs(widths - span / self.bins))) <= 1e-9 * span / self.bins
         self._offset = np.float32(self.first)
         self._scale = np.float32(self.bins / span) if span > 0 else np.float32(0.0)
         # bound on |float32 guess - exact position| in bins: rounding of the offset, the
@@ -162,29 +166,30 @@ class HistogramBinner:
         err = unit * (abs(self.first) * self.bins / span + 4.0 * (self.bins + 1)) + 1e-9 if span > 0 else 1.0
         self._margin = np.float32(4.0 * err)
         self._fast = bool(uniform and err < 1e-2)
-        lanes = np.arange(self.CHUNK, dtype=np.intp) % self.LANES
-        self._lanes = lanes
-        self._buffers: Optional[Tuple[np.ndarray, ...]] = None
 
-    def _work(self, size: int) -> Tuple[np.ndarray, ...]:
-        if self._buffers is None:
-            n = self.CHUNK
-            self._buffers = (
+    @classmethod
+    def _work(cls, size: int) -> Tuple[np.ndarray, ...]:
+        """Chunk buffers shared by every binner of this thread (allocated once)."""
+        buffers = getattr(_WORKSPACE, "buffers", None)
+        if buffers is None:
+            n = cls.CHUNK
+            buffers = _WORKSPACE.buffers = (
                 np.empty(n, np.float32),  # |x|
                 np.empty(n, np.float32),  # guessed position
                 np.empty(n, np.float32),  # its floor, then its fraction
                 np.empty(n, np.intp),  # bin * LANES + lane
                 np.empty(n, np.bool_),  # near a boundary
                 np.empty(n, np.bool_),
+                np.arange(n, dtype=np.intp) % cls.LANES,  # lane of each position
             )
-        return tuple(b[:size] for b in self._buffers)
+        return tuple(b[:size] for b in buffers)
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         """Histogram counts (int64) of `values` taken in absolute value."""
         flat = np.ravel(values)
         if flat.size == 0:
             return np.zeros(self.bins, dtype=np.int64)
-        if flat.dtype != np.float32 or not self._fast:
+        if flat.dtype != np.float32 or not self._fast or flat.size < self.SMALL:
             return np.histogram(np.abs(flat), bins=self.edges)[0]
         lane_counts = np.zeros((self.bins + 1) * self.LANES, dtype=np.int64)
         for begin in range(0, flat.size, self.CHUNK):
@@ -196,7 +201,7 @@ class HistogramBinner:
         return total[: self.bins]
 
     def _add_chunk(self, part: np.ndarray, lane_counts: np.ndarray) -> bool:
-        a, guess, frac, index, near, other = self._work(part.size)
+        a, guess, frac, index, near, other, lanes = self._work(part.size)
         np.abs(part, out=a)
         if not (float(a.min()) >= self.first and float(a.max()) <= self.last):
             return False
@@ -214,7 +219,7 @@ class HistogramBinner:
             pos = np.flatnonzero(near)
             index[pos] = np.searchsorted(self._lower, a[pos], side="right") - 1
         index *= self.LANES
-        index += self._lanes[: part.size]
+        index += lanes
         lane_counts += np.bincount(index, minlength=lane_counts.size)
         return True
 
