@@ -151,3 +151,32 @@ def test_missing_data_folder(colour_model: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "does not exist" in _err(res) and "hint:" in _err(res)
     res = _run("eval", str(colour_model))
     assert res.exit_code == 1 and "needs --data" in _err(res)
+
+
+@pytest.fixture(scope="module")
+def standin_server(tmp_path_factory: pytest.TempPathFactory):
+    """The ImageNet entries' artifacts as width-0.25 stand-ins served over real HTTP."""
+    from tests.httpserver import FileServer
+    from tests.repro_standins import build_artifacts, make_imagenet, standin_recipe
+
+    tmp = tmp_path_factory.mktemp("standins")
+    recipes = tmp / "recipes"
+    names = [standin_recipe(n, recipes) for n in ("mobilenetv1_qat", "mobilenetv3_large_pact_qat")]
+    data = make_imagenet(tmp / "imagenet")
+    with FileServer() as srv:
+        for path, blob in build_artifacts(tmp).items():
+            srv.add(path, blob)
+        yield srv, recipes, names, data
+
+
+def test_eval_entry_exports_published_weights(standin_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries whose default artifact is a weight file (.pdparams, static persistables) are exported, then scored."""
+    srv, recipes, names, data = standin_server
+    monkeypatch.setenv("ZOO_RECIPE_PATH", str(recipes))
+    for name in names:
+        res = _run("eval", name, "--data", str(data), "--mirror", srv.base_url, "--json")
+        assert res.exit_code == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["artifact"] == "pretrained" and out["images"] == 6 and out["input_size"] == 224
+        assert 0.0 <= out["top1"] <= out["top5"] <= 100.0
+        assert out["published"]["top1"] > 70  # the FP32 baseline of the real entry

@@ -105,7 +105,7 @@ def test_malformed_list_line_names_file_and_line(tmp_path: Path, line: str, why:
     (tmp_path / "val_list.txt").write_text(f"ok.png 0\n\n{line}\n")
     with pytest.raises(DataError) as err:
         ImageListDataset(tmp_path, "val", eval_transform(PRE))
-    assert f"val_list.txt:3: " in err.value.message
+    assert "val_list.txt:3: " in err.value.message
     assert why in err.value.message
     assert err.value.hint
 

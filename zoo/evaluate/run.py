@@ -82,7 +82,9 @@ def recipe_model(recipe: Recipe, role: Role, workdir: Path, mirror: Optional[str
 
     size = recipe.headline().input_size
     with silenced():
-        network = build_model(recipe.arch, num_classes=recipe.dataset.num_classes)
+        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
+        kwargs.setdefault("num_classes", recipe.dataset.num_classes)
+        network = build_model(recipe.arch, **kwargs)
         load_pretrained(network, recipe, fetched.path, trusted=True)  # fetch verified it against its pin
     return save_inference(network, workdir / "exported", (3, size, size))
 
