@@ -72,9 +72,10 @@ def test_iterate_batches_shapes_and_order(folder_layout: Path) -> None:
     assert [x.shape[0] for x in image_batches(ds, 5)()] == [5, 1]
 
 
-def test_make_loader_dygraph(folder_layout: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_make_loader_dygraph(folder_layout: Path, workers: int) -> None:
     ds = ImageListDataset(folder_layout, "val", eval_transform(PRE))
-    batches = list(make_loader(ds, batch_size=4, shuffle=False))
+    batches = list(make_loader(ds, batch_size=4, shuffle=False, num_workers=workers))
     images, labels = batches[0]
     assert list(images.shape) == [4, 3, 16, 16]
     assert labels.numpy().reshape(-1).tolist() == [0, 0, 1, 1]
