@@ -208,7 +208,10 @@ class ACTStrategy(QuantStrategy):
         c, h, w = source.input_shape
         try:
             model = trainable_copy(model, scratch / "fp32")
-            with silenced(), _paddleslim_loggers_muted():
+            # A fresh name generator and default programs: AutoCompression builds its graphs in the
+            # global static state, which earlier strategies in the same process have already used.
+            with silenced(), _paddleslim_loggers_muted(), paddle.utils.unique_name.guard(), \
+                    paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
                 ac = AutoCompression(
                     model_dir=str(model.folder),
                     model_filename=model.model_filename,
