@@ -205,8 +205,11 @@ class HistogramBinner:
         np.abs(part, out=a)
         if not (float(a.min()) >= self.first and float(a.max()) <= self.last):
             return False
-        np.subtract(a, self._offset, out=guess)
-        np.multiply(guess, self._scale, out=guess)
+        if self._offset != 0:
+            np.subtract(a, self._offset, out=guess)
+            np.multiply(guess, self._scale, out=guess)
+        else:  # a - 0 is a: one pass fewer, the same guess
+            np.multiply(a, self._scale, out=guess)
         np.floor(guess, out=frac)
         np.copyto(index, frac, casting="unsafe")
         np.subtract(guess, frac, out=frac)
@@ -237,7 +240,22 @@ def abs_range(values: np.ndarray) -> Tuple[float, float]:
         return abs(lo), abs(hi)
     if hi <= 0.0:
         return abs(hi), abs(lo)
-    return float(np.min(np.abs(values))), max(hi, -lo)
+    return _min_abs(values), max(hi, -lo)
+
+
+def _min_abs(values: np.ndarray) -> float:
+    """min |x| through a reused chunk buffer (a full-size |x| would be allocated per tensor)."""
+    flat = np.ravel(values)
+    if flat.dtype != np.float32:
+        return float(np.min(np.abs(flat)))
+    buffer = HistogramBinner._work(HistogramBinner.CHUNK)[0]
+    low = np.inf
+    for begin in range(0, flat.size, HistogramBinner.CHUNK):
+        part = flat[begin : begin + HistogramBinner.CHUNK]
+        view = buffer[: part.size]
+        np.abs(part, out=view)
+        low = min(low, float(view.min()))
+    return low
 
 
 def abs_max(values: np.ndarray) -> float:
