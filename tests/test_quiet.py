@@ -1,6 +1,7 @@
 """Paddle's log noise stays out of the terminal unless verbose."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,11 @@ GLOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d", re.M)
 
 
 def _run(verbose: bool) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", SCRIPT.format(verbose=verbose)], capture_output=True, text=True, timeout=120)
+    # a clean environment: an earlier CLI test in this process may have set the quiet GLOG variables
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLOG_", "FLAGS_call_stack"))}
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(verbose=verbose)], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_quiet_hides_paddle_logs_and_silenced_output() -> None:
