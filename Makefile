@@ -8,9 +8,14 @@ PY := $(VENV)/bin/python
 setup:
 	@scripts/setup.sh
 
+# The main job on the bundled default: reproduce the digits PTQ entry (offline: bundled FP32 model and
+# data), check it against its published numbers, then export it for Paddle Lite (INT8 arm .nb, and the
+# FP32 x86 .nb run by Lite's own runtime against Paddle Inference).
+DEMO_OUT ?= demo-out
 demo: setup
-	$(ZOO) list
-	$(ZOO) info mobilenetv3_act
+	$(ZOO) reproduce digits_mobilenetv1_ptq --out $(DEMO_OUT)/digits_mobilenetv1_ptq
+	$(ZOO) export $(DEMO_OUT)/digits_mobilenetv1_ptq --target lite --arch arm --out $(DEMO_OUT)/lite-arm
+	$(ZOO) export $(DEMO_OUT)/digits_mobilenetv1_ptq/fp32 --target lite --arch x86 --out $(DEMO_OUT)/lite-x86
 
 # The README's test command; .ci/run calls it. Runs every tier except the benchmarks.
 test: setup
