@@ -92,9 +92,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _fmt(value: Optional[float], signed: bool = False) -> str:
+def fmt_points(value: Optional[float], signed: bool = False) -> str:
+    """A metric in points with two decimals; '-' when absent; no '-0.00'."""
     if value is None:
         return "-"
+    value = round(float(value), 2) + 0.0  # + 0.0 turns -0.0 into 0.0
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
@@ -112,8 +114,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         for name, m in s["metrics"].items():
             f = s["fp32"].get(name, {})
             lines.append(
-                f"| {s['input_size']} | {name} | {_fmt(m['measured'])} | {_fmt(m['published'])} | {_fmt(m['diff'], True)} "
-                f"| {m['tolerance']:.2f} | {_fmt(f.get('measured'))} | {_fmt(f.get('published'))} | {'pass' if m['pass'] else 'MISS'} |"
+                f"| {s['input_size']} | {name} | {fmt_points(m['measured'])} | {fmt_points(m['published'])} | {fmt_points(m['diff'], True)} "
+                f"| {m['tolerance']:.2f} | {fmt_points(f.get('measured'))} | {fmt_points(f.get('published'))} | {'pass' if m['pass'] else 'MISS'} |"
             )
     lines += ["", "## Artifacts", ""]
     lines += [f"- {k}: `{v}`" for k, v in report.get("artifacts", {}).items()]

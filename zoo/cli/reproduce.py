@@ -17,16 +17,17 @@ EXIT_MISSED = 3  # the run finished but a metric missed its tolerance
 
 
 def _table(report: dict) -> Table:
+    from zoo.report import fmt_points
+
     table = Table(title=f"{report['name']} ({report['strategy']}): {report['status']}")
     for col in ("setting", "metric", "INT8 measured", "INT8 published", "diff", "tolerance", "FP32 measured", "result"):
         table.add_column(col, justify="left" if col in ("metric", "result") else "right")
     for s in report["settings"]:
         for name, m in s["metrics"].items():
             f = s["fp32"].get(name, {})
-            fmt = lambda v, sign=False: "-" if v is None else (f"{v:+.2f}" if sign else f"{v:.2f}")  # noqa: E731
             table.add_row(
-                str(s["input_size"]), name, fmt(m["measured"]), fmt(m["published"]), fmt(m["diff"], True),
-                f"{m['tolerance']:.2f}", fmt(f.get("measured")), "[green]pass[/]" if m["pass"] else "[red]MISS[/]",
+                str(s["input_size"]), name, fmt_points(m["measured"]), fmt_points(m["published"]), fmt_points(m["diff"], True),
+                f"{m['tolerance']:.2f}", fmt_points(f.get("measured")), "[green]pass[/]" if m["pass"] else "[red]MISS[/]",
             )
     return table
 
