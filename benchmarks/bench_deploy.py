@@ -5,11 +5,9 @@ top-1 on the digits val split, and Paddle Lite arm `.nb` sizes.
     .venv/bin/python benchmarks/bench_deploy.py [--models digits_mobilenetv1_ptq,...] [--reproduce DIR ...]
         [--batch 1] [--threads 1] [--repeat 100] [--json results.json]
 
-Sources, in order: `--reproduce DIR` (folders written by `zoo reproduce ... --out DIR`, used as they are);
-the `digits_*` recipes of the registry (their bundled FP32 model, quantized here with
-zoo.quant.ptq.quantize_static on the digits train split with the recipe's calibration settings).
-When the registry has no digits recipe yet, the digits architectures are built with untrained
-weights (timings and sizes are still meaningful; top-1 is then left out).
+Sources: `--reproduce DIR` (folders written by `zoo reproduce ... --out DIR`, used as they are), else
+the `digits_*` recipes of the registry, each reproduced here with its own strategy (PTQ, QAT, ACT) on
+the bundled data; top-1 is the reproduction's, on the digits val split.
 """
 from __future__ import annotations
 
@@ -27,8 +25,6 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-
 from zoo import quiet  # noqa: E402
 
 quiet.configure(verbose=False)
@@ -36,70 +32,18 @@ quiet.configure(verbose=False)
 from zoo.quiet import silenced  # noqa: E402
 
 
-def _digits_arrays(pre, split: str, limit: Optional[int] = None):
-    from zoo.data.digits import materialize
-    from zoo.data.imagenet import ImageListDataset, iterate_batches
-    from zoo.data.transforms import eval_transform
-
-    ds = ImageListDataset(materialize(), split, eval_transform(pre), max_samples=limit)
-    xs, ys = zip(*iterate_batches(ds, 64))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def _top1(model_dir: Path, x: np.ndarray, y: np.ndarray, int8: bool) -> float:
-    from zoo.predictor import Predictor
-
-    with silenced():
-        pred = Predictor(model_dir, threads=1, mkldnn=True, int8=int8)
-        logits = np.concatenate([pred.run(x[i:i + 64])[0] for i in range(0, len(x), 64)])
-    return float((logits.argmax(1) == y).mean() * 100)
-
-
-def _quantize(fp32: Path, out: Path, calib: np.ndarray, quant: Any) -> None:
-    from zoo.quant.ptq import quantize_static
-
-    ops = [o for o in (quant.ops if quant else ["conv2d", "depthwise_conv2d", "mul"])]
-    with silenced():
-        quantize_static(fp32, out, calib, algo=(quant.algo if quant and quant.algo else "KL"),
-                        batch_size=(quant.batch_size if quant and quant.batch_size else 32),
-                        batch_nums=(quant.batch_nums if quant and quant.batch_nums else 10),
-                        quantizable_op_type=ops, onnx_format=bool(quant.onnx_format) if quant else False)
-
-
 def prepare_recipe(name: str, work: Path) -> Dict[str, Any]:
-    """A reproduce-like folder (fp32/, int8/, report.json) for one digits recipe."""
-    from zoo.hub import fetch
-    from zoo.modelfiles import find_model_files
-    from zoo.registry import load_registry
-    from zoo.schema import Role
+    """`zoo reproduce NAME` into work/NAME: the recipe's own strategy makes the INT8 model."""
+    from zoo.registry import get_recipe
+    from zoo.reproduce import ReproduceOptions, reproduce
 
-    recipe = load_registry().get(name)
     folder = work / name
-    fp32_src = find_model_files(Path(fetch(recipe, Role.fp32).path))
-    shutil.copytree(fp32_src.folder, folder / "fp32")
-    calib, _ = _digits_arrays(recipe.preprocess, "train", limit=(recipe.quant.batch_size or 32) * (recipe.quant.batch_nums or 10))
     started = time.perf_counter()
-    _quantize(folder / "fp32", folder / "int8", calib, recipe.quant)
-    quant_s = time.perf_counter() - started
-    (folder / "report.json").write_text(json.dumps({"name": name, "recipe": name, "settings": [{"input_size": 32}]}))
-    x, y = _digits_arrays(recipe.preprocess, "val")
-    return {"folder": folder, "top1": {"fp32": _top1(folder / "fp32", x, y, False),
-                                        "int8": _top1(folder / "int8", x, y, True)}, "quantize_s": quant_s}
-
-
-def prepare_untrained(arch: str, work: Path) -> Dict[str, Any]:
-    """Fallback: an untrained digits network (for timings and sizes only)."""
-    import paddle
-
-    from zoo.models import build_model, save_inference
-
-    paddle.seed(0)
-    folder = work / arch
-    save_inference(build_model(arch), folder / "fp32", (3, 32, 32))
-    calib = np.random.RandomState(0).rand(320, 3, 32, 32).astype("float32")
-    _quantize(folder / "fp32", folder / "int8", calib, None)
-    (folder / "report.json").write_text(json.dumps({"name": arch, "recipe": None, "settings": [{"input_size": 32}]}))
-    return {"folder": folder, "top1": None}
+    with silenced():
+        report = reproduce(get_recipe(name), ReproduceOptions(out=folder))
+    setting = report["settings"][0]
+    top1 = {"fp32": setting["fp32"]["top1"]["measured"], "int8": setting["metrics"]["top1"]["measured"]}
+    return {"folder": folder, "top1": top1, "reproduce_s": time.perf_counter() - started}
 
 
 def discover() -> List[str]:
@@ -170,11 +114,6 @@ def main() -> int:
         for name in names:
             info = prepare_recipe(name, work)
             prepared.append((name, info["folder"], info["top1"]))
-        if not prepared:
-            print("no digits recipe in the registry yet: using untrained digits networks (timings and sizes only)\n")
-            for arch in ("digits_mobilenet_v1", "digits_mobilenet_v3_small"):
-                info = prepare_untrained(arch, work)
-                prepared.append((arch + " (untrained)", info["folder"], None))
         for label, folder, top1 in prepared:
             results.append(run_one(label.split(" ")[0], folder, top1, args, work))
     finally:

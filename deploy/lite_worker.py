@@ -15,7 +15,7 @@ import sys
 import time
 
 
-def _peak_rss_kb():
+def peak_rss_kb():
     """Peak resident memory of this process in KiB.
 
     VmHWM belongs to this program's own memory map; ru_maxrss can carry the parent's peak across exec.
@@ -106,7 +106,7 @@ def cmd_run(args):
 
 def cmd_bench(args):
     _lite()  # the baseline includes the runtime, so the rest is the model's
-    before = _peak_rss_kb()
+    before = peak_rss_kb()
     predictor = _predictor(args.nb)
     arrays = _load_inputs(args.inputs)
     for _ in range(args.warmup):
@@ -121,7 +121,7 @@ def cmd_bench(args):
         times.append((time.perf_counter() - start) * 1000.0)
     print(json.dumps({
         "latencies_ms": times,
-        "maxrss_kb": _peak_rss_kb(),
+        "maxrss_kb": peak_rss_kb(),
         "baseline_rss_kb": before,
         "lite_version": _lite().Opt().version() if hasattr(_lite(), "Opt") else "unknown",
     }))

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from zoo.deploy.lite_worker import peak_rss_kb  # one reading of peak RSS for both worker kinds
+
 MARKER = "ZOO-BENCH-RESULT "
-
-
-def _peak_rss_kb():
-    """Peak resident memory of this process in KiB.
-
-    VmHWM belongs to this program's own memory map; ru_maxrss can carry the parent's peak across exec.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def optimized_kernels(cache_dir: Path) -> Optional[Dict[str, int]]:
@@ -76,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     with quiet.silenced():
         import paddle.inference  # noqa: F401  (the baseline includes the runtime, so the rest is the model's)
-    baseline = _peak_rss_kb()
+    baseline = peak_rss_kb()
     with np.load(args.inputs) as data:
         arrays = [np.ascontiguousarray(data[k]) for k in sorted(data.files, key=int)]
     with tempfile.TemporaryDirectory(prefix="zoo-optim-") as cache, quiet.silenced():
@@ -90,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             predictor.run(arrays)
             times.append((time.perf_counter() - start) * 1000.0)
         kernels = optimized_kernels(Path(cache))
-    result = {"latencies_ms": times, "maxrss_kb": _peak_rss_kb(),
+    result = {"latencies_ms": times, "maxrss_kb": peak_rss_kb(),
               "baseline_rss_kb": baseline, "kernels": kernels}
     sys.stdout.write(MARKER + json.dumps(result) + "\n")
     return 0

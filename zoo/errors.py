@@ -21,6 +21,15 @@ class ZooError(Exception):
         return self.message
 
 
+def paddle_message(exc: BaseException) -> str:
+    """The first meaningful line of an exception raised by Paddle's C++ core (no C++ stack)."""
+    for line in str(exc).strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ")):
+            return line[:300]
+    return type(exc).__name__
+
+
 class RecipeError(ZooError):
     """A recipe file is missing, malformed or fails schema validation."""
 

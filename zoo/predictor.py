@@ -6,7 +6,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from zoo.errors import ModelError
+from zoo.errors import ModelError, paddle_message
 from zoo.modelfiles import ModelFiles, find_model_files
 
 
@@ -57,7 +57,7 @@ class Predictor:
         try:
             self._predictor = inference.create_predictor(config)
         except Exception as exc:  # paddle raises bare RuntimeError/ValueError subclasses from C++
-            raise ModelError(f"Paddle Inference cannot load {self.files.folder}: {_first_line(exc)}") from exc
+            raise ModelError(f"Paddle Inference cannot load {self.files.folder}: {paddle_message(exc)}") from exc
         self.input_names: List[str] = list(self._predictor.get_input_names())
         self.output_names: List[str] = list(self._predictor.get_output_names())
 
@@ -83,19 +83,10 @@ class Predictor:
         except Exception as exc:
             shapes = {k: tuple(np.shape(v)) for k, v in inputs.items()}
             raise ModelError(
-                f"the model rejected inputs of shape {shapes}: {_first_line(exc)}",
+                f"the model rejected inputs of shape {shapes}: {paddle_message(exc)}",
                 hint="Check the input size and preprocessing flags.",
             ) from exc
         return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ")):
-            return line[:300]
-    return type(exc).__name__
 
 
 def load_predictor(path: Path, **kwargs: object) -> Predictor:

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 
 import numpy as np
 
-from zoo.errors import QuantizeError
+from zoo.errors import QuantizeError, paddle_message
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quiet import silenced
 
@@ -143,7 +143,7 @@ def _read_program(files: ModelFiles) -> Tuple[List[FeedSpec], List[str]]:
             program = paddle.static.Program.parse_from_string(files.model_file.read_bytes())
     except Exception as exc:
         raise QuantizeError(
-            f"{files.model_file} is not a readable Paddle program: {_first_line(exc)}",
+            f"{files.model_file} is not a readable Paddle program: {paddle_message(exc)}",
             hint="Pass a Paddle inference model (inference.pdmodel + inference.pdiparams).",
         ) from exc
     block = program.global_block()
@@ -189,7 +189,7 @@ class _Batches:
             self.error = self.error or exc
         except Exception as exc:
             self.error = self.error or QuantizeError(
-                f"reading the calibration data failed: {type(exc).__name__}: {_first_line(exc)}",
+                f"reading the calibration data failed: {type(exc).__name__}: {paddle_message(exc)}",
                 hint="The callable must return an iterable of (B, C, H, W) float32 arrays.",
             )
 
@@ -363,7 +363,7 @@ def _run_engine(
         if batches.error is not None:
             raise batches.error from exc
         raise QuantizeError(
-            f"post-training quantization of {files.folder} failed: {_first_line(exc)}",
+            f"post-training quantization of {files.folder} failed: {paddle_message(exc)}",
             hint=_hint_for(exc),
         ) from exc
     if batches.error is not None:
@@ -377,12 +377,3 @@ def _hint_for(exc: BaseException) -> str:
     if "does not have threshold" in text or "zero-size" in text:
         return "Calibration saw no data for some tensors: check that the calibration batches reach every layer."
     return "Rerun with --verbose (or ZOO_DEBUG=1) to see Paddle's log; check the model and the calibration data."
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ")):
-            return line[:300]
-    return type(exc).__name__
