@@ -64,8 +64,7 @@ def test_real_converter_rejects_an_unsupported_op(tmp_path_factory, tmp_path: Pa
 
 def test_real_213_converter_crash_on_x86_is_caught(fp32: Path, tmp_path: Path, monkeypatch) -> None:
     opt = Path(sys.prefix) / "bin" / "paddle_lite_opt"
-    if not opt.is_file():
-        pytest.skip("paddle_lite_opt of paddlelite 2.13rc0 not installed")
+    assert opt.is_file(), "make setup installs paddlelite 2.13rc0 with its paddle_lite_opt"
     monkeypatch.setenv("ZOO_LITE_OPT", str(opt))
     with pytest.raises(ConverterError, match="crashed") as info:
         export_model(str(fp32), "lite", arches=["x86"], out=tmp_path / "o")
