@@ -127,8 +127,22 @@ def test_structure_check_catches_missing_int8_kernels(fp32: Path, int8: Path, tm
     export_model(str(fp32), "lite", arches=["arm"], out=tmp_path / "f", validate=False)
     nb = tmp_path / "f" / "model.arm.fp32.nb"
     assert all(k.precision != "int8" for k in nb_kernels(nb))
-    with pytest.raises(ValidationError, match="only 0 in INT8"):
+    with pytest.raises(ValidationError, match="runs none of them in INT8"):
         check_nb_structure(nb, read_program(find_model_files(int8)), "arm")
+
+
+def test_structure_check_reports_ops_left_in_float(int8: Path, tmp_path: Path) -> None:
+    export_model(str(int8), "lite", arches=["arm"], out=tmp_path / "q", validate=False)
+    nb = tmp_path / "q" / "model.arm.int8.nb"
+    info = read_program(find_model_files(int8))
+    full = check_nb_structure(nb, info, "arm")
+    assert "float_fallback" not in full.extra
+    # the source asks for one more INT8 op than the converter produced: reported, not refused
+    info.quantized.append("matmul_v2")
+    partial = check_nb_structure(nb, info, "arm")
+    assert partial.passed
+    assert f"{full.extra['int8_kernels']} of {len(info.quantized)} quantized op(s) run INT8" in partial.detail
+    assert "float_fallback" in partial.extra
 
 
 def test_provided_inputs_are_used(fp32: Path, tmp_path: Path) -> None:

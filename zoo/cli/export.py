@@ -71,6 +71,9 @@ def export_cmd(
         if kernels and art.precision == "int8":
             int8 = ", ".join(f"{k} x{n}" for k, n in kernels.items() if "/int8" in k and not k.startswith("calib"))
             console.print(f"{art.path.name}: INT8 kernels: {int8 or 'none'}")
+        fallback = (art.validation or {}).get("float_fallback")
+        if fallback:
+            console.print(f"[yellow]{art.path.name}: the converter left quantized op(s) in float: {', '.join(fallback)}[/]")
     for note in result.notes:
         console.print(f"note: {note}")
 
