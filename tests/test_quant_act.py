@@ -58,3 +58,48 @@ def test_act_quantizes_an_inference_model(tmp_path: Path, capfd: pytest.CaptureF
     import paddle
 
     assert paddle.in_dynamic_mode()
+
+
+class _Compressor:
+    """Stands in for AutoCompression: the intermittent cycle error cannot be triggered on demand."""
+
+    def __init__(self, failures: list, out: Path, calls: list) -> None:
+        self.failures, self.out, self.calls = failures, out, calls
+
+    def compress(self) -> None:
+        self.calls.append(self.out.exists())
+        if self.failures:
+            raise self.failures.pop(0)
+        self.out.mkdir(parents=True)
+
+
+CYCLE = ValueError("(InvalidArgument) Generated graph shouldn't contain cycle.")
+
+
+def test_compress_retries_the_graph_cycle_error(tmp_path: Path) -> None:
+    from zoo.quant.act import _compress_with_retry
+
+    failures, calls = [CYCLE, CYCLE], []
+    _compress_with_retry(lambda out: _Compressor(failures, out, calls), tmp_path / "out")
+    assert len(calls) == 3 and not any(calls)  # every attempt starts from an empty output folder
+    assert (tmp_path / "out").is_dir()
+
+
+def test_compress_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    from zoo.errors import TrainError
+    from zoo.quant.act import ATTEMPTS, _compress_with_retry
+
+    calls: list = []
+    with pytest.raises(TrainError, match=f"failed {ATTEMPTS} times"):
+        _compress_with_retry(lambda out: _Compressor([CYCLE] * ATTEMPTS, out, calls), tmp_path / "out")
+    assert len(calls) == ATTEMPTS
+
+
+def test_compress_other_errors_are_not_retried(tmp_path: Path) -> None:
+    from zoo.errors import TrainError
+    from zoo.quant.act import _compress_with_retry
+
+    calls: list = []
+    with pytest.raises(TrainError, match="auto-compression failed: shape mismatch"):
+        _compress_with_retry(lambda out: _Compressor([RuntimeError("shape mismatch")], out, calls), tmp_path / "out")
+    assert len(calls) == 1

@@ -166,6 +166,45 @@ def _paddleslim_loggers_muted() -> Iterator[None]:
             lg.disabled = was
 
 
+CYCLE_MESSAGE = "shouldn't contain cycle"
+ATTEMPTS = 3
+
+
+def _compress_with_retry(make: Callable[[Path], Any], out: Path) -> None:
+    """Run AutoCompression, again from the start when its final conversion trips Paddle's graph-cycle check.
+
+    Paddle's quantization passes walk the graph's op nodes as a Python set, whose order follows memory
+    addresses, so the freeze/convert step at the end of `compress()` intermittently builds a graph
+    with a cycle (seen on CPU with paddle 2.6.2 + paddleslim 2.6.0). Training again from the FP32
+    model is the only clean retry: the failed conversion may already have rewritten weights in the scope.
+    """
+    import paddle
+
+    from zoo.errors import paddle_message
+    from zoo.quiet import silenced
+
+    for attempt in range(1, ATTEMPTS + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            # A fresh name generator, default programs and scope for every attempt: AutoCompression builds its
+            # graphs in Paddle's global static state, which earlier work in the same process has used.
+            with silenced(), _paddleslim_loggers_muted(), paddle.utils.unique_name.guard(), \
+                    paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
+                    paddle.static.scope_guard(paddle.static.Scope()):
+                make(out).compress()
+            return
+        except (ValueError, RuntimeError) as exc:
+            if CYCLE_MESSAGE not in str(exc):
+                raise TrainError(f"auto-compression failed: {paddle_message(exc)}",
+                                 hint="Rerun with --verbose to see PaddleSlim's log.") from exc
+            if attempt == ATTEMPTS:
+                raise TrainError(
+                    f"auto-compression trained but its final INT8 conversion failed {ATTEMPTS} times "
+                    f"(Paddle: {paddle_message(exc)})",
+                    hint="This Paddle conversion step is intermittent; run the command again.",
+                ) from exc
+
+
 @register_strategy("act")
 class ACTStrategy(QuantStrategy):
     """Auto-compression of an FP32 inference model."""
@@ -183,8 +222,6 @@ class ACTStrategy(QuantStrategy):
     ) -> ModelFiles:
         import paddle
         from paddleslim.auto_compression import AutoCompression
-
-        from zoo.quiet import silenced
 
         model = source.require_model(self.name)
         dataset = data.require_train(self.name)
@@ -208,21 +245,16 @@ class ACTStrategy(QuantStrategy):
         c, h, w = source.input_shape
         try:
             model = trainable_copy(model, scratch / "fp32")
-            # A fresh name generator and default programs: AutoCompression builds its graphs in the
-            # global static state, which earlier strategies in the same process have already used.
-            with silenced(), _paddleslim_loggers_muted(), paddle.utils.unique_name.guard(), \
-                    paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
-                ac = AutoCompression(
-                    model_dir=str(model.folder),
-                    model_filename=model.model_filename,
-                    params_filename=model.params_filename,
-                    save_dir=str(scratch / "out"),
-                    config=config,
-                    train_dataloader=loader,
-                    eval_dataloader=lambda: iter(eval_batches),
-                    input_shapes=[-1, c, h, w],
-                )
-                ac.compress()
+            _compress_with_retry(lambda out: AutoCompression(
+                model_dir=str(model.folder),
+                model_filename=model.model_filename,
+                params_filename=model.params_filename,
+                save_dir=str(out),
+                config=config,
+                train_dataloader=loader,
+                eval_dataloader=lambda: iter(eval_batches),
+                input_shapes=[-1, c, h, w],
+            ), scratch / "out")
             produced = find_model_files(scratch / "out")
             shutil.copyfile(produced.model_file, stage.path / "inference.pdmodel")
             if produced.params_file is None:
