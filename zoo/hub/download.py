@@ -6,7 +6,6 @@ only one process writes a given partial. Verification (size, hashes) is the call
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import http.client
 import json
@@ -20,8 +19,9 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import requests
 import urllib3
 
-from zoo.errors import CacheError, DownloadError
+from zoo.errors import DownloadError
 from zoo.hub.config import Settings
+from zoo.hub.store import wrap_os_error
 
 # progress(chunks, total_or_None, already_have) -> chunks: a pass-through wrapper around the stream
 ProgressWrap = Callable[[Iterator[bytes], Optional[int], int], Iterator[bytes]]
@@ -82,14 +82,6 @@ def _save_meta(part: Path, url: str, resp: requests.Response, total: Optional[in
 def _retry_after(resp: requests.Response) -> Optional[float]:
     raw = resp.headers.get("Retry-After", "")
     return float(raw) if raw.strip().isdigit() else None
-
-
-def _disk_error(exc: OSError, path: Path) -> CacheError:
-    if exc.errno == errno.ENOSPC:
-        return CacheError(f"disk full while writing {path}", hint="Free some space (`zoo cache clean` removes downloads and partial files), or point ZOO_HOME at a disk with room.")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return CacheError(f"permission denied writing {path}", hint="Make ZOO_HOME writable, or point it at a folder you own.")
-    return CacheError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _describe(exc: BaseException) -> str:
@@ -192,7 +184,7 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
             _save_meta(part, url, resp, total)
             fh = open(part, mode)
         except OSError as exc:
-            raise _disk_error(exc, part) from exc
+            raise wrap_os_error(exc, f"writing {part}") from exc
         with fh:
             chunks: Iterator[bytes] = _chunks(resp, settings.chunk_size)
             if progress is not None:
@@ -201,12 +193,12 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
                 try:
                     fh.write(chunk)
                 except OSError as exc:
-                    raise _disk_error(exc, part) from exc
+                    raise wrap_os_error(exc, f"writing {part}") from exc
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
             except OSError as exc:
-                raise _disk_error(exc, part) from exc
+                raise wrap_os_error(exc, f"writing {part}") from exc
         size = part.stat().st_size
         if total is None and expected_size is not None and size < expected_size:
             total = expected_size  # no Content-Length: the registry or pin says how long it must be
