@@ -180,3 +180,10 @@ def test_eval_entry_exports_published_weights(standin_server, monkeypatch: pytes
         assert out["artifact"] == "pretrained" and out["images"] == 6 and out["input_size"] == 224
         assert 0.0 <= out["top1"] <= out["top5"] <= 100.0
         assert out["published"]["top1"] > 70  # the FP32 baseline of the real entry
+
+
+def test_bad_data_fails_before_any_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_OFFLINE", "1")  # a download attempt would fail with an offline error instead
+    result = _run("eval", "mobilenetv3_act", "--data", str(tmp_path / "missing"))
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr and "offline" not in result.stderr

@@ -120,10 +120,12 @@ def evaluate_target(target: str, opts: EvalOptions,
         if recipe is not None:
             role = _pick_role(recipe, opts.role)
             size = opts.input_size or recipe.headline().input_size
-            data = resolve_data(recipe, opts.data)  # before fetching: a missing --data fails fast
-            files = recipe_model(recipe, role, Path(tmp), opts.mirror)
+            data = resolve_data(recipe, opts.data)
             pre = apply_overrides(recipe.preprocess, opts.overrides)
             split = opts.split or recipe.dataset.split
+            # the data is read before anything is downloaded: a wrong --data fails fast
+            dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
+            files = recipe_model(recipe, role, Path(tmp), opts.mirror)
             result.update(model=recipe.name, artifact=role.value, path=str(files.folder))
         else:
             files = find_model_files(path)  # type: ignore[arg-type]
@@ -134,7 +136,7 @@ def evaluate_target(target: str, opts: EvalOptions,
             size = opts.input_size
             split = opts.split or "val"
             result.update(model=str(files.folder), path=str(files.folder))
-        dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
+            dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
         total, done = len(dataset), 0
 
         def tick(n: int) -> None:
