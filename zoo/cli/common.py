@@ -16,7 +16,7 @@ from zoo.errors import ZooError
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps inside paths
 
 
 def debug_enabled() -> bool:
