@@ -135,6 +135,9 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
     programs = {name: (files, read_program(files)) for name, files in variants}
     inputs = make_inputs(info, batch=batch, size=source.input_size, seed=1)
     result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
+    if source.kind == "recipe" and not any(programs[name][1].is_int8 for name in programs):
+        result.notes.append(f"{source.recipe} publishes no INT8 model: run `zoo reproduce {source.recipe} --out DIR`, "
+                            f"then `zoo bench DIR` for FP32 and INT8 side by side")
     if device == "gpu":
         result.notes.append("GPU runs use Paddle Inference with TensorRT" + (" (INT8 from the model's own scales)"
                             if tensorrt else "") + "; this path is not exercised by the test suite (no GPU there).")

@@ -39,3 +39,9 @@ def test_bench_rejects_bad_settings(repro: Path) -> None:
         bench_model(str(repro), backend="tflite")
     with pytest.raises(UsageError):
         bench_model(str(repro), repeat=0)
+
+
+def test_bench_recipe_without_int8_says_how_to_get_one() -> None:
+    result = bench_model("digits_mobilenetv1_ptq", backend="paddle", threads=1, batch=1, warmup=1, repeat=2)
+    assert [row.variant for row in result.rows] == ["fp32"]
+    assert any("zoo reproduce digits_mobilenetv1_ptq" in note for note in result.notes)
