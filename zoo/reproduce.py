@@ -10,6 +10,7 @@ Output folder (read by deploy):
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -180,6 +181,9 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
         )
     set_device(opts.device)
     out = Path(opts.out) if opts.out else default_out(recipe.name)
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+    if rank > 0:  # under paddle.distributed.launch: only rank 0 writes the real output folder
+        out = out / f".rank{rank}"
     timings: Dict[str, float] = {}
     began = time.time()
 

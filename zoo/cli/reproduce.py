@@ -1,6 +1,7 @@
 """`zoo reproduce NAME` and `zoo quantize MODEL_DIR`."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -32,7 +33,7 @@ def _table(report: dict) -> Table:
     return table
 
 
-def _relaunch(gpus: Optional[str], nproc: Optional[int]) -> int:
+def _relaunch(gpus: Optional[str], nproc: Optional[int], log_dir: Path) -> int:
     """Run this same command under paddle.distributed.launch (each rank sees ZOO_DIST_CHILD=1)."""
     import subprocess
 
@@ -49,14 +50,22 @@ def _relaunch(gpus: Optional[str], nproc: Optional[int]) -> int:
         if a.startswith(("--gpus=", "--nproc=")):
             continue
         cleaned.append(a)
-    cmd = [sys.executable, "-m", "paddle.distributed.launch"]
+    import zoo
+
+    # paddle.distributed.launch runs a script path (it has no `-m`): zoo/__main__.py is the CLI's entry.
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(log_dir)]
     if gpus:
         cmd += ["--gpus", gpus]
     if nproc:
         cmd += ["--nproc_per_node", str(nproc)]
-    cmd += ["-m", "zoo", *cleaned]
+    cmd += [str(Path(zoo.__file__).with_name("__main__.py")), *cleaned]
     env = dict(os.environ, ZOO_DIST_CHILD="1")
-    return subprocess.call(cmd, env=env)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    err_console.print(f"running {nproc or len((gpus or '').split(','))} rank(s) through paddle.distributed.launch; "
+                      f"logs in {log_dir}")
+    # the launcher echoes rank 0's output and its own banners: keep them in a log so stdout stays ours
+    with open(log_dir / "launcher.log", "wb") as log:
+        return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @handle_errors
@@ -80,9 +89,29 @@ def reproduce_cmd(
 
     Exit code 0: PASS; 3: ran, but a metric missed its tolerance; 1: error.
     """
+    from zoo.reproduce import ReproduceOptions, default_out, reproduce
+
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
-        raise typer.Exit(_relaunch(gpus, nproc))
-    from zoo.reproduce import ReproduceOptions, reproduce
+        from zoo.registry import get_recipe
+        from zoo.schema import Strategy
+
+        recipe = get_recipe(name)
+        if recipe.strategy is not Strategy.qat:
+            raise UsageError(
+                f"--gpus/--nproc run data-parallel quant-aware training; {recipe.name} uses {recipe.strategy.value}",
+                hint="Run it without --gpus/--nproc (one process).",
+            )
+        target = out or default_out(recipe.name)
+        started = time.time()
+        code = _relaunch(gpus, nproc, target / "launch-logs")
+        report_file = target / "report.json"
+        if code not in (0, EXIT_MISSED) or not report_file.is_file() or report_file.stat().st_mtime < started:
+            raise UsageError(f"the distributed run failed (exit {code})",
+                             hint=f"Each rank's log is in {target / 'launch-logs'}.")
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        report.setdefault("report_files", {"markdown": str(target / "report.md")})
+        _render(report, as_json)
+        return
 
     if device not in ("cpu", "gpu"):
         raise UsageError(f"unknown device {device!r}", hint="Use --device cpu or --device gpu.")
@@ -95,8 +124,15 @@ def reproduce_cmd(
         iterations=iterations, batch_size=batch_size, engine=engine, mirror=mirror, write=rank == 0, log=verbose_log,
     )
     report = reproduce(name, opts)
-    if rank != 0:
+    if os.environ.get("ZOO_DIST_CHILD"):  # a rank under paddle.distributed.launch: the launching command renders
+        if rank == 0 and report["status"] != "PASS":
+            raise typer.Exit(EXIT_MISSED)
         return
+    _render(report, as_json)
+
+
+def _render(report: dict, as_json: bool) -> None:
+    """Print the report (table or JSON); exit 3 when a metric missed its tolerance."""
     if as_json:
         print_json(report)
     else:

@@ -129,7 +129,14 @@ class QATStrategy(QuantStrategy):
             raise TrainError("the training set is empty")
 
         batch_size = max(1, min(options.batch_size or train.batch_size, len(dataset)))
-        steps_per_epoch = len(dataset) // batch_size
+        # Under paddle.distributed.launch each rank trains on its shard with a share of the recipe's
+        # batch, so the global batch stays the recipe's; gradients are averaged by DataParallel.
+        world = max(1, paddle.distributed.get_world_size())
+        rank_batch = max(1, batch_size // world)
+        steps_per_epoch = len(dataset) // (rank_batch * world)
+        if steps_per_epoch == 0:
+            raise TrainError(f"the training set ({len(dataset)} images) is smaller than one batch ({batch_size})",
+                             hint="Give more training images or a smaller --batch-size.")
         epochs = options.epochs or (int(math.ceil(train.epochs)) if train.epochs else 0)
         if not epochs:
             epochs = max(1, int(math.ceil((train.iterations or 1) / steps_per_epoch)))
@@ -159,9 +166,14 @@ class QATStrategy(QuantStrategy):
         if start:
             options.log(f"resuming after epoch {start} from {work}")
 
-        loader = paddle.io.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0, return_list=True
-        )
+        trainee = network
+        if world > 1:
+            paddle.distributed.init_parallel_env()
+            trainee = paddle.DataParallel(network)
+            sampler = paddle.io.DistributedBatchSampler(dataset, batch_size=rank_batch, shuffle=True, drop_last=True)
+        else:
+            sampler = paddle.io.BatchSampler(dataset, batch_size=rank_batch, shuffle=True, drop_last=True)
+        loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=0, return_list=True)
         num_classes = recipe.dataset.num_classes
         interrupt = _interrupt_epoch()
         steps_done = start * steps_per_epoch
@@ -170,10 +182,12 @@ class QATStrategy(QuantStrategy):
             if max_steps and steps_done >= max_steps:
                 break
             seed_everything(options.seed + epoch)  # the same shuffles whether resumed or not
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
             network.train()
             began, losses = time.time(), []
             for images, labels in loader:
-                logits = network(images)
+                logits = trainee(images)
                 loss = classification_loss(logits, labels, num_classes, train.label_smoothing)
                 loss.backward()
                 optimizer.step()
@@ -199,6 +213,7 @@ class QATStrategy(QuantStrategy):
             "history": ckpt.history(),
             "checkpoints": str(work),
             "batch_size": batch_size,
+            "world_size": world,
         }
         network.eval()
         stage = staging_dir(Path(out_dir))

@@ -1,0 +1,42 @@
+"""Data-parallel QAT through paddle.distributed.launch: two CPU ranks (gloo), one report."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zoo.cli.main import app
+
+
+@pytest.mark.slow
+def test_two_ranks_train_one_model_and_rank0_reports(tmp_path: Path) -> None:
+    import paddle
+
+    out = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo", "reproduce", "digits_mobilenetv1_qat", "--nproc", "2", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path,
+    )
+    assert proc.returncode in (0, 3), proc.stderr + (out / "launch-logs" / "launcher.log").read_text(errors="replace")
+    report = json.loads(proc.stdout)  # stdout holds only the report: the launcher's output went to its log
+    assert report["training"]["world_size"] == 2
+    assert report["status"] in ("PASS", "FAIL") and (out / "report.json").is_file()
+    assert (out / "int8" / "inference.pdmodel").is_file()
+    assert not (out / ".rank1" / "report.json").exists()  # only rank 0 writes a report
+    # gradients were all-reduced: both ranks end the epoch with the same trainable weights
+    mine = paddle.load(str(out / "checkpoints" / "epoch_1.pdparams"))
+    other = paddle.load(str(out / ".rank1" / "checkpoints" / "epoch_1.pdparams"))
+    weights = [k for k in mine if k.endswith("weight")]
+    assert weights and all(np.array_equal(mine[k].numpy(), other[k].numpy()) for k in weights)
+
+
+def test_distributed_run_is_for_qat_entries_only(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["reproduce", "digits_mobilenetv1_ptq", "--nproc", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert not (tmp_path / "launch-logs").exists()
