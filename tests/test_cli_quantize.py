@@ -91,3 +91,31 @@ def test_missing_or_empty_data_folder(fp32: Path, tmp_path: Path) -> None:
 def test_unknown_algo(fp32: Path, tmp_path: Path) -> None:
     result = _quantize(str(fp32), "--calib-data", str(tmp_path), "--algo", "magic", "--out", str(tmp_path / "o"))
     assert result.exit_code == 1 and "unknown algo" in result.text
+
+
+def test_ops_choose_what_is_quantized(fp32: Path, tmp_path: Path) -> None:
+    from zoo.deploy.program import read_program
+    from zoo.modelfiles import find_model_files
+
+    x, _ = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    quantized = {}
+    for ops in ("conv2d", "conv2d,matmul_v2,mul"):
+        out = tmp_path / ops.replace(",", "-")
+        result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max", "--ops", ops,
+                           "--batch-size", "8", "--batch-nums", "2", "--out", str(out), "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["ops"] == ops.split(",")
+        quantized[ops] = set(read_program(find_model_files(out)).quantized)
+    assert quantized["conv2d"] == {"conv2d"}
+    assert quantized["conv2d,matmul_v2,mul"] - {"conv2d"}, "the Linear layer is quantized only when asked for"
+
+
+def test_ops_that_match_nothing_are_refused(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--ops", "lstm",
+                       "--batch-size", "8", "--batch-nums", "2", "--out", str(tmp_path / "none"))
+    assert result.exit_code == 1
+    assert "nothing was quantized" in result.text and "conv2d" in result.text
+    assert not (tmp_path / "none").exists()

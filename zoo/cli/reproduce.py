@@ -154,6 +154,8 @@ def quantize_cmd(
     split: str = typer.Option("val", "--split", help="Split of an image folder to calibrate on: val or train."),
     hist_percent: float = typer.Option(0.9999, "--hist-percent", help="Percentile of the hist algo."),
     onnx_format: bool = typer.Option(False, "--onnx-format", help="Write quantize_linear/dequantize_linear ops."),
+    ops: str = typer.Option("conv2d,depthwise_conv2d,mul", "--ops",
+                            help="Comma-separated op types to quantize (e.g. add matmul_v2 for Linear layers)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Post-training (static) INT8 quantization of any Paddle inference model."""
@@ -161,8 +163,12 @@ def quantize_cmd(
     from zoo.quant.inputs import calibration_input
     from zoo.quant.ptq import quantize_static
 
-    if algo not in ("KL", "hist", "mse", "avg", "abs_max"):
-        raise UsageError(f"unknown algo {algo!r}", hint="Use one of KL, hist, mse, avg, abs_max.")
+    algos = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
+    if algo not in algos:
+        raise UsageError(f"unknown algo {algo!r}", hint=f"Use one of {', '.join(algos)}.")
+    op_types = [o.strip() for o in ops.split(",") if o.strip()]
+    if not op_types:
+        raise UsageError("--ops names no op type", hint="e.g. --ops conv2d,depthwise_conv2d,mul")
     if engine not in ("fast", "paddleslim"):
         raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
     model = find_model_files(model_dir)
@@ -171,7 +177,7 @@ def quantize_cmd(
     timings: dict = {}
     files = quantize_static(
         model, out, calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums, hist_percent=hist_percent,
-        onnx_format=onnx_format, engine=engine, timings=timings,
+        onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types,
     )
     result = {
         "model": str(model.folder),
@@ -180,6 +186,7 @@ def quantize_cmd(
         "params_file": str(files.params_file) if files.params_file else None,
         "algo": algo,
         "engine": engine,
+        "ops": op_types,
         "batch_size": batch_size,
         "batch_nums": batch_nums,
         "seconds": round(time.time() - began, 2),

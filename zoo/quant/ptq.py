@@ -93,6 +93,7 @@ def quantize_static(
                 f"the quantizer wrote no {MODEL_FILENAME} + {PARAMS_FILENAME}",
                 hint="Rerun with --verbose to see the quantizer's log.",
             )
+        _check_quantized(ModelFiles(work, saved, work / PARAMS_FILENAME), algo, settings["quantizable_op_type"])
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in (MODEL_FILENAME, PARAMS_FILENAME):
             os.replace(work / name, out_dir / name)
@@ -101,6 +102,21 @@ def quantize_static(
     if timings is not None:
         timings["total"] = time.perf_counter() - started
     return ModelFiles(out_dir, out_dir / MODEL_FILENAME, out_dir / PARAMS_FILENAME)
+
+
+def _check_quantized(files: ModelFiles, algo: str, op_types: Sequence[str]) -> None:
+    """Refuse a result without quantize ops: Paddle writes one silently when no op type matches."""
+    from zoo.deploy.program import read_program
+
+    if algo == "min_max":  # by design: Paddle stores min_max thresholds as op attributes, with no quantize ops
+        return
+    info = read_program(files)
+    if not info.is_int8:
+        raise QuantizeError(
+            f"nothing was quantized: none of the op types {list(op_types)} is in the model "
+            f"(its ops: {', '.join(t for t in info.op_types if t not in ('feed', 'fetch'))})",
+            hint="Name op types the model has (e.g. conv2d, depthwise_conv2d, mul, matmul_v2).",
+        )
 
 
 def _check_settings(
