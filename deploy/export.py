@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from zoo.deploy.inference import METADATA_NAME, metadata, write_inference_folder, write_metadata
+from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
 from zoo.deploy.program import ProgramInfo, model_hash, read_program
 from zoo.deploy.resolve import Source, resolve_source
@@ -20,7 +20,6 @@ from zoo.deploy.toolchain import ARCHES, find_converter
 from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, validate_inference,
                                  validate_lite_x86)
 from zoo.errors import ExportError, UsageError
-from zoo.modelfiles import ModelFiles
 
 TARGETS = ("inference", "lite")
 

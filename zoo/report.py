@@ -4,13 +4,13 @@ Writes OUT/report.json, OUT/report.md and OUT/plot.png (matplotlib, Agg), each a
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from zoo.fsutil import atomic_write_bytes
 from zoo.schema import Recipe
 
 PASS, FAIL = "PASS", "FAIL"
@@ -78,20 +78,6 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def fmt_points(value: Optional[float], signed: bool = False) -> str:
     """A metric in points with two decimals; '-' when absent; no '-0.00'."""
     if value is None:
@@ -155,15 +141,12 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     ax.set_title(f"{report['name']}: {report['status']}")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".plot.", suffix=".png", dir=Path(path).parent)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def write_report(report: Mapping[str, Any], out_dir: Path) -> Dict[str, Path]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 from zoo.errors import DataError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, copy_model, get_strategy, set_device
-from zoo.quant.checkpoint import atomic_write_text
+from zoo.fsutil import atomic_write_text
 from zoo.report import compare, status_of, versions, write_report
 from zoo.schema import Recipe, Role, Strategy, Task
 

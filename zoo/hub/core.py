@@ -16,7 +16,8 @@ from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download
 from zoo.hub.mirror import candidates
 from zoo.hub.progress import bar
-from zoo.hub.store import Store, now, replace_dir, wrap_os_error
+from zoo.fsutil import replace_dir
+from zoo.hub.store import Store, now, wrap_os_error
 from zoo.schema import Artifact, Recipe, Role
 
 
@@ -123,7 +124,7 @@ def _finish(store: Store, blob: Path, sha: str, size: int, role: Role, url: str,
                 "artifact": label, "url": url, "archive": blob.name, "sha256": sha, "size": size,
                 "layout": art.layout.value, "renamed": renamed, "extracted": now(),
             })
-            replace_dir(staging, dest, store)
+            replace_dir(staging, dest, park=store.staging("old"))  # parked in the cache tmp/
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if not (exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir()):

@@ -13,14 +13,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
 from zoo.errors import CacheError
+from zoo.fsutil import atomic_write_text
 from zoo.hub.lock import FileLock
 
 PINS_NAME = "pins.json"
@@ -108,32 +107,12 @@ class Store:
     def _write_pins(self, pins: Dict[str, dict]) -> None:
         text = json.dumps({"version": 1, "pins": pins}, indent=2, sort_keys=True) + "\n"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".pins-", dir=self.home)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.pins_file)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            atomic_write_text(self.pins_file, text)
         except OSError as exc:
             raise wrap_os_error(exc, f"writing {self.pins_file}") from exc
 
 
-def replace_dir(staging: Path, dest: Path, store: Store) -> None:
-    """Move a finished staging folder to `dest`, replacing an older one without a gap of garbage."""
-    old: Optional[Path] = None
-    if dest.exists():
-        old = store.staging("old")
-        os.replace(dest, old)
-    os.replace(staging, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
 
 
 def now() -> str:

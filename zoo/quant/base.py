@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Opti
 import numpy as np
 
 from zoo.errors import QuantizeError, UsageError
+from zoo.fsutil import replace_dir
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.schema import Recipe
 
@@ -172,19 +173,6 @@ def staging_dir(out_dir: Path) -> Staging:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     return Staging(out_dir, path)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Replace folder `dst` by `src`; a reader never sees a half-written `dst`."""
-    dst = Path(dst)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def normalize_names(folder: Path) -> None:
