@@ -5,8 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
+
+# stdout and stderr apart: older click needs mix_stderr=False, newer click has no such argument
+RUNNER = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
 
 
 @pytest.fixture(autouse=True)

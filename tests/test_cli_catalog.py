@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
 
 from zoo.cli.main import app
 
-from .conftest import REPO
+from .conftest import REPO, RUNNER
 
-runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+runner = RUNNER
 
 
 def test_list_json_has_every_entry_with_numbers() -> None:

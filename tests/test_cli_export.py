@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from zoo.cli.main import app
 
 from .deploy_models import fp32_model, int8_model, leftovers, script
+from .conftest import RUNNER
 
-runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+runner = RUNNER
 WIDE = {"COLUMNS": "200"}
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.httpserver import file_server, hub_env, legacy_model_tar, write_recipe  # noqa: F401
 from zoo.cli.main import app
@@ -20,9 +19,9 @@ from zoo.hub.core import artifact_key
 from zoo.hub.download import partial_path
 from zoo.registry import load_recipe_file
 
-from .conftest import REPO
+from .conftest import REPO, RUNNER
 
-runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+runner = RUNNER
 UPSTREAM = "https://paddlemodels.bj.bcebos.com"
 
 
