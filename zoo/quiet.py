@@ -66,11 +66,20 @@ def silenced() -> Iterator[None]:
         levels = [lg.level for lg in loggers]
         for lg in loggers:
             lg.setLevel(logging.ERROR)
+        # PaddleSlim's module loggers set their own INFO level and keep their own stream handle
+        # (a copy of the original stderr), so levels and fd redirection do not reach them.
+        modules = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                   if n.lower().startswith("paddleslim")]
+        disabled = [lg.disabled for lg in modules]
+        for lg in modules:
+            lg.disabled = True
         try:
             yield
         finally:
             for lg, lvl in zip(loggers, levels):
                 lg.setLevel(lvl)
+            for lg, was in zip(modules, disabled):
+                lg.disabled = was
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

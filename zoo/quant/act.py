@@ -6,8 +6,6 @@ through unchanged; only the training length can be shortened by the run options.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import shutil
 import tempfile
@@ -143,29 +141,6 @@ def trainable_copy(model: ModelFiles, folder: Path) -> ModelFiles:
     return find_model_files(folder)
 
 
-@contextlib.contextmanager
-def _paddleslim_loggers_muted() -> Iterator[None]:
-    """PaddleSlim's module loggers set their own INFO level and keep their own stream handle."""
-    from zoo.quiet import is_verbose
-
-    if is_verbose():
-        yield
-        return
-    loggers = [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name.lower().startswith("paddleslim")
-    ]
-    saved = [lg.disabled for lg in loggers]
-    for lg in loggers:
-        lg.disabled = True
-    try:
-        yield
-    finally:
-        for lg, was in zip(loggers, saved):
-            lg.disabled = was
-
-
 CYCLE_MESSAGE = "shouldn't contain cycle"
 ATTEMPTS = 3
 
@@ -188,7 +163,7 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path) -> None:
         try:
             # A fresh name generator, default programs and scope for every attempt: AutoCompression builds its
             # graphs in Paddle's global static state, which earlier work in the same process has used.
-            with silenced(), _paddleslim_loggers_muted(), paddle.utils.unique_name.guard(), \
+            with silenced(), paddle.utils.unique_name.guard(), \
                     paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
                     paddle.static.scope_guard(paddle.static.Scope()):
                 make(out).compress()
