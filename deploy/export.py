@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from zoo.fsutil import scratch_dir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
 from zoo.deploy.program import ProgramInfo, model_hash, read_program
@@ -105,7 +105,7 @@ def export_model(
         "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),
     })
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    stage = scratch_dir(out.parent, out.name)
     try:
         if target == "inference":
             _export_inference(source, info, src_hash, stage, inputs, validate, result)

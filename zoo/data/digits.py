@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.errors import DataError
+from zoo.fsutil import scratch_dir
 
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
@@ -93,7 +93,7 @@ def materialize(home: Optional[Path] = None) -> Path:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".digits.staging-", dir=parent))
+        staging = scratch_dir(parent, target.name)
     except OSError as exc:
         raise DataError(f"cannot create {parent}: {exc.strerror}", hint="ZOO_HOME must be a writable folder.") from exc
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Tuple
 
@@ -37,11 +36,12 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
     """
     import paddle
 
+    from zoo.fsutil import scratch_dir
     from zoo.quiet import silenced
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    staging = scratch_dir(out_dir, "export")
     was_training = model.training
     model.eval()
     try:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import numpy as np
 
+from zoo.fsutil import scratch_dir
 from zoo.errors import TrainError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import (
@@ -215,7 +215,7 @@ class ACTStrategy(QuantStrategy):
 
         work_root = Path(options.work_dir) if options.work_dir else Path(out_dir).parent
         work_root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".act-", dir=work_root))
+        scratch = scratch_dir(work_root, "act")
         stage = staging_dir(Path(out_dir))
         c, h, w = source.input_shape
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Opti
 import numpy as np
 
 from zoo.errors import QuantizeError, UsageError
-from zoo.fsutil import replace_dir
+from zoo.fsutil import replace_dir, scratch_dir
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.schema import Recipe
 
@@ -171,7 +170,7 @@ def staging_dir(out_dir: Path) -> Staging:
     """A fresh, empty folder beside `out_dir` (same file system, so the final rename is atomic)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    path = scratch_dir(out_dir.parent, out_dir.name)
     return Staging(out_dir, path)
 
 

@@ -11,7 +11,6 @@ import contextlib
 import fnmatch
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 
 import numpy as np
 
+from zoo.fsutil import scratch_dir
 from zoo.errors import QuantizeError, paddle_message
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quiet import silenced
@@ -83,7 +83,7 @@ def quantize_static(
         skip_tensor_list=skip or None,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    work = scratch_dir(out_dir.parent, out_dir.name)
     started = time.perf_counter()
     try:
         _run_engine(engine, files, feeds, batches, work, settings, timings)
