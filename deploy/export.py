@@ -14,12 +14,13 @@ from typing import Any, Dict, List, Optional, Sequence
 from zoo.fsutil import scratch_dir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
-from zoo.deploy.program import ProgramInfo, model_hash, read_program
+from zoo.deploy.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import ARCHES, find_converter
 from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, validate_inference,
                                  validate_lite_x86)
 from zoo.errors import ExportError, UsageError
+from zoo.modelfiles import model_sha256
 
 TARGETS = ("inference", "lite")
 
@@ -99,7 +100,7 @@ def export_model(
         raise UsageError(f"--out {out} exists and is not a folder")
     inputs = (load_inputs(inputs_path, info) if inputs_path else
               make_inputs(info, batch=batch, size=source.input_size)) if validate else []
-    src_hash = model_hash(source.primary)
+    src_hash = model_sha256(source.primary)
     result = ExportResult(target=target, out=out, source={
         "model": model, "kind": source.kind, "path": str(source.primary.folder), "precision": info.precision,
         "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),

@@ -4,7 +4,6 @@ The `.pdmodel` file is a protobuf `ProgramDesc`; parsing it directly is cheap an
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -130,18 +129,6 @@ def quantized_compute_ops(ops: Sequence[Op]) -> List[str]:
         if fed or drained:
             found.append(op.type)
     return found
-
-
-def model_hash(files: ModelFiles) -> str:
-    """sha256 over the model file and the parameter file (the identity of a source model)."""
-    digest = hashlib.sha256()
-    for path in (files.model_file, files.params_file):
-        if path is None:
-            continue
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[int] = None) -> Tuple[int, ...]:

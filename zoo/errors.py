@@ -45,6 +45,14 @@ class UnknownModelError(ZooError):
 class UsageError(ZooError):
     """The command line asks for something inconsistent."""
 
+    exit_code = 2
+
+
+class Interrupted(ZooError):
+    """The user interrupted a run (Ctrl-C); what finished was kept."""
+
+    exit_code = 130
+
 
 class DownloadError(ZooError):
     """Every candidate URL of an artifact failed."""

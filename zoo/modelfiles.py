@@ -60,3 +60,17 @@ def find_model_files(path: Path) -> ModelFiles:
     raise ModelError(
         f"{path} holds no Paddle inference model (no *.pdmodel, __model__ or model file)",
     )
+
+
+def model_sha256(files: ModelFiles) -> str:
+    """sha256 over the model file and the parameter file (the identity of a model)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (files.model_file, files.params_file):
+        if path is None:
+            continue
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -1,6 +1,6 @@
 """Measured against published: per setting and metric, the difference, the tolerance and PASS/FAIL.
 
-Writes OUT/report.json, OUT/report.md and OUT/plot.png (matplotlib, Agg), each atomically.
+Writes OUT/report.json, OUT/report.md and OUT/plot.png (matplotlib), each atomically.
 """
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from zoo.fsutil import atomic_write_bytes
 from zoo.schema import Recipe
-
-PASS, FAIL = "PASS", "FAIL"
-
 
 def compare(
     recipe: Recipe,
@@ -59,10 +56,10 @@ def compare(
     return settings
 
 
-def status_of(settings: List[Dict[str, Any]]) -> str:
-    """PASS when every published metric of every setting is within tolerance."""
+def all_within(settings: List[Dict[str, Any]]) -> bool:
+    """True when every published metric of every setting was measured and is within tolerance."""
     checks = [m["pass"] for s in settings for m in s["metrics"].values()]
-    return PASS if checks and all(checks) else FAIL
+    return bool(checks) and all(checks)
 
 
 def versions() -> Dict[str, str]:
@@ -70,7 +67,7 @@ def versions() -> Dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("zoo", "paddlepaddle", "paddlepaddle-gpu", "paddleslim", "numpy"):
+    for dist in ("zoo", "paddlepaddle", "paddlepaddle-gpu", "paddleslim", "paddlelite", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -93,6 +90,13 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Strategy `{report['strategy']}`; tolerance is absolute points against the published INT8 numbers.",
         "",
+    ]
+    found = report.get("protocol", {}).get("deviations") or []
+    if found:
+        lines += ["**PARTIAL: this run did not follow the recipe's protocol; the comparison below is indicative only.**", ""]
+        lines += [f"- {d['setting']}: {d['run']} (recipe: {d['recipe']})" for d in found]
+        lines.append("")
+    lines += [
         "| setting | metric | measured INT8 | published INT8 | diff | tolerance | FP32 measured | FP32 published | result |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -117,10 +121,8 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 def plot(report: Mapping[str, Any], path: Path) -> None:
     """Bar chart of measured vs published (INT8, and FP32 where published), one group per setting/metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a bare Figure renders through Agg without pyplot: the host application's backend is left alone
+    from matplotlib.figure import Figure
 
     labels, measured, published, base = [], [], [], []
     for s in report["settings"]:
@@ -129,7 +131,8 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
             measured.append(m["measured"] or 0.0)
             published.append(m["published"] or 0.0)
             base.append(s["fp32"].get(name, {}).get("measured") or 0.0)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.8 * len(labels) + 1.5), 3.6), dpi=100)
+    fig = Figure(figsize=(max(4.0, 1.8 * len(labels) + 1.5), 3.6), dpi=100)
+    ax = fig.subplots()
     width = 0.27
     xs = list(range(len(labels)))
     ax.bar([x - width for x in xs], base, width, label="FP32 measured", color="#9aa5b1")
@@ -142,10 +145,7 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png")
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 

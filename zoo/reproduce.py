@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from zoo.errors import DataError, UsageError
-from zoo.modelfiles import ModelFiles, find_model_files
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, copy_model, get_strategy, set_device
+from zoo.errors import DataError, Interrupted, UsageError
 from zoo.fsutil import atomic_write_text
-from zoo.report import compare, status_of, versions, write_report
+from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
+from zoo.protocol import RunFacts, calib_images_wanted, calib_split, deviations
+from zoo.protocol import as_json as deviations_json
+from zoo.protocol import status as protocol_status
+from zoo.device import require_device
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, copy_model, get_strategy
+from zoo.report import all_within, compare, versions, write_report
+from zoo.runfolder import claim, recipe_hash
 from zoo.schema import Recipe, Role, Strategy, Task
 
 STAGES_FILE = "stages.json"
@@ -43,6 +47,9 @@ class ReproduceOptions:
     engine: str = "fast"
     threads: int = 2
     mirror: Optional[str] = None
+    calib_on_eval: bool = False  # calibrate on the evaluation split when the data has no calibration split
+    overwrite: bool = False  # write into an --out folder holding other files or another entry's run
+    seed: int = 0
     write: bool = True  # False on non-zero distributed ranks
     log: Callable[[str], None] = field(default=lambda message: None)
 
@@ -142,10 +149,16 @@ def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, A
     out: Dict[str, Any] = {"eval": evaluation}
     has_train = _has_split(root, "train")
     if recipe.strategy is Strategy.ptq:
-        q = recipe.quant
-        split = str(recipe.extra.get("calib_split") or ("train" if has_train else recipe.dataset.split))
-        wanted = (q.batch_size or 32) * (q.batch_nums or 10)
-        out["calib"] = ImageListDataset(root, split, eval_transform(recipe.preprocess, size), wanted)
+        split = calib_split(recipe)
+        if not _has_split(root, split):
+            if not opts.calib_on_eval:
+                raise DataError(
+                    f"{root} has no {split} split to calibrate on (the recipe calibrates on {split})",
+                    hint=f"Add the {split} split, or pass --calib-on-eval to calibrate on the {recipe.dataset.split} "
+                         "images that are also scored (the result is then PARTIAL: it flatters the INT8 model).",
+                )
+            split = recipe.dataset.split
+        out["calib"] = ImageListDataset(root, split, eval_transform(recipe.preprocess, size), calib_images_wanted(recipe))
     else:
         if not has_train:
             raise DataError(
@@ -157,20 +170,59 @@ def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, A
     return out
 
 
-def _evaluate(files: ModelFiles, dataset: Any, threads: int) -> Dict[str, float]:
+def _evaluate(files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[str, float]:
     from zoo.data.imagenet import iterate_batches
     from zoo.evaluate.classification import evaluate
 
-    return evaluate(files, iterate_batches(dataset, EVAL_BATCH), threads=threads)
+    return evaluate(files, iterate_batches(dataset, EVAL_BATCH), threads=opts.threads, origin=dataset.origin_of_label)
+
+
+def _rank() -> int:
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+
+
+def rank_work_dir(out: Path, rank: int) -> Path:
+    """Where rank `rank` > 0 of a distributed run keeps its own files: beside the output folder, not in it."""
+    return out.parent / f".{out.name}.rank{rank}"
+
+
+def _facts(recipe: Recipe, root: Path, datasets: Dict[str, Any], opts: ReproduceOptions) -> RunFacts:
+    evaluation = datasets["eval"]
+    calib = datasets.get("calib")
+    return RunFacts(
+        eval_split=evaluation.split, eval_images=len(evaluation), split_images=evaluation.split_size,
+        max_samples=opts.max_samples,
+        calib_split=calib.split if calib is not None else None, calib_images=len(calib) if calib is not None else None,
+        epochs=opts.epochs, iterations=opts.iterations, batch_size=opts.batch_size,
+    )
+
+
+def _fingerprint(recipe: Recipe, root: Path, facts: RunFacts, datasets: Dict[str, Any]) -> Dict[str, Any]:
+    """What must not change between a run and its `--resume`: entry, recipe, data, counts, result-changing options."""
+    train = datasets.get("train")
+    return {
+        "entry": recipe.name,
+        "recipe_sha256": recipe_hash(recipe),
+        "data": str(Path(root).resolve()),
+        "eval_split": facts.eval_split,
+        "eval_images": facts.eval_images,
+        "calib_split": facts.calib_split,
+        "calib_images": facts.calib_images,
+        "train_images": len(train) if train is not None else None,
+        "max_samples": facts.max_samples,
+        "epochs": facts.epochs,
+        "iterations": facts.iterations,
+        "batch_size": facts.batch_size,
+    }
 
 
 def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, Any]:
     """Run one reproduction end to end and write its report; return the report dict.
 
-    Raises ZooError subclasses on bad input; a finished run returns status PASS or FAIL.
+    Raises ZooError subclasses on bad input (Interrupted on Ctrl-C, finished stages kept); a finished
+    run returns status PASS or FAIL, or PARTIAL when it did not follow the recipe's protocol.
     """
     from zoo.data import resolve_data
-    from zoo.data.imagenet import image_batches
     from zoo.registry import get_recipe
 
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -179,95 +231,126 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
             f"{recipe.name} is a {recipe.task.value} entry; `zoo reproduce` runs classification entries",
             hint="Evaluate the published archive with `zoo eval` instead.",
         )
-    set_device(opts.device)
+    require_device(opts.device).activate()
     out = Path(opts.out) if opts.out else default_out(recipe.name)
-    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
-    if rank > 0:  # under paddle.distributed.launch: only rank 0 writes the real output folder
-        out = out / f".rank{rank}"
+    rank = _rank()
+    root = resolve_data(recipe, opts.data)
+    datasets = _datasets(recipe, root, opts)  # validates the data folder before any download
+    facts = _facts(recipe, root, datasets, opts)
+    if rank > 0:  # under paddle.distributed.launch: only rank 0 writes (and evaluates into) the output folder
+        work = rank_work_dir(out, rank)
+        work.mkdir(parents=True, exist_ok=True)
+        resuming = opts.resume
+    else:
+        work = out
+        resuming = claim(out, recipe.name, _fingerprint(recipe, root, facts, datasets), opts.resume, opts.overwrite)
+    try:
+        return _run(recipe, opts, root, datasets, facts, work, resuming, evaluate=rank == 0)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the finished stages are kept in {out}",
+            hint=f"Continue with: zoo reproduce {recipe.name} --out {out} --resume (with the same data and options).",
+        ) from None
+
+
+def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], fp32: ModelFiles, network: Any,
+              work: Path, resuming: bool) -> Tuple[ModelFiles, Dict[str, Any]]:
+    """Run the recipe's strategy into WORK/int8; return the model and what the strategy reports."""
+    from zoo.data.imagenet import image_batches
+
+    strategy = get_strategy(recipe.strategy.value)
+    calib = image_batches(datasets["calib"], recipe.quant.batch_size or 32) if "calib" in datasets else None
+    data = QuantData(calib=calib, train=datasets.get("train"), eval=datasets["eval"])
+    source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network)
+    qopts = QuantOptions(
+        device=opts.device,
+        work_dir=work / "checkpoints" if recipe.strategy is Strategy.qat else work,
+        resume=resuming,
+        epochs=opts.epochs,
+        iterations=opts.iterations,
+        batch_size=opts.batch_size,
+        engine=opts.engine,
+        seed=opts.seed,
+        log=opts.log,
+    )
+    int8 = strategy.quantize(recipe, source, data, work / "int8", qopts)
+    return int8, _jsonable(getattr(strategy, "info", {}))
+
+
+def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str, Any], facts: RunFacts, work: Path,
+         resuming: bool, evaluate: bool) -> Dict[str, Any]:
+    stages = _Stages(work, resuming)
     timings: Dict[str, float] = {}
     began = time.time()
 
-    root = resolve_data(recipe, opts.data)
-    datasets = _datasets(recipe, root, opts)  # validates the data folder before any download
-    out.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out, opts.resume)
+    t = time.time()
+    fp32, network = _fp32_stage(recipe, work, opts, stages)
+    timings["fp32"] = round(time.time() - t, 2)
+    opts.log(f"FP32 model: {fp32.folder}")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = time.time()
-        fp32, network = _fp32_stage(recipe, out, opts, stages)
-        timings["fp32"] = round(time.time() - t, 2)
-        opts.log(f"FP32 model: {fp32.folder}")
-
+    fp32_metrics: Dict[str, Any] = {}
+    if evaluate:
         t = time.time()
         evaluated = stages.get("eval_fp32")
         if evaluated and evaluated.get("max_samples") == opts.max_samples:
             fp32_metrics = evaluated["metrics"]
         else:
-            fp32_metrics = _evaluate(fp32, datasets["eval"], opts.threads)
+            fp32_metrics = _evaluate(fp32, datasets["eval"], opts)
             stages.mark("eval_fp32", {"metrics": fp32_metrics, "max_samples": opts.max_samples})
         timings["eval_fp32"] = round(time.time() - t, 2)
         opts.log(f"FP32 top-1 {fp32_metrics['top1']:.2f}")
 
-        strategy = get_strategy(recipe.strategy.value)
-        int8_dir = out / "int8"
-        t = time.time()
-        if stages.get("int8") and (int8_dir / "inference.pdmodel").is_file():
-            int8 = find_model_files(int8_dir)
-            strategy_info = stages.get("int8").get("info", {})
-        else:
-            stages.forget("int8", "eval_int8")
-            q = recipe.quant
-            calib = None
-            if "calib" in datasets:
-                calib = image_batches(datasets["calib"], q.batch_size or 32)
-            data = QuantData(calib=calib, train=datasets.get("train"), eval=datasets["eval"])
-            source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network)
-            qopts = QuantOptions(
-                device=opts.device,
-                work_dir=out / "checkpoints" if recipe.strategy is Strategy.qat else out,
-                resume=opts.resume,
-                epochs=opts.epochs,
-                iterations=opts.iterations,
-                batch_size=opts.batch_size,
-                engine=opts.engine,
-                log=opts.log,
-            )
-            int8 = strategy.quantize(recipe, source, data, int8_dir, qopts)
-            strategy_info = _jsonable(getattr(strategy, "info", {}))
-            stages.mark("int8", {"path": str(int8.folder), "info": strategy_info})
-        timings["quantize"] = round(time.time() - t, 2)
+    t = time.time()
+    done = stages.get("int8")
+    if done and (work / "int8" / "inference.pdmodel").is_file():
+        int8, strategy_info = find_model_files(work / "int8"), done.get("info", {})
+    else:
+        stages.forget("int8", "eval_int8")
+        int8, strategy_info = _quantize(recipe, opts, datasets, fp32, network, work, resuming)
+        stages.mark("int8", {"path": str(int8.folder), "info": strategy_info})
+    timings["quantize"] = round(time.time() - t, 2)
 
+    int8_metrics: Dict[str, Any] = {}
+    if evaluate:
         t = time.time()
-        int8_metrics = _evaluate(int8, datasets["eval"], opts.threads)
+        int8_metrics = _evaluate(int8, datasets["eval"], opts)
         stages.mark("eval_int8", {"metrics": int8_metrics, "max_samples": opts.max_samples})
         timings["eval_int8"] = round(time.time() - t, 2)
     timings["total"] = round(time.time() - began, 2)
 
     size = recipe.headline().input_size
     settings = compare(recipe, {size: int8_metrics}, {size: fp32_metrics})
+    found = deviations(recipe, facts)
     report: Dict[str, Any] = {
         "name": recipe.name,
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
-        "status": status_of(settings),
+        "recipe_sha256": recipe_hash(recipe),
+        "status": protocol_status(all_within(settings), found),
         "strategy": recipe.strategy.value,
         "settings": settings,
-        "artifacts": {"fp32": str(fp32.folder.resolve()), "int8": str(int8.folder.resolve()), "out": str(out.resolve())},
+        "protocol": {"followed": not found, "deviations": deviations_json(found)},
+        "artifacts": {"fp32": str(fp32.folder.resolve()), "int8": str(int8.folder.resolve()), "out": str(work.resolve())},
+        "fp32_sha256": model_sha256(fp32),
         "preprocess": recipe.preprocess.model_dump(mode="json"),
         "data": {
             "root": str(root),
-            "split": recipe.dataset.split,
-            "images": int8_metrics.get("images"),
+            "split": facts.eval_split,
+            "images": facts.eval_images,
+            "split_images": facts.split_images,
             "max_samples": opts.max_samples,
             "published_images": recipe.dataset.eval_images,
+            "calib_split": facts.calib_split,
+            "calib_images": facts.calib_images,
+            "train_images": len(datasets["train"]) if "train" in datasets else None,
         },
         "training": strategy_info,
         "timings": timings,
         "versions": versions(),
-        "options": {"device": opts.device, "resume": opts.resume, "epochs": opts.epochs, "iterations": opts.iterations},
+        "options": {"device": opts.device, "engine": opts.engine, "seed": opts.seed, "resumed": resuming,
+                    "epochs": opts.epochs, "iterations": opts.iterations, "batch_size": opts.batch_size},
     }
-    if opts.write:
-        paths = write_report(report, out)
+    if opts.write and evaluate:
+        paths = write_report(report, work)
         report["report_files"] = {k: str(v) for k, v in paths.items()}
     return report
 

@@ -32,7 +32,7 @@ def render_error(exc: BaseException) -> int:
             err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False)
         code = exc.exit_code
     elif isinstance(exc, KeyboardInterrupt):
-        err_console.print("[bold red]interrupted[/]; finished work was kept (rerun to continue)")
+        err_console.print("[bold red]interrupted[/]")
         code = 130
     else:
         err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)

@@ -32,6 +32,7 @@ def eval_cmd(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Score an evenly spaced subsample of N images."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per predictor call."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU math threads of the predictor."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the predictor runs."),
     workers: int = typer.Option(2, "--workers", min=0, help="Image decoding threads (0: decode inline)."),
     artifact: Optional[Role] = typer.Option(None, "--artifact", help="Which artifact of an entry to score (default: the entry's default)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Evaluation input side (crop; resize for square-resize recipes)."),
@@ -46,11 +47,17 @@ def eval_cmd(
 ) -> None:
     """Score a model: top-1 / top-5 accuracy in percent over the data folder's split.
 
+    An entry's score is compared with its published number within the recipe's eval tolerance when the
+    whole evaluation split was scored with the recipe's preprocessing (exit 3 when outside); otherwise
+    the comparison is marked indicative.
+
     A folder gets the ImageNet default preprocessing (short side 256 bilinear, center crop 224,
     scale to [0,1], ImageNet mean/std); an entry gets its recipe's. Flags override either.
     """
+    from zoo.device import parse_device
     from zoo.evaluate.run import EvalOptions, evaluate_target
 
+    target = parse_device(device)  # a misspelt device is refused before anything is read or fetched
     overrides = {
         "resize_short": resize_short,
         "crop": crop,
@@ -59,7 +66,7 @@ def eval_cmd(
         "std": _triple(std, "--std"),
         "scale": False if no_scale else None,
     }
-    opts = EvalOptions(data=data, split=split, max_samples=max_samples, batch_size=batch_size, threads=threads,
+    opts = EvalOptions(data=data, split=split, max_samples=max_samples, batch_size=batch_size, threads=threads, device=target,
                        input_size=input_size, role=artifact, mirror=mirror, num_workers=workers, overrides=overrides)
     show = not as_json and err_console.is_terminal
     if show:
@@ -73,6 +80,7 @@ def eval_cmd(
         result = evaluate_target(model, opts)
     if as_json:
         print_json(result)
+        _exit_on_miss(result)
         return
     from rich.markup import escape
 
@@ -81,10 +89,28 @@ def eval_cmd(
     line = f"  top-1     {result['top1']:.2f} %    top-5 {result['top5']:.2f} %"
     console.print(line)
     published = result.get("published") or {}
-    if "top1" in published:
+    comparison = result.get("comparison")
+    if "top1" in published and comparison:
         diff = round(result["top1"] - published["top1"], 2) + 0.0  # no "-0.00"
         kind = "INT8" if result.get("artifact") == "quantized" else "FP32"
         console.print(f"  published {kind} top-1 {published['top1']:.2f} % (diff {diff:+.2f})")
+        tol = comparison["tolerance"]
+        if comparison["status"] == "PARTIAL":
+            reasons = "; ".join(f"{d['setting']}: {d['run']}" for d in comparison["deviations"])
+            console.print(escape(f"  indicative only (not the recipe's evaluation: {reasons}); "
+                                 f"tolerance {tol:.2f} not applied"))
+        elif comparison["status"] == "PASS":
+            console.print(f"  [green]within[/] the recipe's eval tolerance ({tol:.2f} points)")
+        else:
+            console.print(f"  [red]outside[/] the recipe's eval tolerance ({tol:.2f} points)")
+    _exit_on_miss(result)
+
+
+def _exit_on_miss(result: dict) -> None:
+    """Exit 3 when the published artifact, scored on the full evaluation split, is outside tolerance.eval."""
+    comparison = result.get("comparison") or {}
+    if comparison.get("status") == "FAIL":
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

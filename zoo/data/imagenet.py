@@ -119,8 +119,23 @@ class ImageListDataset(_Base):  # type: ignore[misc,valid-type]
         self.split = split
         self.transform = transform
         samples = find_samples(self.root, split)
+        self.split_size = len(samples)  # images in the split before --max-samples
         self.samples: List[Sample] = [samples[i] for i in subsample(len(samples), max_samples)]
         self.labels = np.asarray([label for _, label in self.samples], dtype=np.int64)
+
+    def origin_of_label(self, label: int) -> str:
+        """Where the first sample with `label` comes from: `list_file:line`, or its class folder."""
+        list_file = self.root / f"{self.split}_list.txt"
+        if list_file.is_file():
+            for lineno, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+                parts = raw.strip().rsplit(None, 1)
+                if len(parts) == 2 and not raw.strip().startswith("#") and parts[1] == str(label):
+                    return f"{list_file}:{lineno}"
+            return str(list_file)
+        for path, value in self.samples:
+            if value == label:
+                return f"{path.parent} (class folder number {label})"
+        return str(self.root / self.split)
 
     @property
     def num_classes(self) -> int:

@@ -6,6 +6,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
+from zoo.device import DeviceLike
 from zoo.errors import DataError, ModelError
 from zoo.modelfiles import ModelFiles
 
@@ -45,22 +46,54 @@ class TopK:
         }
 
 
+def check_finite_inputs(images: np.ndarray, first: int) -> None:
+    """Refuse a batch of preprocessed images holding NaN or infinity (images `first`.. of the split)."""
+    if not np.isfinite(images).all():
+        raise DataError(f"the preprocessed images {first}..{first + len(images) - 1} hold NaN or infinite values",
+                        hint="Check the preprocessing (a zero --std divides by zero) and the image files.")
+
+
+def check_labels(labels: np.ndarray, classes: int, origin: Optional[Callable[[int], str]] = None) -> None:
+    """Refuse labels the model has no class for, naming where the first one comes from."""
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.size:
+        where = origin(int(bad[0])) if origin is not None else "the data"
+        raise DataError(f"label {int(bad[0])} ({where}) is outside the model's {classes} classes (0..{classes - 1})",
+                        hint="Fix the list file, or evaluate on data labelled for this model.")
+
+
 def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray, np.ndarray]], threads: int = 2,
-             progress: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
+             device: DeviceLike = "cpu",
+             progress: Optional[Callable[[int], None]] = None,
+             origin: Optional[Callable[[int], str]] = None) -> Dict[str, float]:
     """Score an inference model on (images, labels) batches: {"top1": %, "top5": %, "images": n}.
 
-    The first output of the model is taken as the per-class scores (logits or softmax alike).
-    `progress`, if given, is called with the number of images of each finished batch.
+    The first output of the model is taken as the per-class scores (logits or softmax alike); the
+    predictor runs on `device` ("cpu", "gpu", "gpu:N").
+    `progress`, if given, is called with the number of images of each finished batch; `origin(label)`
+    names where a label comes from (list file and line) when it is refused. Non-finite inputs or
+    outputs and labels outside the model's classes raise instead of being scored.
     """
     from zoo.predictor import Predictor
     from zoo.quiet import silenced
 
     with silenced():
-        predictor = Predictor(model, threads=threads)
+        predictor = Predictor(model, device=device, threads=threads)
     meter = TopK(5)
     for images, labels in batches:
-        outputs = predictor.run(np.ascontiguousarray(images, dtype=np.float32))
-        meter.update(outputs[0], labels)
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        check_finite_inputs(images, meter.images)
+        scores = np.asarray(predictor.run(images)[0])
+        scores = scores.reshape(scores.shape[0], -1)
+        check_labels(labels, scores.shape[1], origin)
+        if not np.isfinite(scores).all():
+            raise ModelError(
+                f"the model's outputs hold NaN or infinite values (images {meter.images}..{meter.images + len(labels) - 1}); "
+                "it was not scored",
+                hint="A quantized model with broken scales does this: check its calibration data and the INT8 export.",
+            )
+        meter.update(scores, labels)
         if progress is not None:
             progress(int(len(labels)))
     return meter.result()

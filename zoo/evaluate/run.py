@@ -4,10 +4,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, UnknownModelError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.protocol import Deviation, RunFacts, eval_deviations
+from zoo.protocol import as_json as deviations_json
+from zoo.protocol import status as protocol_status
 from zoo.schema import Layout, Preprocess, Recipe, Role, Task
 
 
@@ -18,6 +22,7 @@ class EvalOptions:
     max_samples: Optional[int] = None
     batch_size: int = 32
     threads: int = 2
+    device: DeviceLike = "cpu"
     input_size: Optional[int] = None
     role: Optional[Role] = None
     mirror: Optional[str] = None
@@ -109,6 +114,7 @@ def evaluate_target(target: str, opts: EvalOptions,
     from zoo.data.transforms import DEFAULT_PREPROCESS, effective_preprocess, eval_transform
     from zoo.evaluate.classification import evaluate
 
+    device = require_device(opts.device)
     recipe, path = resolve_target(target)
     if opts.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {opts.batch_size}")
@@ -146,13 +152,33 @@ def evaluate_target(target: str, opts: EvalOptions,
                 progress(done, total)
 
         metrics = evaluate(files, iterate_batches(dataset, opts.batch_size, opts.num_workers), threads=opts.threads,
-                           progress=tick)
+                           device=device, progress=tick, origin=dataset.origin_of_label)
     final = effective_preprocess(pre, size)
     result.update(metrics)
     result.update(data=str(data), split=split, input_size=final.crop or final.resize or final.resize_short,
-                  preprocess=final.model_dump(mode="json"))
+                  preprocess=final.model_dump(mode="json"), device=str(device))
     if recipe is not None:
         published = published_for(recipe, role, size)
         if published:
             result["published"] = published
+            found = eval_deviations(recipe, RunFacts(eval_split=split, eval_images=len(dataset),
+                                                     split_images=dataset.split_size, max_samples=opts.max_samples))
+            if pre != recipe.preprocess:
+                found.append(Deviation("preprocessing", "the recipe's", "overridden on the command line"))
+            result["comparison"] = compare_published(metrics, published, recipe.tolerance.eval, found)
     return result
+
+
+def compare_published(metrics: Dict[str, Any], published: Dict[str, float], tolerance: float,
+                      found: List[Deviation]) -> Dict[str, Any]:
+    """Measured against published within the recipe's `tolerance.eval`; PARTIAL when not on the full protocol."""
+    rows = {}
+    for name, value in published.items():
+        if name not in metrics:
+            continue
+        diff = round(float(metrics[name]) - float(value), 4)
+        rows[name] = {"measured": metrics[name], "published": value, "diff": diff,
+                      "within": abs(diff) <= tolerance + 1e-9}
+    within = bool(rows) and all(r["within"] for r in rows.values())
+    return {"tolerance": tolerance, "metrics": rows, "status": protocol_status(within, found),
+            "deviations": deviations_json(found)}

@@ -1,0 +1,93 @@
+"""The output folder of `zoo reproduce`: whose it is, and whether a run may write or resume there.
+
+A run writes `zoo-run.json` (entry + fingerprint) into its folder before any other file. A folder
+without it holds someone else's files; a folder whose fingerprint names another entry holds another
+run. Neither is written into without `--overwrite`, and `--resume` continues only a run with the same
+fingerprint (entry, recipe, data, sample counts and the options that change results).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from zoo.errors import UsageError
+from zoo.fsutil import SCRATCH_SUFFIX, atomic_write_text, clean_stale_scratch
+from zoo.schema import Recipe
+
+RUN_FILE = "zoo-run.json"
+FORMAT = 1
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """sha256 of the recipe's validated content (formatting and key order do not matter)."""
+    text = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_run(out: Path) -> Optional[Dict[str, Any]]:
+    """The run record of `out`, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads((Path(out) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "entry" in record else None
+
+
+def _differences(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
+    keys = sorted(set(before) | set(now))
+    return [f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in keys if before.get(k) != now.get(k)]
+
+
+def _listing(names: List[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_out(out: Path, entry: str, overwrite: bool) -> Optional[Dict[str, Any]]:
+    """Refuse an `out` that is a file, holds files the zoo did not write, or holds another entry's run.
+
+    Cleans scratch folders a killed run left there; returns the run record found (None if none).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="Pass a folder (it is created if missing).")
+    if not out.is_dir():
+        return None
+    clean_stale_scratch(out)
+    present = sorted(p.name for p in out.iterdir() if not p.name.endswith(SCRATCH_SUFFIX))
+    record = read_run(out)
+    if present and record is None and not overwrite:
+        raise UsageError(
+            f"{out} holds files the zoo did not write ({_listing(present)})",
+            hint="Pick a new or empty folder with --out, or add --overwrite to write the zoo's outputs "
+                 "(fp32/, int8/, checkpoints/, reports) into it; other files are left alone.",
+        )
+    if record is not None and record.get("entry") != entry and not overwrite:
+        raise UsageError(
+            f"{out} holds a run of {record.get('entry')}, not {entry}",
+            hint="Pick another folder with --out, or add --overwrite to replace that run.",
+        )
+    return record
+
+
+def claim(out: Path, entry: str, fingerprint: Dict[str, Any], resume: bool, overwrite: bool) -> bool:
+    """Check that this run may use `out` (see check_out), then record the run there.
+
+    Returns True when an earlier run with the same fingerprint is being resumed; `--resume` against a
+    run made with other settings raises UsageError saying what differs (nothing is written then).
+    """
+    record = check_out(out, entry, overwrite)
+    resuming = False
+    if resume and record is not None and record.get("entry") == entry:
+        differs = _differences(record.get("fingerprint", {}), fingerprint)
+        if differs:
+            raise UsageError(
+                f"cannot resume the run in {out}: it was made with other settings ({'; '.join(differs)})",
+                hint="Resume with the same data and options, or drop --resume to start over.",
+            )
+        resuming = True
+    atomic_write_text(Path(out) / RUN_FILE, json.dumps({"format": FORMAT, "entry": entry, "fingerprint": fingerprint},
+                                                       indent=2) + "\n")
+    return resuming
