@@ -6,6 +6,7 @@ from typing import List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, paddle_message
 from zoo.modelfiles import ModelFiles, find_model_files
 
@@ -16,7 +17,7 @@ class Predictor:
     def __init__(
         self,
         model: Union[Path, ModelFiles],
-        device: str = "cpu",
+        device: DeviceLike = "cpu",
         threads: int = 1,
         mkldnn: bool = False,
         int8: bool = False,
@@ -33,15 +34,15 @@ class Predictor:
             config = inference.Config(str(self.files.folder))
             if self.files.model_file.name != "__model__":
                 config.set_model(str(self.files.model_file), "")
-        if device == "gpu":
-            config.enable_use_gpu(256, 0)
+        target = require_device(device)
+        target.configure_predictor(config)
+        if target.is_gpu:
             if tensorrt:
                 # a quantized model carries its own scales: INT8 TensorRT without a calibration pass
                 precision = inference.PrecisionType.Int8 if int8 else inference.PrecisionType.Float32
                 config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
                                               precision_mode=precision, use_static=False, use_calib_mode=False)
         else:
-            config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads)
             if mkldnn:
                 config.enable_mkldnn()
