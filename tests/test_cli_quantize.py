@@ -119,3 +119,15 @@ def test_ops_that_match_nothing_are_refused(fp32: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "nothing was quantized" in result.text and "conv2d" in result.text
     assert not (tmp_path / "none").exists()
+
+
+def test_non_finite_calibration_data_is_refused_before_work(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(16)
+    x[5, 0, 1, 1] = np.nan
+    x[9, 0, 0, 0] = np.inf
+    np.save(tmp_path / "calib.npy", x)
+    out = tmp_path / "int8"
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--out", str(out))
+    assert result.exit_code == 1
+    assert "2 of 16 samples hold NaN or infinite values (first: sample 5)" in result.text
+    assert not out.exists()

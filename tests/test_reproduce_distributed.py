@@ -28,15 +28,19 @@ def test_two_ranks_train_one_model_and_rank0_reports(tmp_path: Path) -> None:
     assert report["training"]["world_size"] == 2
     assert report["status"] in ("PASS", "FAIL") and (out / "report.json").is_file()
     assert (out / "int8" / "inference.pdmodel").is_file()
-    assert not (out / ".rank1" / "report.json").exists()  # only rank 0 writes a report
+    # rank 1 works beside the output folder, never in it, and writes no report
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "fp32", "int8", "launch-logs", "plot.png",
+                                                     "report.json", "report.md", "stages.json", "zoo-run.json"]
+    rank1 = tmp_path / ".dist.rank1"
+    assert not (rank1 / "report.json").exists() and not (rank1 / "stages.json").read_text().count("eval_")
     # gradients were all-reduced: both ranks end the epoch with the same trainable weights
     mine = paddle.load(str(out / "checkpoints" / "epoch_1.pdparams"))
-    other = paddle.load(str(out / ".rank1" / "checkpoints" / "epoch_1.pdparams"))
+    other = paddle.load(str(rank1 / "checkpoints" / "epoch_1.pdparams"))
     weights = [k for k in mine if k.endswith("weight")]
     assert weights and all(np.array_equal(mine[k].numpy(), other[k].numpy()) for k in weights)
 
 
 def test_distributed_run_is_for_qat_entries_only(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["reproduce", "digits_mobilenetv1_ptq", "--nproc", "2", "--out", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert not (tmp_path / "launch-logs").exists()

@@ -80,7 +80,7 @@ def claim(out: Path, entry: str, fingerprint: Dict[str, Any], resume: bool, over
     """
     record = check_out(out, entry, overwrite)
     resuming = False
-    if resume and record is not None and record.get("entry") == entry:
+    if resume and record is not None and record.get("entry") == entry and record.get("fingerprint"):
         differs = _differences(record.get("fingerprint", {}), fingerprint)
         if differs:
             raise UsageError(
@@ -91,3 +91,13 @@ def claim(out: Path, entry: str, fingerprint: Dict[str, Any], resume: bool, over
     atomic_write_text(Path(out) / RUN_FILE, json.dumps({"format": FORMAT, "entry": entry, "fingerprint": fingerprint},
                                                        indent=2) + "\n")
     return resuming
+
+
+def reserve(out: Path, entry: str, overwrite: bool) -> None:
+    """Check `out` (see check_out) and mark it as this entry's before a distributed run starts its ranks.
+
+    An existing record of the same entry is kept, so rank 0 can still check a `--resume` against it.
+    """
+    record = check_out(out, entry, overwrite)
+    if record is None or record.get("entry") != entry:
+        atomic_write_text(Path(out) / RUN_FILE, json.dumps({"format": FORMAT, "entry": entry, "fingerprint": {}}) + "\n")

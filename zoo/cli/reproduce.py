@@ -13,7 +13,7 @@ from rich.table import Table
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
 from zoo.errors import TrainError, UsageError
-from zoo.runfolder import check_out
+from zoo.runfolder import reserve
 
 EXIT_MISSED = 3  # the run finished but a metric missed its tolerance
 EXIT_PARTIAL = 4  # the run finished but did not follow the recipe's protocol (indicative comparison)
@@ -86,7 +86,7 @@ def reproduce_cmd(
     name: str = typer.Argument(..., help="Entry name or alias (see `zoo list`)."),
     data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout data folder (digits entries need none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./zoo-out/NAME)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where training and evaluation run."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Evaluate (and train on) at most N images."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished stages (FP32 export, QAT epochs) of an earlier run."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Shorten QAT/ACT training to N epochs."),
@@ -102,14 +102,18 @@ def reproduce_cmd(
                                    help="Write into an --out folder holding other files or another entry's run."),
     wide: bool = typer.Option(False, "--wide", help="Show every column of the result table."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No training progress or stage messages on stderr."),
 ) -> None:
     """Reproduce a quantized model from FP32 and compare it with the published numbers.
 
     Exit code 0: PASS; 3: ran, but a metric missed its tolerance; 4: PARTIAL (a shortened or altered
     run, compared only as an indication); 1: error; 2: bad usage; 130: interrupted (--resume continues).
     """
+    from zoo.cli.progress import training_progress
+    from zoo.device import parse_device
     from zoo.reproduce import ReproduceOptions, default_out, reproduce
 
+    target_device = parse_device(device)  # a misspelt device is refused before any work
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
         from zoo.registry import get_recipe
         from zoo.schema import Strategy
@@ -121,7 +125,7 @@ def reproduce_cmd(
                 hint="Run it without --gpus/--nproc (one process).",
             )
         target = out or default_out(recipe.name)
-        check_out(target, recipe.name, overwrite)  # refuse before any rank starts
+        reserve(target, recipe.name, overwrite)  # refused before any rank starts
         started = time.time()
         code = _relaunch(gpus, nproc, target / "launch-logs")
         report_file = target / "report.json"
@@ -133,18 +137,19 @@ def reproduce_cmd(
         _render(report, as_json, wide)
         return
 
-    if device not in ("cpu", "gpu"):
-        raise UsageError(f"unknown device {device!r}", hint="Use --device cpu or --device gpu.")
     if engine not in ("fast", "paddleslim"):
         raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
     rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
-    verbose_log = (lambda msg: err_console.print(f"[dim]{msg}[/]")) if not as_json and rank == 0 else (lambda msg: None)
+    verbose_log = ((lambda msg: err_console.print(f"[dim]{msg}[/]")) if not as_json and not quiet and rank == 0
+                   else (lambda msg: None))
     opts = ReproduceOptions(
-        data=data, out=out, device=device, max_samples=max_samples, resume=resume, epochs=epochs,
+        data=data, out=out, device=str(target_device), max_samples=max_samples, resume=resume, epochs=epochs,
         iterations=iterations, batch_size=batch_size, engine=engine, mirror=mirror, calib_on_eval=calib_on_eval,
         overwrite=overwrite, write=rank == 0, log=verbose_log,
     )
-    report = reproduce(name, opts)
+    with training_progress(err_console, quiet=quiet or rank != 0) as progress:  # stderr: --json stays clean
+        opts.progress = progress
+        report = reproduce(name, opts)
     if os.environ.get("ZOO_DIST_CHILD"):  # a rank under paddle.distributed.launch: the launching command renders
         if rank == 0 and EXIT_CODES[report["status"]]:
             raise typer.Exit(EXIT_CODES[report["status"]])
@@ -185,12 +190,16 @@ def quantize_cmd(
     onnx_format: bool = typer.Option(False, "--onnx-format", help="Write quantize_linear/dequantize_linear ops."),
     ops: str = typer.Option("conv2d,depthwise_conv2d,mul", "--ops",
                             help="Comma-separated op types to quantize (e.g. add matmul_v2 for Linear layers)."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the calibration runs."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Post-training (static) INT8 quantization of any Paddle inference model."""
+    from zoo.device import parse_device
     from zoo.modelfiles import find_model_files
     from zoo.quant.inputs import calibration_input
     from zoo.quant.ptq import quantize_static
+
+    target_device = parse_device(device)  # a misspelt device is refused before any work
 
     algos = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
     if algo not in algos:
@@ -206,7 +215,7 @@ def quantize_cmd(
     timings: dict = {}
     files = quantize_static(
         model, out, calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums, hist_percent=hist_percent,
-        onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types,
+        onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types, device=target_device,
     )
     result = {
         "model": str(model.folder),
@@ -215,6 +224,7 @@ def quantize_cmd(
         "params_file": str(files.params_file) if files.params_file else None,
         "algo": algo,
         "engine": engine,
+        "device": str(target_device),
         "ops": op_types,
         "batch_size": batch_size,
         "batch_nums": batch_nums,

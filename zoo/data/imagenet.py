@@ -174,7 +174,13 @@ def image_batches(dataset: ImageListDataset, batch_size: int, num_workers: int =
     """A callable returning image-only batches (the calibration input of zoo.quant.ptq)."""
 
     def batches() -> Iterator[np.ndarray]:
+        first = 0
         for images, _ in iterate_batches(dataset, batch_size, num_workers):
+            if not np.isfinite(images).all():
+                raise DataError(f"calibration images {first}..{first + len(images) - 1} of {dataset.root} "
+                                f"(split {dataset.split}) hold NaN or infinite values after preprocessing",
+                                hint="Check the preprocessing (mean/std) and the image files.")
+            first += len(images)
             yield images
 
     return batches

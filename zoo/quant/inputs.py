@@ -53,7 +53,15 @@ def load_array(path: Path, declared: List[int]) -> np.ndarray:
             )
     if len(array) == 0:
         raise DataError(f"{path} holds no samples")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(
+            f"{path}: {len(bad)} of {len(array)} samples hold NaN or infinite values (first: sample {int(bad[0])})",
+            hint="Calibration on non-finite inputs gives scales that make the INT8 model output NaN; fix or drop those samples.",
+        )
+    return array
 
 
 def folder_batches(root: Path, declared: List[int], split: str, batch_size: int, batch_nums: int) -> Callable[[], Iterator[np.ndarray]]:
