@@ -97,3 +97,25 @@ def test_non_finite_outputs_are_reported_not_scored(tmp_path: Path) -> None:
     result = _run(str(tmp_path / "m"), "--data", str(data), "--input-size", "24", "--json")
     assert result.exit_code == 1 and "NaN or infinite" in result.text and "not scored" in result.text
     assert '"top1"' not in result.stdout
+
+
+def test_a_folder_is_scored_at_the_size_its_model_declares(tmp_path: Path) -> None:
+    import paddle
+
+    from zoo.models import save_inference
+
+    class Fixed(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = paddle.nn.Linear(3 * 20 * 20, 3)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.fc(paddle.flatten(x, 1))
+
+    save_inference(Fixed(), tmp_path / "m", (3, 20, 20))
+    data = _list_data(tmp_path / "d", [0, 1, 2])
+    result = _run(str(tmp_path / "m"), "--data", str(data), "--json")
+    assert result.exit_code == 0, result.text
+    assert json.loads(result.stdout)["input_size"] == 20
+    result = _run(str(tmp_path / "m"), "--data", str(data), "--crop", "30")
+    assert result.exit_code == 2 and "--crop 30 contradicts the model's declared 20x20 input" in result.text

@@ -94,6 +94,32 @@ def recipe_model(recipe: Recipe, role: Role, workdir: Path, mirror: Optional[str
     return save_inference(network, workdir / "exported", (3, size, size))
 
 
+def declared_side(files: ModelFiles) -> Optional[int]:
+    """The square H = W of the model's image input as its program declares it; None when dynamic."""
+    from zoo.modelcheck import read_program_desc
+
+    block = read_program_desc(files.model_file).blocks[0]
+    feeds = [name for op in block.ops if op.type == "feed" for slot in op.outputs for name in slot.arguments]
+    shapes = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
+    dims = [shapes.get(name, []) for name in feeds]
+    images = [d for d in dims if len(d) == 4]
+    if len(images) != 1:
+        return None
+    h, w = int(images[0][2]), int(images[0][3])
+    return h if h > 0 and h == w else None
+
+
+def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
+    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError."""
+    side = declared_side(files)
+    asked = input_size or crop
+    if side is not None and asked is not None and asked != side:
+        flag = "--input-size" if input_size else "--crop"
+        raise UsageError(f"{flag} {asked} contradicts the model's declared {side}x{side} input ({files.model_file})",
+                         hint=f"Drop {flag}: the declared size is used, or export the model with a dynamic input.")
+    return input_size or side
+
+
 def published_for(recipe: Recipe, role: Role, input_size: int) -> Dict[str, float]:
     """The published numbers matching what is scored: INT8 for the quantized archive, else FP32."""
     for row in recipe.published:
@@ -139,7 +165,7 @@ def evaluate_target(target: str, opts: EvalOptions,
                 raise UsageError("evaluating a model folder needs --data DIR", hint="Pass an ImageNet-layout folder with --data.")
             data = Path(opts.data).expanduser()
             pre = apply_overrides(DEFAULT_PREPROCESS, opts.overrides)
-            size = opts.input_size
+            size = folder_input_size(files, opts.input_size, opts.overrides.get("crop"))
             split = opts.split or "val"
             result.update(model=str(files.folder), path=str(files.folder))
             dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
