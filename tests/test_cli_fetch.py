@@ -15,6 +15,7 @@ import pytest
 
 from tests.httpserver import file_server, hub_env, legacy_model_tar, write_recipe  # noqa: F401
 from zoo.cli.main import app
+from zoo.errors import UsageError
 from zoo.hub.core import artifact_key
 from zoo.hub.download import partial_path
 from zoo.registry import load_recipe_file
@@ -34,8 +35,8 @@ def zoo_proc(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _clean_failure(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.stdout
+def _clean_failure(result, *needles: str, code: int = 1) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stderr)
     assert "error:" in result.stderr and "hint:" in result.stderr
     assert "Traceback" not in result.stderr
     for needle in needles:
@@ -97,11 +98,12 @@ def test_mirror_option(hub_env, file_server, monkeypatch):
     result = zoo("fetch", "mir", "--mirror", file_server.base_url + "/")
     assert result.exit_code == 0, result.stderr
     assert Path(result.stdout.strip()).read_bytes() == data
-    _clean_failure(zoo("fetch", "mir", "--force", "--mirror", "ftp://nope"), "not an http(s) base URL")
+    _clean_failure(zoo("fetch", "mir", "--force", "--mirror", "ftp://nope"), "not an http(s) base URL",
+                   code=UsageError.exit_code)
 
 
 def test_missing_role_and_unknown_name(entry):
-    _clean_failure(zoo("fetch", "yolo", "--what", "pretrained"), "no 'pretrained' artifact")
+    _clean_failure(zoo("fetch", "yolo", "--what", "pretrained"), "no 'pretrained' artifact", code=UsageError.exit_code)
     _clean_failure(zoo("fetch", "nosuchmodel"), "no zoo entry named")
 
 
@@ -175,6 +177,37 @@ def test_cache_ls_verify_clean(entry, hub_env):
     assert json.loads(zoo("cache", "ls", "--json").stdout)["artifacts"] == []
     assert zoo("fetch", "yolo").exit_code == 0
     assert zoo("cache", "clean").exit_code == 0 and not (hub_env.home / "blobs").exists()
+
+
+def test_error_page_under_an_archive_url_is_not_pinned(entry, hub_env, file_server):
+    file_server.add("/PaddleSlim/yolo_int8.tar", b"<html>quota exceeded</html>")
+    _clean_failure(zoo("fetch", "yolo"), "not a readable tar archive", "<html>quota", "kept or pinned")
+    assert not (hub_env.home / "pins.json").exists()
+    _no_cache_entry(hub_env.home)
+    file_server.add("/PaddleSlim/yolo_int8.tar", entry["tar"])
+    result = zoo("fetch", "yolo")  # no --force: nothing was pinned
+    assert result.exit_code == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "inference.pdmodel").read_bytes() == entry["files"]["yolo_int8/__model__"]
+
+
+def test_force_recovers_from_an_old_pin_that_never_unpacked(entry, hub_env, file_server):
+    """The state an older version left: the error page stored and pinned as the archive."""
+    page = b"<html>quota exceeded</html>"
+    sha = hashlib.sha256(page).hexdigest()
+    (hub_env.home / "blobs" / sha).mkdir(parents=True)
+    (hub_env.home / "blobs" / sha / "yolo_int8.tar").write_bytes(page)
+    ref = UPSTREAM + "/PaddleSlim/yolo_int8.tar"
+    (hub_env.home / "pins.json").write_text(json.dumps({"version": 1, "pins": {ref: {
+        "sha256": sha, "size": len(page), "file": "yolo_int8.tar", "url": ref, "names": ["yolo/quantized"],
+        "source": "first-download", "time": "2024-01-01T00:00:00Z"}}}))
+    result = zoo("fetch", "yolo", "--force", "--json")
+    assert result.exit_code == 0, result.stderr
+    (art,) = json.loads(result.stdout)["artifacts"]
+    assert art["sha256"] == hashlib.sha256(entry["tar"]).hexdigest()
+    assert (Path(art["path"]) / "inference.pdiparams").read_bytes() == entry["files"]["yolo_int8/__params__"]
+    pin = json.loads((hub_env.home / "pins.json").read_text())["pins"][ref]
+    assert pin["sha256"] == art["sha256"] and pin["extracted"] is True
+    assert not (hub_env.home / "blobs" / sha).exists()
 
 
 def test_concurrent_fetches_download_once(hub_env, file_server, monkeypatch):

@@ -35,59 +35,64 @@ def archive_kind(filename: str) -> Optional[str]:
     return None
 
 
-def _safe_name(name: str, archive: Path) -> str:
+def _safe_name(name: str, label: str) -> str:
     """The member's normalized relative path; ArchiveError when it could escape the folder."""
     if "\\" in name or "\x00" in name:
-        raise ArchiveError(f"{archive.name}: member {name!r} has a backslash or NUL in its name; refused")
+        raise ArchiveError(f"{label}: member {name!r} has a backslash or NUL in its name; refused")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ArchiveError(f"{archive.name}: member {name!r} has an absolute path; refused")
+        raise ArchiveError(f"{label}: member {name!r} has an absolute path; refused")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveError(f"{archive.name}: member {name!r} climbs out with '..'; refused")
+        raise ArchiveError(f"{label}: member {name!r} climbs out with '..'; refused")
     return "/".join(parts)
 
 
-def _tar_plan(tf: tarfile.TarFile, archive: Path) -> List[Tuple[tarfile.TarInfo, str]]:
+def _tar_plan(tf: tarfile.TarFile, label: str) -> List[Tuple[tarfile.TarInfo, str]]:
     plan = []
     for m in tf.getmembers():
-        rel = _safe_name(m.name, archive)
+        rel = _safe_name(m.name, label)
         if m.issym() or m.islnk():
             kind = "symlink" if m.issym() else "hardlink"
-            raise ArchiveError(f"{archive.name}: member {m.name!r} is a {kind} (to {m.linkname!r}); refused")
+            raise ArchiveError(f"{label}: member {m.name!r} is a {kind} (to {m.linkname!r}); refused")
         if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
-            raise ArchiveError(f"{archive.name}: member {m.name!r} is a device or fifo; refused")
+            raise ArchiveError(f"{label}: member {m.name!r} is a device or fifo; refused")
         if not (m.isfile() or m.isdir()):
-            raise ArchiveError(f"{archive.name}: member {m.name!r} is not a regular file or folder; refused")
+            raise ArchiveError(f"{label}: member {m.name!r} is not a regular file or folder; refused")
         if rel:
             plan.append((m, rel))
     return plan
 
 
-def _zip_plan(zf: zipfile.ZipFile, archive: Path) -> List[Tuple[zipfile.ZipInfo, str]]:
+def _zip_plan(zf: zipfile.ZipFile, label: str) -> List[Tuple[zipfile.ZipInfo, str]]:
     plan = []
     for info in zf.infolist():
-        rel = _safe_name(info.filename, archive)
+        rel = _safe_name(info.filename, label)
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (a plain file)
         if kind == stat.S_IFLNK:
-            raise ArchiveError(f"{archive.name}: member {info.filename!r} is a symlink; refused")
+            raise ArchiveError(f"{label}: member {info.filename!r} is a symlink; refused")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise ArchiveError(f"{archive.name}: member {info.filename!r} is a device or fifo; refused")
+            raise ArchiveError(f"{label}: member {info.filename!r} is a device or fifo; refused")
         if rel:
             plan.append((info, rel))
     return plan
 
 
-def extract(archive: Path, staging: Path) -> None:
-    """Extract `archive` into the empty folder `staging`; ArchiveError (and nothing written) if refused."""
-    kind = archive_kind(archive.name)
+def extract(archive: Path, staging: Path, name: Optional[str] = None) -> None:
+    """Extract `archive` into the empty folder `staging`; ArchiveError (and nothing written) if refused.
+
+    `name`: the archive's published file name, which decides its kind and names it in errors
+    (default: the file's own name; a download is checked before it gets that name).
+    """
+    label = name or archive.name
+    kind = archive_kind(label)
     staging.mkdir(parents=True, exist_ok=False)
     try:
         if kind == "tar":
-            _extract_tar(archive, staging)
+            _extract_tar(archive, staging, label)
         elif kind == "zip":
-            _extract_zip(archive, staging)
+            _extract_zip(archive, staging, label)
         else:
-            raise ArchiveError(f"{archive.name}: not a .tar, .tar.gz, .tgz or .zip archive")
+            raise ArchiveError(f"{label}: not a .tar, .tar.gz, .tgz or .zip archive")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -102,33 +107,53 @@ def _write_member(src, dest: Path) -> None:
     os.chmod(dest, 0o644)
 
 
-def _extract_tar(archive: Path, staging: Path) -> None:
+_CORRUPT_HINT = ("The server may have sent an error page or a cut file: try again later, "
+                 "or through another mirror (--mirror / ZOO_MIRROR).")
+
+
+def _not_an_archive(archive: Path, label: str, kind: str) -> ArchiveError:
+    """The error for a file that does not even open as an archive, showing how it starts
+    (an HTML error page served under the archive's URL is the usual culprit)."""
+    with open(archive, "rb") as fh:
+        head = fh.read(24)
+    return ArchiveError(f"{label}: not a readable {kind} archive ({archive.stat().st_size} bytes starting with {head!r})",
+                        hint=_CORRUPT_HINT)
+
+
+def _extract_tar(archive: Path, staging: Path, label: str) -> None:
     try:
-        with tarfile.open(archive, "r:*") as tf:
-            plan = _tar_plan(tf, archive)
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise _not_an_archive(archive, label, "tar") from exc
+    try:
+        with tf:
+            plan = _tar_plan(tf, label)
             for member, rel in plan:
                 dest = staging / rel
                 if member.isdir():
                     if dest.exists() and not dest.is_dir():
-                        raise ArchiveError(f"{archive.name}: folder {rel!r} collides with a file; refused")
+                        raise ArchiveError(f"{label}: folder {rel!r} collides with a file; refused")
                     dest.mkdir(parents=True, exist_ok=True)
                     continue
                 src = tf.extractfile(member)
                 if src is None:
-                    raise ArchiveError(f"{archive.name}: member {member.name!r} cannot be read")
+                    raise ArchiveError(f"{label}: member {member.name!r} cannot be read")
                 with src:
                     _write_member(src, dest)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        raise ArchiveError(f"{archive.name}: corrupt or truncated tar archive ({exc})",
-                           hint="Fetch it again with --force; if that fails too, the file on the server is broken.") from exc
+        raise ArchiveError(f"{label}: corrupt or truncated tar archive ({exc})", hint=_CORRUPT_HINT) from exc
 
 
-def _extract_zip(archive: Path, staging: Path) -> None:
+def _extract_zip(archive: Path, staging: Path, label: str) -> None:
     try:
-        with zipfile.ZipFile(archive) as zf:
-            plan = _zip_plan(zf, archive)
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise _not_an_archive(archive, label, "zip") from exc
+    try:
+        with zf:
+            plan = _zip_plan(zf, label)
             for info, rel in plan:
                 dest = staging / rel
                 if info.is_dir():
@@ -137,8 +162,7 @@ def _extract_zip(archive: Path, staging: Path) -> None:
                 with zf.open(info) as src:
                     _write_member(src, dest)
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ArchiveError(f"{archive.name}: corrupt zip archive ({exc})",
-                           hint="Fetch it again with --force; if that fails too, the file on the server is broken.") from exc
+        raise ArchiveError(f"{label}: corrupt zip archive ({exc})", hint=_CORRUPT_HINT) from exc
 
 
 def model_folder(root: Path) -> Path:

@@ -92,10 +92,7 @@ def _clean(store: Store, refs: List[str], shas: set, keys: List[str]) -> List[ob
     pins = store.read_pins()
     shas = set(shas) | {pins[r]["sha256"] for r in refs if r in pins and "sha256" in pins[r]}
     for sha in sorted(shas):
-        for path in (store.blobs / sha, store.extracted / sha):
-            if path.exists():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+        removed.extend(store.remove_content(sha))
     for key in keys:
         for part in store.partial.glob(f"{key}-*") if store.partial.is_dir() else []:
             part.unlink(missing_ok=True)

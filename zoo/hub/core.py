@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-from zoo.errors import ChecksumError, DownloadError, OfflineError, UsageError
+from zoo.errors import ArchiveError, ChecksumError, DownloadError, ModelError, OfflineError, UsageError
 from zoo.hub import archive as arc
 from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download
@@ -18,7 +18,8 @@ from zoo.hub.mirror import candidates
 from zoo.hub.progress import bar
 from zoo.fsutil import replace_dir
 from zoo.hub.store import Store, now, wrap_os_error
-from zoo.schema import Artifact, Recipe, Role
+from zoo.modelfiles import find_model_files
+from zoo.schema import Artifact, Layout, Recipe, Role
 
 
 @dataclass(frozen=True)
@@ -108,29 +109,65 @@ def _check(label: str, url: str, got: Tuple[str, str, int], art: Artifact, pin: 
         raise ChecksumError(f"checksum mismatch for {label} from {url}: " + "; ".join(problems))
 
 
-def _finish(store: Store, blob: Path, sha: str, size: int, role: Role, url: str, art: Artifact,
-            label: str, force: bool) -> FetchedArtifact:
-    """Extract an archive blob (once) and build the result."""
-    if arc.archive_kind(blob.name) is None:
-        return FetchedArtifact(role, url, blob, None, sha, size)
+def _extraction(store: Store, sha: str) -> Optional[Path]:
+    """The model folder of a finished extraction of these bytes, or None (none, or cut short:
+    the metadata file is written last, inside the staging folder)."""
     dest = store.extracted / sha
-    if force or not dest.is_dir():
-        staging = store.staging("extract")
-        try:
-            arc.extract(blob, staging)
-            folder = arc.model_folder(staging)
-            renamed = arc.normalize_legacy(folder)
-            arc.write_metadata(folder, {
-                "artifact": label, "url": url, "archive": blob.name, "sha256": sha, "size": size,
-                "layout": art.layout.value, "renamed": renamed, "extracted": now(),
-            })
-            replace_dir(staging, dest, park=store.staging("old"))  # parked in the cache tmp/
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            if not (exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir()):
-                raise wrap_os_error(exc, f"extracting {blob.name}") from exc
-            # another entry with the same bytes finished extracting first: use its folder
-    return FetchedArtifact(role, url, arc.model_folder(dest), blob, sha, size)
+    if not dest.is_dir():
+        return None
+    folder = arc.model_folder(dest)
+    return folder if (folder / arc.META_NAME).is_file() else None
+
+
+def _check_model(folder: Path, art: Artifact) -> None:
+    """ArchiveError when an archive published as an inference model unpacked without one: its
+    users (eval, export, reproduce) would fail later with a less useful message."""
+    if art.layout not in (Layout.inference, Layout.legacy_inference):
+        return
+    try:
+        find_model_files(folder)
+    except ModelError:
+        held = sorted(p.name for p in folder.iterdir() if p.name != arc.META_NAME)
+        shown = ", ".join(held[:6]) + (", ..." if len(held) > 6 else "") if held else "nothing"
+        raise ArchiveError(
+            f"{file_name(art)}: unpacked, but holds no Paddle inference model (no *.pdmodel, __model__ or "
+            f"model file; its model folder has: {shown}); the recipe says layout {art.layout.value}",
+            hint="The URL serves another file than the recipe describes; check the recipe's urls and layout.",
+        ) from None
+
+
+def _unpack(store: Store, source: Path, sha: str, size: int, url: str, art: Artifact, label: str,
+            replace: bool = False) -> Path:
+    """Extract the verified archive bytes at `source` into extracted/<sha>; return the model folder.
+
+    A finished extraction of the same bytes is reused unless `replace`. ArchiveError (refused,
+    corrupt, or no model inside) leaves nothing behind.
+    """
+    if not replace:
+        done = _extraction(store, sha)
+        if done is not None:
+            return done
+    dest = store.extracted / sha
+    staging = store.staging("extract")
+    try:
+        arc.extract(source, staging, name=file_name(art))
+        folder = arc.model_folder(staging)
+        renamed = arc.normalize_legacy(folder)
+        _check_model(folder, art)
+        arc.write_metadata(folder, {
+            "artifact": label, "url": url, "archive": file_name(art), "sha256": sha, "size": size,
+            "layout": art.layout.value, "renamed": renamed, "extracted": now(),
+        })
+        replace_dir(staging, dest, park=store.staging("old"))  # parked in the cache tmp/
+    except ArchiveError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and _extraction(store, sha) is not None):
+            raise wrap_os_error(exc, f"extracting {file_name(art)}") from exc
+        # another entry with the same bytes finished extracting first: use its folder
+    return arc.model_folder(dest)
 
 
 def _fetch_bundled(recipe: Recipe, role: Role, art: Artifact, label: str, force: bool) -> FetchedArtifact:
@@ -145,8 +182,10 @@ def _fetch_bundled(recipe: Recipe, role: Role, art: Artifact, label: str, force:
         return FetchedArtifact(role, f"bundled:{art.bundled}", src, None, sha, size)
     store = Store(cache_home())
     store.ensure()
+    url = f"bundled:{art.bundled}"
     with store.lock(artifact_key(art), Settings.from_env().lock_timeout):
-        return _finish(store, src, sha, size, role, f"bundled:{art.bundled}", art, label, force)
+        folder = _unpack(store, src, sha, size, url, art, label, replace=force)
+    return FetchedArtifact(role, url, folder, src, sha, size)
 
 
 def _cached(store: Store, art: Artifact, pin: Optional[dict]) -> Optional[Tuple[Path, str]]:
@@ -162,6 +201,8 @@ def _cached(store: Store, art: Artifact, pin: Optional[dict]) -> Optional[Tuple[
 
 
 def _record(store: Store, art: Artifact, sha: str, size: int, md5: str, filename: str, url: str, label: str) -> None:
+    """Pin these bytes for the artifact; called only once every check passed (and, for an archive,
+    once it unpacked into a model folder)."""
     ref = artifact_ref(art)
 
     def change(pins: dict) -> None:
@@ -171,8 +212,52 @@ def _record(store: Store, art: Artifact, sha: str, size: int, md5: str, filename
         keep_time = entry.get("time") if entry.get("sha256") == sha else None
         pins[ref] = {"sha256": sha, "size": size, "md5": md5, "file": filename, "url": url,
                      "names": names, "source": source, "time": keep_time or now()}
+        if arc.archive_kind(file_name(art)) is not None:
+            pins[ref]["extracted"] = True
 
     store.update_pins(change)
+
+
+def _drop_pin(store: Store, ref: str, sha: Optional[str]) -> None:
+    """Forget a pin, and the stored bytes it vouched for unless another pin still names them."""
+    def change(pins: dict) -> None:
+        if (pins.get(ref) or {}).get("sha256") == sha:
+            pins.pop(ref, None)
+
+    pins = store.update_pins(change)
+    if sha and not any(p.get("sha256") == sha for p in pins.values()):
+        store.remove_content(sha)
+
+
+def _settle_old_pin(store: Store, ref: str, pin: dict, art: Artifact, label: str, force: bool) -> Optional[dict]:
+    """The pin of an archive written before pins waited for extraction (no `extracted` mark).
+
+    Kept and marked when its bytes unpack (from the extraction or the stored file); dropped when
+    its stored file does not unpack, so the next download is judged afresh; dropped under `force`
+    when nothing on disk shows it ever produced a model folder. Returns the pin to enforce, or None.
+    """
+    sha = pin.get("sha256")
+    usable = bool(sha) and _extraction(store, sha) is not None
+    broken = False
+    if sha and not usable:
+        blob = store.find_blob(sha, file_name(art))
+        if blob is not None and hash_file(blob)[0] == sha:
+            try:
+                _unpack(store, blob, sha, blob.stat().st_size, pin.get("url") or ref, art, label)
+                usable = True
+            except ArchiveError:
+                broken = True
+    if usable:
+        def mark(pins: dict) -> None:
+            if (pins.get(ref) or {}).get("sha256") == sha:
+                pins[ref]["extracted"] = True
+
+        store.update_pins(mark)
+        return {**pin, "extracted": True}
+    if broken or force:
+        _drop_pin(store, ref, sha)
+        return None
+    return pin  # nothing on disk to judge it by: the next download must still match it
 
 
 def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = False,
@@ -181,7 +266,8 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
 
     role None = recipe.default_artifact. Bundled artifacts are verified and extracted without any
     network. Downloads use ZOO_MIRROR (or `mirror`), resume, retry, verify size/sha256/md5 against
-    the registry or the pin recorded on first download, then extract archives safely.
+    the registry or the pin recorded on first download, then extract archives safely; the pin is
+    recorded only after all of that passed.
     """
     role = _resolve_role(recipe, role)
     art = recipe.artifacts[role]
@@ -192,17 +278,31 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
     settings = Settings.from_env()
     store = Store(cache_home())
     store.ensure()
+    is_archive = arc.archive_kind(file_name(art)) is not None
+    ref = artifact_ref(art)
     with store.lock(artifact_key(art), settings.lock_timeout):
         # read inside the lock: a process that held it may just have downloaded and pinned the file
-        pin = store.read_pins().get(artifact_ref(art))
+        pin = store.read_pins().get(ref)
+        if pin is not None and is_archive and not pin.get("extracted"):
+            pin = _settle_old_pin(store, ref, pin, art, label, force)
         hit = None if force else _cached(store, art, pin)
         if hit is not None:
             blob, url = hit
+            sha, size = blob.parent.name, blob.stat().st_size
+            path = blob
+            if is_archive:
+                try:
+                    path = _unpack(store, blob, sha, size, url, art, label)
+                except ArchiveError as exc:
+                    raise ArchiveError(
+                        f"{exc.message} (the cached copy {blob})",
+                        hint=f"`zoo cache verify` checks the cached copy; `zoo fetch {recipe.name} --what {role.value} "
+                             "--force` downloads and checks it again.") from exc
             if pin is None or label not in pin.get("names", []):
                 sha, md5, size = hash_file(blob)  # another entry fetched these bytes: record this one too
                 _check(label, url, (sha, md5, size), art, pin)
                 _record(store, art, sha, size, md5, blob.name, url, label)
-            return _finish(store, blob, blob.parent.name, blob.stat().st_size, role, url, art, label, False)
+            return FetchedArtifact(role, url, path, blob if is_archive else None, sha, size)
         if offline():
             raise OfflineError(
                 f"offline (ZOO_OFFLINE=1) and {label} ({file_name(art)}) is not in the cache at {store.home}",
@@ -228,7 +328,17 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
                     continue  # the bytes kept from an earlier run may be stale: once more from zero
                 raise
         sha, md5, size = digest
-        blob = store.blob(sha, file_name(art))
+        path = blob = store.blob(sha, file_name(art))
+        if is_archive:
+            # unpacked from the download itself: bytes that do not give a model folder never reach blobs/
+            try:
+                path = _unpack(store, got.path, sha, size, got.url, art, label, replace=force)
+            except ArchiveError as exc:
+                discard_partial(got.path)
+                if pin is not None and pin.get("sha256") == sha:
+                    _drop_pin(store, ref, sha)  # pinned bytes that do not unpack vouch for nothing
+                raise ArchiveError(f"{exc.message}; downloaded from {got.url}",
+                                   hint=f"Nothing from this download was kept or pinned. {exc.hint}") from exc
         try:
             blob.parent.mkdir(parents=True, exist_ok=True)
             os.replace(got.path, blob)
@@ -237,4 +347,4 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
             discard_partial(got.path)
             raise wrap_os_error(exc, f"moving the download into {blob.parent}") from exc
         _record(store, art, sha, size, md5, blob.name, got.url, label)
-        return _finish(store, blob, sha, size, role, got.url, art, label, force)
+        return FetchedArtifact(role, got.url, path, blob if is_archive else None, sha, size)

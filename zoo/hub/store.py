@@ -6,17 +6,21 @@ ZOO_HOME/
   partial/                     resumable partial downloads (deterministic names per artifact + URL)
   locks/                       one lock file per artifact, plus one for the pins file
   tmp/                         staging folders, moved into place with os.replace
-  pins.json                    {ref: {sha256, size, file, url, names, source}}; ref = first registry URL
+  pins.json                    {ref: {sha256, size, md5, file, url, names, source, time[, extracted]}};
+                               ref = first registry URL. A pin is written only once every check passed:
+                               size and hashes, and for an archive its safe extraction into a model
+                               folder (`extracted: true`; pins without it predate that rule).
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 from zoo.errors import CacheError
 from zoo.fsutil import atomic_write_text
@@ -77,6 +81,15 @@ class Store:
         """A fresh, unique path under tmp/ (not created)."""
         return self.tmp / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
+    def remove_content(self, sha256: str) -> List[Path]:
+        """Remove the stored file and the extraction of these bytes; return the folders removed."""
+        removed = []
+        for path in (self.blobs / sha256, self.extracted / sha256):
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
     def iter_blobs(self) -> Iterator[Path]:
         if self.blobs.is_dir():
             for folder in sorted(self.blobs.iterdir()):
@@ -110,9 +123,6 @@ class Store:
             atomic_write_text(self.pins_file, text)
         except OSError as exc:
             raise wrap_os_error(exc, f"writing {self.pins_file}") from exc
-
-
-
 
 
 def now() -> str:
