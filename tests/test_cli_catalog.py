@@ -35,11 +35,57 @@ def test_list_filters() -> None:
     assert all(r["task"] == "classification" for r in json.loads(result.stdout))
 
 
-def test_list_table_shows_names_and_metrics() -> None:
-    result = runner.invoke(app, ["list", "r34"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0
-    assert "yolov3_r34_coco_quant_aware" in result.stdout
-    assert "608: 35.2" in result.stdout
+def _rows(stdout: str) -> dict:
+    """{first word: the rest of the line's words} of a printed table."""
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.strip()}
+
+
+def test_list_compact_fits_80_columns_with_whole_names() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = _rows(result.stdout)
+    assert rows["name"] == ["strategy", "metric", "INT8", "FP32", "drop"]
+    names = {r["name"] for r in json.loads(runner.invoke(app, ["list", "--json"]).stdout)}
+    assert names <= set(rows) and len(lines) == len(names) + 2  # title, header, then one whole name a line
+    assert rows["mobilenetv3_act"] == ["act", "top-1", "74.40", "75.32", "0.92"]
+    assert rows["yolov3_r34_coco_quant_aware"] == ["qat", "AP", "608", "35.2", "36.2", "1.00"]
+    assert rows["yolov3_r50vd_dcn_obj365_coco_quant_aware"][-1] == "0.80"
+
+
+def test_list_wide_shows_every_metric_one_line_per_entry() -> None:
+    result = runner.invoke(app, ["list", "r34", "--wide"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "task" in rows["name"] and "INT8 (published)" in rows["name"]
+    assert "detection" in rows["yolov3_r34_coco_quant_aware"]
+    assert "608: 35.2, 416: 33.3, 320: 30.3" in rows["yolov3_r34_coco_quant_aware"]
+    assert "608: 36.2, 416: 34.3, 320: 31.4" in rows["yolov3_r34_coco_quant_post"]  # FP32 of every setting
+    assert len(rows) == 4  # title, header, two entries: not folded into the 80 columns of a pipe
+
+
+def test_compact_table_folds_names_only_when_the_terminal_is_too_narrow() -> None:
+    import io
+
+    from rich.console import Console
+
+    from zoo.cli.tables import compact_table
+
+    name = "yolov3_r50vd_dcn_obj365_coco_quant_aware"
+    for width in (80, 50):
+        table = compact_table(["name", "strategy", "INT8 (published)", "drop"], numeric={"drop"}, keep_whole={"name"})
+        table.add_row(name, "qat", "608: 40.6, 416: 37.5, 320: 34.1", "-0.80")
+        out = io.StringIO()
+        Console(file=out, width=width).print(table)
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        assert "-0.80" in out.getvalue() and "strategy" in out.getvalue()  # no column squeezed away
+        first_col = [line.split()[0] for line in lines if line[:1].strip() and not line.startswith("name")]
+        if width == 80:
+            assert first_col == [name]
+        else:
+            assert len(first_col) > 1 and "".join(first_col) == name  # folded over lines, but whole
 
 
 def test_list_bad_strategy_is_a_usage_error() -> None:
@@ -99,6 +145,15 @@ def test_real_process_debug_shows_traceback() -> None:
     proc = _zoo("info", "nope", ZOO_DEBUG="1")
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "UnknownModelError" in proc.stderr
+
+
+def test_real_process_list_in_a_pipe_fits_80_columns() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run([sys.executable, "-m", "zoo", "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "yolov3_r50vd_dcn_obj365_coco_quant_aware" in [line.split()[0] for line in lines if line.strip()]
 
 
 def test_real_process_list_json() -> None:

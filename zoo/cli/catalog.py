@@ -2,19 +2,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import typer
-from rich.table import Table
 from rich.tree import Tree
 
 from zoo import catalog
 from zoo.cli.common import console, handle_errors, print_json
-from zoo.errors import UsageError
+from zoo.cli.tables import compact_table, print_table
+from zoo.errors import UsageError, ZooError
 from zoo.registry import load_registry
-from zoo.schema import Strategy, Task
+from zoo.schema import Recipe, Strategy, Task
 
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
+
+
+def _headline(recipe: Recipe) -> Tuple[str, str, str]:
+    """(metric label, INT8, FP32) of the headline metric at the headline setting, as table cells."""
+    row, key = recipe.headline(), recipe.primary_metric()
+    digits = 2 if recipe.task is Task.classification else 1  # as published: top-1 73.52, box AP 35.2
+    label = "top-1" if key == "top1" else f"AP {row.input_size}"
+
+    def cell(value: Optional[float]) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    return label, cell(row.metrics().get(key)), cell(row.fp32().get(key))
 
 
 @handle_errors
@@ -22,9 +34,14 @@ def list_cmd(
     pattern: Optional[str] = typer.Argument(None, help="fnmatch pattern or substring of the name."),
     task: Optional[Task] = typer.Option(None, "--task", help="Only this task."),
     strategy: Optional[Strategy] = typer.Option(None, "--strategy", help="Only this strategy."),
+    wide: bool = typer.Option(False, "--wide", help="Every column: the task, and all published metrics at every setting."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List the registry with published metrics."""
+    """List the registry with published metrics.
+
+    The compact table (80 columns) shows the headline metric: top-1, or box AP at the first
+    published input size; --wide shows every metric at every setting.
+    """
     recipes = load_registry().filter(pattern, task, strategy)
     if as_json:
         print_json([catalog.summary(r) for r in recipes])
@@ -32,14 +49,22 @@ def list_cmd(
     if not recipes:
         console.print("no entry matches")
         return
-    table = Table(title=f"zoo: {len(recipes)} entr{'y' if len(recipes) == 1 else 'ies'}")
-    for col in ("name", "task", "strategy", "INT8 (published)", "FP32", "drop"):
-        table.add_column(col, overflow="fold", no_wrap=(col == "name"))
+    title = f"zoo: {len(recipes)} entr{'y' if len(recipes) == 1 else 'ies'}"
+    if wide:
+        table = compact_table(["name", "task", "strategy", "INT8 (published)", "FP32", "drop"], title=title,
+                              numeric={"drop"}, keep_whole={"name"})
+    else:
+        table = compact_table(["name", "strategy", "metric", "INT8", "FP32", "drop"], title=title,
+                              numeric={"INT8", "FP32", "drop"}, keep_whole={"name"})
     for r in recipes:
         d = catalog.drop(r)
-        table.add_row(r.name, r.task.value, r.strategy.value, catalog.metric_text(r),
-                      catalog.metric_text(r, fp32=True), "–" if d is None else f"{d:.2f}")
-    console.print(table)
+        drop = "–" if d is None else f"{d:.2f}"
+        if wide:
+            table.add_row(r.name, r.task.value, r.strategy.value, catalog.metric_text(r),
+                          catalog.metric_text(r, fp32=True), drop)
+        else:
+            table.add_row(r.name, r.strategy.value, *_headline(r), drop)
+    print_table(console, table)
 
 
 def _tree(label: str, data: object, node: Optional[Tree] = None) -> Tree:
@@ -91,7 +116,8 @@ def model_zoo_cmd(
     if check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != text:
-            raise UsageError(f"{output} is out of sync with recipes/", hint="Run `zoo docs model-zoo --write`.")
+            # a failed check, not a usage mistake: exit 1 like `zoo cache verify`
+            raise ZooError(f"{output} is out of sync with recipes/", hint="Run `zoo docs model-zoo --write`.")
         console.print(f"{output} is in sync")
     elif write:
         output.write_text(text, encoding="utf-8")

@@ -5,9 +5,9 @@ from enum import Enum
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.tables import compact_table, print_table
 from zoo.errors import ChecksumError
 from zoo.hub import cache_home, fetch
 from zoo.hub.cache import clean_cache, list_cache, partial_files, verify_cache
@@ -76,13 +76,12 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if not entries and not parts:
         console.print("empty")
         return
-    table = Table()
-    for col in ("entry", "file", "size", "sha256", "checksum from"):
-        table.add_column(col, overflow="fold")
+    table = compact_table(["entry", "file", "size", "sha256", "checksum from"], numeric={"size"},
+                          keep_whole={"sha256"})
     for e in entries:
         table.add_row(", ".join(e.names) or "?", e.path.name, _size(e.size), e.sha256[:16], e.source)
     if entries:
-        console.print(table)
+        print_table(console, table)
     for p in parts:
         console.print(f"partial download: {p.name} ({_size(p.stat().st_size)})", soft_wrap=True)
 
