@@ -67,3 +67,12 @@ def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path: Path) -> None:
         assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         matplotlib.use(before, force=True)
+
+
+def test_error_messages_are_printed_verbatim(capsys) -> None:  # type: ignore[no-untyped-def]
+    from zoo.cli.common import render_error
+    from zoo.errors import DataError
+
+    code = render_error(DataError("cannot read [/x] in [bold]a.tar[/bold]", hint="see [red]here"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and "cannot read [/x] in [bold]a.tar[/bold]" in err and "see [red]here" in err

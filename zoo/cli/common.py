@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from zoo.errors import ZooError
 
@@ -27,15 +28,16 @@ def debug_enabled() -> bool:
 def render_error(exc: BaseException) -> int:
     """Print an error as message + hint on stderr and return the exit code to use."""
     if isinstance(exc, ZooError):
-        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+        # messages quote paths and file contents: escape them so a "[/x]" in them is printed, not parsed
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
         code = exc.exit_code
     elif isinstance(exc, KeyboardInterrupt):
         err_console.print("[bold red]interrupted[/]")
         code = 130
     else:
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", markup=True)
         err_console.print("[yellow]hint:[/] rerun with ZOO_DEBUG=1 for the traceback and report it.")
         code = 1
     if debug_enabled():
