@@ -3,7 +3,8 @@
 Each measurement runs in its own process (Paddle Inference: deploy/paddle_worker.py in this
 environment; Paddle Lite x86: deploy/lite_worker.py in the x86 toolchain) so its peak RSS is its own.
 On CPU, Paddle Inference runs INT8 models through oneDNN's INT8 kernels; the optimized program is
-inspected to say whether they were really used.
+inspected to say whether they were really used. On a GPU (`device="gpu:N"`) it runs Paddle Inference's
+GPU kernels, or TensorRT with `tensorrt=True`; each row's backend names the device it ran on.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from zoo.deploy.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import find_converter
 from zoo.deploy.validate import make_inputs
+from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import ExportError, UsageError
 from zoo.modelfiles import ModelFiles
 
@@ -53,6 +55,7 @@ class BenchResult:
     threads: int
     warmup: int
     repeat: int
+    device: str = "cpu"
     rows: List[BenchRow] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
@@ -81,17 +84,32 @@ def _save_inputs(arrays: Sequence[np.ndarray], path: Path) -> None:
     np.savez(path, **{str(i): a for i, a in enumerate(arrays)})
 
 
+def paddle_label(device: Device, tensorrt: bool = False, mkldnn: bool = True) -> str:
+    """The backend column of a Paddle Inference row: what really ran, on which device."""
+    if device.is_gpu:
+        return f"paddle-{device}" + ("-trt" if tensorrt else "")
+    return "paddle-cpu-onednn" if mkldnn else "paddle-cpu"
+
+
+def worker_argv(files: ModelFiles, inputs_file: Path, *, int8: bool, threads: int, warmup: int, repeat: int,
+                device: Device, tensorrt: bool = False, mkldnn: bool = True) -> List[str]:
+    """The command line of one deploy/paddle_worker.py run."""
+    model = files.model_file if files.model_file.suffix == ".pdmodel" else files.folder
+    argv = [sys.executable, "-m", "zoo.deploy.paddle_worker", "--model", str(model), "--inputs", str(inputs_file),
+            "--threads", str(threads), "--warmup", str(warmup), "--repeat", str(repeat), "--device", str(device)]
+    argv += (["--mkldnn"] if mkldnn and not device.is_gpu else []) + (["--int8"] if int8 else [])
+    argv += ["--tensorrt"] if tensorrt and device.is_gpu else []
+    return argv
+
+
 def bench_paddle(files: ModelFiles, inputs: Sequence[np.ndarray], *, int8: bool, threads: int, warmup: int,
-                 repeat: int, device: str = "cpu", tensorrt: bool = False, mkldnn: bool = True) -> Dict[str, Any]:
+                 repeat: int, device: DeviceLike = "cpu", tensorrt: bool = False, mkldnn: bool = True) -> Dict[str, Any]:
     """Run deploy/paddle_worker.py on `files`; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         src = Path(tmp) / "inputs.npz"
         _save_inputs(inputs, src)
-        argv = [sys.executable, "-m", "zoo.deploy.paddle_worker", "--model", str(files.model_file if files.model_file.suffix == ".pdmodel"
-                                                                       else files.folder), "--inputs", str(src), "--threads", str(threads),
-                "--warmup", str(warmup), "--repeat", str(repeat), "--device", device]
-        argv += (["--mkldnn"] if mkldnn and device == "cpu" else []) + (["--int8"] if int8 else [])
-        argv += ["--tensorrt"] if tensorrt else []
+        argv = worker_argv(files, src, int8=int8, threads=threads, warmup=warmup, repeat=repeat,
+                           device=require_device(device), tensorrt=tensorrt, mkldnn=mkldnn)
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=3600)
     from zoo.deploy.paddle_worker import MARKER
 
@@ -114,17 +132,22 @@ def _variants(source: Source, info: ProgramInfo) -> List[tuple]:
 
 
 def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: int = 1, warmup: int = 5,
-                repeat: int = 50, device: str = "cpu", tensorrt: bool = False,
+                repeat: int = 50, device: DeviceLike = "cpu", tensorrt: bool = False,
                 opt_bin: Optional[Path] = None) -> BenchResult:
-    """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file)."""
+    """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N")."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}", hint="Use --backend paddle, lite or all.")
+    target = require_device(device)
+    if target.is_gpu:
+        target = Device("gpu", target.gpu_id())  # the rows name the GPU that really ran
+    elif tensorrt:
+        raise UsageError("--tensorrt runs on a GPU", hint="Add --device gpu (or gpu:N), or drop --tensorrt.")
     for name, value in (("--threads", threads), ("--batch", batch), ("--repeat", repeat)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1")
     if warmup < 0:
         raise UsageError("--warmup must be 0 or more")
-    result = BenchResult(model=model, batch=batch, threads=threads, warmup=warmup, repeat=repeat)
+    result = BenchResult(model=model, batch=batch, threads=threads, warmup=warmup, repeat=repeat, device=str(target))
     path = Path(model).expanduser()
     if path.suffix == ".nb" and path.is_file():
         raise UsageError("a .nb file has no declared input shape here",
@@ -134,22 +157,22 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
     variants = _variants(source, info)
     programs = {name: (files, read_program(files)) for name, files in variants}
     inputs = make_inputs(info, batch=batch, size=source.input_size, seed=1)
-    result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
+    if not target.is_gpu or backend != "paddle":
+        result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
     if source.kind == "recipe" and not any(programs[name][1].is_int8 for name in programs):
         result.notes.append(f"{source.recipe} publishes no INT8 model: run `zoo reproduce {source.recipe} --out DIR`, "
                             f"then `zoo bench DIR` for FP32 and INT8 side by side")
-    if device == "gpu":
-        result.notes.append("GPU runs use Paddle Inference with TensorRT" + (" (INT8 from the model's own scales)"
-                            if tensorrt else "") + "; this path is not exercised by the test suite (no GPU there).")
+    if target.is_gpu:
+        result.notes.append(f"Paddle Inference runs on {target}" + (" through TensorRT (INT8 from the model's own "
+                            "scales)" if tensorrt else "") + "; Lite x86 rows, if any, run on the CPU")
     if backend in ("paddle", "all"):
         for name, (files, prog) in programs.items():
-            label = "paddle-gpu" + ("-trt" if tensorrt else "") if device == "gpu" else "paddle-cpu-onednn"
-            row = BenchRow(variant=name, backend=label, file_size=_files_size(files))
+            row = BenchRow(variant=name, backend=paddle_label(target, tensorrt), file_size=_files_size(files))
             raw = bench_paddle(files, inputs, int8=prog.is_int8, threads=threads, warmup=warmup, repeat=repeat,
-                               device=device, tensorrt=tensorrt)
+                               device=target, tensorrt=tensorrt)
             _stats(row, raw, batch)
             row.kernels = raw.get("kernels")
-            if prog.is_int8 and device == "cpu":
+            if prog.is_int8 and not target.is_gpu:
                 used = (row.kernels or {}).get("onednn_int8_ops", 0)
                 row.note = (f"oneDNN INT8 kernels used ({used} ops)" if used else
                             "oneDNN INT8 kernels were NOT used: this runs the fake-quant ops in FP32")

@@ -1,6 +1,6 @@
 """Time one Paddle Inference model in its own process, so its peak memory (ru_maxrss) is its own.
 
-    python -m zoo.deploy.paddle_worker --model DIR --inputs in.npz [--mkldnn] [--int8] --threads 1 ...
+    python -m zoo.deploy.paddle_worker --model DIR --inputs in.npz [--device cpu|gpu:N] [--mkldnn] [--int8] ...
 
 Prints one JSON line (after the marker) with the latencies, the peak RSS and which kernels the
 optimized program uses.
@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from zoo.deploy.lite_worker import peak_rss_kb  # one reading of peak RSS for both worker kinds
+from zoo.device import Device, parse_device
+from zoo.errors import UsageError
 
 MARKER = "ZOO-BENCH-RESULT "
+
+
+def _device(text: str) -> Device:
+    """argparse type of --device: the zoo's one parser, its refusal as an argparse error."""
+    try:
+        return parse_device(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}; {exc.hint}") from None
 
 
 def optimized_kernels(cache_dir: Path) -> Optional[Dict[str, int]]:
@@ -49,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--mkldnn", action="store_true")
     parser.add_argument("--int8", action="store_true")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=_device, default="cpu", help="cpu, gpu or gpu:N")
     parser.add_argument("--tensorrt", action="store_true")
     args = parser.parse_args(argv)
 

@@ -86,20 +86,23 @@ def bench_cmd(
     batch: int = typer.Option(1, "--batch", help="Batch size."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed runs first."),
     repeat: int = typer.Option(50, "--repeat", help="Timed runs."),
-    device: str = typer.Option("cpu", "--device", help="cpu | gpu (Paddle Inference)."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where Paddle Inference runs."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="On --device gpu: TensorRT (INT8 for quantized models)."),
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="Converter for the Lite x86 run."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side."""
     from zoo.deploy.bench import bench_model
+    from zoo.device import parse_device
+
+    target = parse_device(device)  # a misspelt device is refused before any model is resolved or run
 
     result = bench_model(model, backend=backend.lower(), threads=threads, batch=batch, warmup=warmup,
-                         repeat=repeat, device=device.lower(), tensorrt=tensorrt, opt_bin=opt_bin)
+                         repeat=repeat, device=target, tensorrt=tensorrt, opt_bin=opt_bin)
     if as_json:
         print_json(result.as_dict())
         return
-    table = Table(title=f"zoo bench {model} (batch {batch}, threads {threads}, {repeat} runs)")
+    table = Table(title=f"zoo bench {model} ({result.device}, batch {batch}, threads {threads}, {repeat} runs)")
     for col in ("variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"):
         table.add_column(col, overflow="fold", no_wrap=(col == "backend"))
     for r in result.rows:
