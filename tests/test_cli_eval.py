@@ -117,7 +117,7 @@ def test_folder_without_model_files(tmp_path: Path, colour_data: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
-def test_input_shape_rejected(tmp_path: Path, colour_data: Path) -> None:
+def test_declared_input_size_is_used_and_a_contradiction_refused(tmp_path: Path, colour_data: Path) -> None:
     import paddle
 
     from zoo.models import save_inference
@@ -125,9 +125,13 @@ def test_input_shape_rejected(tmp_path: Path, colour_data: Path) -> None:
     paddle.seed(0)
     net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(3 * 8 * 8, 3))
     save_inference(net, tmp_path / "fixed", (3, 8, 8))
-    res = _run("eval", str(tmp_path / "fixed"), "--data", str(colour_data))
-    assert res.exit_code == 1
-    assert "rejected inputs of shape" in _err(res) and "Traceback" not in res.stderr
+    # the declared 8x8 input is used (not the ImageNet default 224)
+    res = _run("eval", str(tmp_path / "fixed"), "--data", str(colour_data), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["input_size"] == 8
+    res = _run("eval", str(tmp_path / "fixed"), "--data", str(colour_data), "--resize-short", "16", "--crop", "16")
+    assert res.exit_code == 2
+    assert "--crop 16 contradicts the model's declared 8x8 input" in _err(res) and "Traceback" not in res.stderr
     ok = _run("eval", str(tmp_path / "fixed"), "--data", str(colour_data), "--resize-short", "8", "--crop", "8", "--json")
     assert ok.exit_code == 0, ok.stderr
 
@@ -141,16 +145,16 @@ def test_bad_inputs() -> None:
     res = _run("eval", "./no/such/folder")
     assert res.exit_code == 1 and "does not exist" in _err(res)
     res = _run("eval", "yolov3_r34_coco_quant_post", "--data", ".")
-    assert res.exit_code == 1 and "detection entry" in _err(res)
+    assert res.exit_code == 2 and "detection entry" in _err(res)
     res = _run("eval", "digits_mobilenetv1_ptq", "--mean", "1,2")
-    assert res.exit_code == 1 and "--mean takes three numbers" in _err(res)
+    assert res.exit_code == 2 and "--mean takes three numbers" in _err(res)
 
 
 def test_missing_data_folder(colour_model: Path, tmp_path: Path) -> None:
     res = _run("eval", str(colour_model), "--data", str(tmp_path / "missing"))
     assert res.exit_code == 1 and "does not exist" in _err(res) and "hint:" in _err(res)
     res = _run("eval", str(colour_model))
-    assert res.exit_code == 1 and "needs --data" in _err(res)
+    assert res.exit_code == 2 and "needs --data" in _err(res)
 
 
 @pytest.fixture(scope="module")

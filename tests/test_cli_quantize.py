@@ -90,7 +90,7 @@ def test_missing_or_empty_data_folder(fp32: Path, tmp_path: Path) -> None:
 
 def test_unknown_algo(fp32: Path, tmp_path: Path) -> None:
     result = _quantize(str(fp32), "--calib-data", str(tmp_path), "--algo", "magic", "--out", str(tmp_path / "o"))
-    assert result.exit_code == 1 and "unknown algo" in result.text
+    assert result.exit_code == 2 and "unknown algo" in result.text
 
 
 def test_ops_choose_what_is_quantized(fp32: Path, tmp_path: Path) -> None:

@@ -55,9 +55,9 @@ def test_gpu_on_a_cpu_build_is_a_clear_error(tmp_path: Path) -> None:
     if paddle.device.is_compiled_with_cuda():
         pytest.skip("this paddle has CUDA")
     result = _run("mobilenetv1_qat", "--device", "gpu", "--out", str(tmp_path / "o"))
-    assert result.exit_code == 1 and "no CUDA support" in result.text
+    assert result.exit_code == 2 and "no CUDA support" in result.text
 
 
 def test_detection_entries_are_refused() -> None:
     result = _run("yolov3_r34_coco_quant_post")
-    assert result.exit_code == 1 and "classification" in result.text
+    assert result.exit_code == 2 and "classification" in result.text
