@@ -16,7 +16,7 @@ from zoo.data.transforms import (
     resize_short,
     train_transform,
 )
-from zoo.schema import Augment, Interpolation, Preprocess
+from zoo.schema import Augment, Backend, CropSampler, Interpolation, Preprocess, Sizing
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -126,3 +126,89 @@ def test_auto_augment_keeps_size_and_mode() -> None:
     for _ in range(30):
         out = AutoAugment()(img)
         assert out.size == (32, 32) and out.mode == "RGB"
+
+
+# --- backends and sizing -----------------------------------------------------------------------
+
+def test_short_side_rounding_per_sizing() -> None:
+    from zoo.data.transforms import short_side_size
+
+    # 256 * 500 / 366 = 349.73: PaddleClas/PaddleSlim round, torchvision-style truncates
+    assert short_side_size(366, 500, 256, Sizing.paddle) == (256, 350)
+    assert short_side_size(366, 500, 256, Sizing.torchvision) == (256, 349)
+    assert short_side_size(500, 366, 256, Sizing.torchvision) == (349, 256)
+
+
+def test_center_offsets_per_sizing() -> None:
+    from zoo.data.transforms import center_box
+
+    # a 127-pixel margin: floor gives 63, round-half-even of 63.5 gives 64; 62.5 rounds to 62
+    assert center_box(351, 300, 224, Sizing.paddle)[0] == 63
+    assert center_box(351, 300, 224, Sizing.torchvision)[0] == 64
+    assert center_box(349, 300, 224, Sizing.torchvision)[0] == 62
+
+
+def test_cv2_backend_resizes_with_opencv_and_normalizes_like_paddleclas() -> None:
+    import cv2
+
+    arr = np.asarray(_image(50, 37, seed=4))
+    pre = Preprocess(backend=Backend.cv2, resize_short=24, crop=24, interpolation="bicubic")
+    got = eval_transform(pre)(arr)
+    resized = cv2.resize(arr, (32, 24), interpolation=cv2.INTER_CUBIC)[:, 4:28]
+    want = (resized.astype(np.float32) * np.float32(1 / 255.0) - np.float32(pre.mean)) / np.float32(pre.std)
+    np.testing.assert_array_equal(got, want.transpose(2, 0, 1))
+    # a PIL image of the same pixels gives the same result, and PIL's own resize does not
+    np.testing.assert_array_equal(eval_transform(pre)(Image.fromarray(arr)), got)
+    assert not np.allclose(eval_transform(pre.model_copy(update={"backend": Backend.pil}))(arr), got)
+
+
+def test_cv2_backend_applies_exif_orientation_like_imdecode(tmp_path) -> None:
+    import cv2
+
+    from zoo.data.imagenet import load_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    _image(30, 20, seed=6).save(tmp_path / "r.jpg", quality=95, exif=exif.tobytes())
+    img = load_image(tmp_path / "r.jpg")
+    assert img.size == (30, 20)  # PIL leaves it as stored
+    pre = Preprocess(backend=Backend.cv2, mean=(0, 0, 0), std=(1, 1, 1), scale=False, layout="HWC")
+    decoded = cv2.imdecode(np.fromfile(tmp_path / "r.jpg", dtype=np.uint8), 1)[:, :, ::-1]
+    assert decoded.shape[:2] == (30, 20)
+    np.testing.assert_array_equal(eval_transform(pre)(img), decoded.astype(np.float32))
+
+
+def test_paddle_sampler_box_fits_and_respects_scale() -> None:
+    import random
+
+    rrc = RandomResizedCrop(32, scale=(0.3, 0.5), sampler=CropSampler.paddle)
+    rng = random.Random(0)
+    for _ in range(200):
+        left, top, right, bottom = rrc.box(120, 40, rng)
+        assert 0 <= left < right <= 120 and 0 <= top < bottom <= 40
+        # truncated sides: never more than the largest area drawn; aspect within [3/4, 4/3] up to truncation
+        assert (right - left) * (bottom - top) <= 0.5 * 4800
+        assert 0.7 <= (right - left) / (bottom - top) <= 1.4
+
+
+def test_train_transform_cv2_backend_returns_arrays_of_the_crop_size() -> None:
+    import random
+
+    random.seed(2)
+    pre = Preprocess(backend=Backend.cv2, resize_short=40, crop=32)
+    aug = Augment(random_resized_crop=32, crop_sampler=CropSampler.paddle, auto_augment=True)
+    outs = [train_transform(pre, aug)(_image(61, 45, seed=s)) for s in range(10)]
+    assert all(o.shape == (3, 32, 32) and o.dtype == np.float32 for o in outs)
+    assert train_transform(pre, Augment(random_crop=32))(np.asarray(_image(61, 45))).shape == (3, 32, 32)
+
+
+def test_auto_augment_levels_follow_paddleclas_ranges() -> None:
+    from zoo.data.transforms import _op
+
+    grey = Image.new("RGB", (20, 20), (200, 10, 90))
+    # level 9 is the top of each range: solarize threshold 0 inverts everything
+    np.testing.assert_array_equal(np.asarray(_op("solarize", grey, 9)), 255 - np.asarray(grey))
+    # posterize level 9 keeps 4 bits
+    assert np.asarray(_op("posterize", grey, 9))[0, 0].tolist() == [192, 0, 80]
+    # rotation (30 degrees at level 9) fills the uncovered corners with grey 128
+    assert np.asarray(_op("rotate", grey, 9))[0, 0].tolist() == [128, 128, 128]

@@ -116,9 +116,26 @@ class Interpolation(str, Enum):
     lanczos = "lanczos"
 
 
-class Preprocess(Strict):
-    """Evaluation preprocessing exactly as the published recipe has it."""
+class Backend(str, Enum):
+    """The image library a recipe's published numbers were measured with (decode, resize, crop)."""
 
+    cv2 = "cv2"  # PaddleClas / PaddleDetection readers: cv2.imdecode, cv2.resize
+    pil = "pil"  # PaddleSlim demo readers, paddle.vision-style transforms, the zoo's own data
+
+
+class Sizing(str, Enum):
+    """How a reader rounds the sides of a short-side resize and the offsets of a center crop."""
+
+    paddle = "paddle"  # PaddleClas / PaddleSlim: long side round(), offsets (w - crop) // 2
+    torchvision = "torchvision"  # torchvision-style: long side truncated, offsets round((w - crop) / 2)
+
+
+class Preprocess(Strict):
+    """Evaluation preprocessing exactly as the code that produced the published numbers has it."""
+
+    backend: Backend = Field(Backend.pil, description="cv2 or pil; every bundled recipe names it (pil is the "
+                                                      "zoo's own default, for plain model folders)")
+    sizing: Sizing = Field(Sizing.paddle, description="rounding of the resized long side and the crop offsets")
     resize_short: Optional[int] = Field(None, gt=0, description="resize the short side to this, keep aspect")
     resize: Optional[int] = Field(None, gt=0, description="resize to a square of this side, aspect not kept")
     crop: Optional[int] = Field(None, gt=0, description="center crop side")
@@ -136,11 +153,19 @@ class Preprocess(Strict):
         return self
 
 
+class CropSampler(str, Enum):
+    """How a random resized crop draws its box."""
+
+    inception = "inception"  # the zoo's own: up to 10 draws, log-uniform aspect, rounded sides, resampled from the source
+    paddle = "paddle"  # PaddleClas RandCropImage / PaddleSlim random_crop: one draw fitted to the image, truncated sides
+
+
 class Augment(Strict):
     """Training-time augmentation of the QAT/ACT recipes."""
 
     random_resized_crop: Optional[int] = Field(None, gt=0)
     crop_scale: Tuple[float, float] = (0.08, 1.0)
+    crop_sampler: CropSampler = CropSampler.inception
     random_crop: Optional[int] = Field(None, gt=0)
     horizontal_flip: bool = True
     auto_augment: bool = False

@@ -1,27 +1,41 @@
 """Image transforms driven by a recipe's `preprocess` (evaluation) and `train.augment` (training).
 
-Everything works on PIL images and returns float32 numpy arrays, so the same code feeds the
-Paddle Inference predictor, static-graph calibration and dygraph training.
+`preprocess.backend` names the image library of the reader that produced the published numbers,
+and each path follows that reader step by step:
 
-Conventions follow the published recipes (PaddleClas / PaddleSlim readers):
-- short-side resize: the short side becomes `resize_short`, the long side is scaled and rounded;
-- center crop: offsets `(w - crop) // 2`, `(h - crop) // 2`;
-- square resize (detection): both sides become `resize`, aspect ratio not kept;
-- normalize: `(x / 255 - mean) / std` when `scale`, else `(x - mean) / std` on 0..255 pixels.
+- `cv2`, PaddleClas's readers (ppcls/data/preprocess/ops/operators.py: DecodeImage, ResizeImage,
+  CropImage, NormalizeImage) and PaddleDetection 0.x's: the image as `cv2.imdecode` returns it
+  (EXIF orientation applied) with its channels reversed to RGB; `cv2.resize` with the recipe's
+  interpolation (bilinear is INTER_LINEAR, PaddleClas's default); array slicing for the crop;
+  `(x * float32(1/255) - mean) / std` in float32 on HWC, then CHW.
+- `pil`, PaddleSlim's demo readers (demo/imagenet_reader.py), paddle.vision-style transforms and
+  the zoo's own data: PIL's decode (no EXIF rotation), `Image.resize` with the recipe's filter,
+  `Image.crop`, `x / 255` then mean and std.
+
+`preprocess.sizing` names the rounding: `paddle` (long side `round(long * short_target / short)`,
+crop offsets `(w - crop) // 2`) or `torchvision` (long side truncated, offsets
+`round((w - crop) / 2)`, halves to even). A square `resize` (detection) ignores the aspect ratio.
+
+Transforms take what the datasets decode (a PIL image) or an RGB uint8 HWC array, and return
+float32 arrays, so the same code feeds Paddle Inference, static-graph calibration and training.
 """
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from zoo.schema import Augment, Interpolation, Preprocess
+from zoo.schema import Augment, Backend, CropSampler, Interpolation, Preprocess, Sizing
 
-Transform = Callable[[Image.Image], np.ndarray]
+ImageLike = Union[Image.Image, np.ndarray]
+Transform = Callable[[ImageLike], np.ndarray]
+Step = Callable[[ImageLike], ImageLike]
+Box = Tuple[int, int, int, int]
 
 _PIL_INTERPOLATION = {
     Interpolation.nearest: Image.NEAREST,
@@ -30,8 +44,15 @@ _PIL_INTERPOLATION = {
     Interpolation.lanczos: Image.LANCZOS,
 }
 
+_CV2_INTERPOLATION = {
+    Interpolation.nearest: cv2.INTER_NEAREST,
+    Interpolation.bilinear: cv2.INTER_LINEAR,
+    Interpolation.bicubic: cv2.INTER_CUBIC,
+    Interpolation.lanczos: cv2.INTER_LANCZOS4,
+}
+
 # Default preprocessing of a plain inference model folder (the ImageNet evaluation convention).
-DEFAULT_PREPROCESS = Preprocess(resize_short=256, crop=224)
+DEFAULT_PREPROCESS = Preprocess(backend=Backend.pil, resize_short=256, crop=224)
 
 
 def pil_interpolation(interp: Interpolation) -> int:
@@ -39,75 +60,176 @@ def pil_interpolation(interp: Interpolation) -> int:
     return _PIL_INTERPOLATION[Interpolation(interp)]
 
 
-def resize_short(img: Image.Image, size: int, interp: Interpolation = Interpolation.bilinear) -> Image.Image:
-    """Resize so the short side is `size`, keeping the aspect ratio."""
-    w, h = img.size
-    ratio = float(size) / min(w, h)
-    new = (max(1, int(round(w * ratio))), max(1, int(round(h * ratio))))
-    if new == (w, h):
+def cv2_interpolation(interp: Interpolation) -> int:
+    """The OpenCV interpolation flag of a recipe interpolation (PaddleClas's UnifiedResize table)."""
+    return _CV2_INTERPOLATION[Interpolation(interp)]
+
+
+# --- geometry shared by both backends --------------------------------------------------------
+
+def short_side_size(w: int, h: int, size: int, sizing: Sizing = Sizing.paddle) -> Tuple[int, int]:
+    """(width, height) once the short side of a `w` x `h` image is resized to `size`."""
+    if Sizing(sizing) is Sizing.torchvision:
+        if w <= h:
+            return size, int(size * h / w)
+        return int(size * w / h), size
+    percent = float(size) / min(w, h)
+    return max(1, int(round(w * percent))), max(1, int(round(h * percent)))
+
+
+def center_box(w: int, h: int, size: int, sizing: Sizing = Sizing.paddle) -> Box:
+    """(left, top, right, bottom) of the central `size` x `size` square of a `w` x `h` image."""
+    if Sizing(sizing) is Sizing.torchvision:
+        left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    else:
+        left, top = (w - size) // 2, (h - size) // 2
+    return left, top, left + size, top + size
+
+
+def image_size(img: ImageLike) -> Tuple[int, int]:
+    """(width, height) of a PIL image or an HWC array."""
+    if isinstance(img, np.ndarray):
+        return img.shape[1], img.shape[0]
+    return img.size
+
+
+def _resize_to(img: ImageLike, size: Tuple[int, int], interp: Interpolation) -> ImageLike:
+    if isinstance(img, np.ndarray):
+        # upstream calls cv2.resize even at the same size; OpenCV copies then
+        return cv2.resize(img, size, interpolation=cv2_interpolation(interp))
+    if img.size == size:
         return img
-    return img.resize(new, pil_interpolation(interp))
+    return img.resize(size, pil_interpolation(interp))
 
 
-def center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Crop the central `size` x `size` square (pads with black first if the image is smaller)."""
-    img = _pad_to(img, size)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+def _crop(img: ImageLike, box: Box) -> ImageLike:
+    if isinstance(img, np.ndarray):
+        left, top, right, bottom = box
+        return img[top:bottom, left:right]
+    return img.crop(box)
 
 
-def _pad_to(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
+def _pad_to(img: ImageLike, size: int) -> ImageLike:
+    """Center the image on a black canvas at least `size` on each side (upstream readers never
+    crop past the edge: their short side is resized to at least the crop first)."""
+    w, h = image_size(img)
     if w >= size and h >= size:
         return img
-    canvas = Image.new(img.mode, (max(w, size), max(h, size)))
-    canvas.paste(img, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
+    cw, ch = max(w, size), max(h, size)
+    left, top = (cw - w) // 2, (ch - h) // 2
+    if isinstance(img, np.ndarray):
+        canvas = np.zeros((ch, cw) + img.shape[2:], dtype=img.dtype)
+        canvas[top:top + h, left:left + w] = img
+        return canvas
+    canvas = Image.new(img.mode, (cw, ch))
+    canvas.paste(img, (left, top))
     return canvas
 
 
+def resize_short(img: ImageLike, size: int, interp: Interpolation = Interpolation.bilinear,
+                 sizing: Sizing = Sizing.paddle) -> ImageLike:
+    """Resize so the short side is `size`, keeping the aspect ratio (PIL image or cv2 array)."""
+    w, h = image_size(img)
+    return _resize_to(img, short_side_size(w, h, size, sizing), interp)
+
+
+def center_crop(img: ImageLike, size: int, sizing: Sizing = Sizing.paddle) -> ImageLike:
+    """Crop the central `size` x `size` square (pads with black first if the image is smaller)."""
+    img = _pad_to(img, size)
+    return _crop(img, center_box(*image_size(img), size, sizing))
+
+
+def rgb_array(img: ImageLike) -> np.ndarray:
+    """An RGB uint8 HWC array as PaddleClas's DecodeImage gets it from `cv2.imdecode(data, 1)`.
+
+    PIL and OpenCV decode JPEG to the same pixels here (both libjpeg-turbo, ISLOW DCT); the one
+    difference is that imdecode applies the EXIF orientation and PIL does not, so it is applied.
+    """
+    if isinstance(img, np.ndarray):
+        if img.ndim == 2:
+            return np.repeat(img[:, :, None], 3, axis=2)
+        return img
+    return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def _as_backend(img: ImageLike, backend: Backend) -> ImageLike:
+    if backend is Backend.cv2:
+        return rgb_array(img)
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
+    return img if img.mode in ("RGB", "L") else img.convert("RGB")
+
+
+# --- normalization -----------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Normalize:
-    """PIL image -> normalized float32 array in the recipe's channel order and layout."""
+    """Image -> normalized float32 array in the recipe's channel order and layout.
+
+    `cv2` follows PaddleClas's NormalizeImage: `(x * float32(1/255) - mean) / std` in float32.
+    `pil` divides by 255 as PaddleSlim's reader does (which then applies mean and std in float64:
+    within 3e-7 of this float32 arithmetic, kept so the bundled digits numbers stay measured).
+    """
 
     mean: Tuple[float, float, float]
     std: Tuple[float, float, float]
     scale: bool = True
     channels: str = "RGB"
     layout: str = "CHW"
+    backend: Backend = Backend.pil
 
-    def __call__(self, img: Image.Image) -> np.ndarray:
-        if self.channels == "L":
-            arr = np.asarray(img.convert("L"), dtype=np.float32)[:, :, None]
-            mean, std = np.float32(self.mean[0]), np.float32(self.std[0])
+    def __call__(self, img: ImageLike) -> np.ndarray:
+        if self.backend is Backend.cv2:
+            arr = self._cv2(rgb_array(img))
         else:
-            arr = np.asarray(img.convert("RGB"), dtype=np.float32)
-            mean = np.asarray(self.mean, dtype=np.float32)
-            std = np.asarray(self.std, dtype=np.float32)
-            if self.channels == "BGR":
-                arr = arr[:, :, ::-1]
-        if self.scale:
-            arr = arr / np.float32(255.0)
-        arr = (arr - mean) / std
+            arr = self._pil(_as_backend(img, Backend.pil))
         if self.layout == "CHW":
             arr = arr.transpose(2, 0, 1)
         return np.ascontiguousarray(arr, dtype=np.float32)
 
+    def _stats(self, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.mean[:n], dtype=np.float32), np.asarray(self.std[:n], dtype=np.float32)
+
+    def _cv2(self, arr: np.ndarray) -> np.ndarray:
+        if self.channels == "L":
+            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)[:, :, None]
+        elif self.channels == "BGR":
+            arr = arr[:, :, ::-1]
+        mean, std = self._stats(arr.shape[2])
+        factor = np.float32(1.0 / 255.0 if self.scale else 1.0)
+        return (arr.astype(np.float32) * factor - mean) / std
+
+    def _pil(self, img: Image.Image) -> np.ndarray:
+        if self.channels == "L":
+            arr = np.asarray(img.convert("L"), dtype=np.float32)[:, :, None]
+        else:
+            arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+            if self.channels == "BGR":
+                arr = arr[:, :, ::-1]
+        mean, std = self._stats(arr.shape[2])
+        if self.scale:
+            arr = arr / np.float32(255.0)
+        return (arr - mean) / std
+
 
 def _normalizer(pre: Preprocess) -> Normalize:
-    return Normalize(tuple(pre.mean), tuple(pre.std), pre.scale, pre.channels, pre.layout)
+    return Normalize(tuple(pre.mean), tuple(pre.std), pre.scale, pre.channels, pre.layout, Backend(pre.backend))
 
 
 class Compose:
-    """Apply PIL steps in order, then the final array step."""
+    """Bring the input to the backend's image type, apply the steps in order, then normalize."""
 
-    def __init__(self, steps: Sequence[Callable[[Image.Image], Image.Image]], final: Normalize) -> None:
+    def __init__(self, steps: Sequence[Step], final: Normalize) -> None:
         self.steps = list(steps)
         self.final = final
 
-    def __call__(self, img: Image.Image) -> np.ndarray:
-        if img.mode not in ("RGB", "L"):
-            img = img.convert("RGB")
+    @property
+    def backend(self) -> Backend:
+        """The image library this transform follows."""
+        return self.final.backend
+
+    def __call__(self, img: ImageLike) -> np.ndarray:
+        img = _as_backend(img, self.backend)
         for step in self.steps:
             img = step(img)
         return self.final(img)
@@ -131,32 +253,52 @@ def effective_preprocess(pre: Preprocess, input_size: Optional[int] = None) -> P
     return pre.model_copy(update={"resize_short": input_size})
 
 
-def eval_transform(pre: Preprocess, input_size: Optional[int] = None) -> Transform:
-    """The evaluation transform of a recipe: PIL image -> float32 array (CHW unless the recipe says HWC)."""
-    pre = effective_preprocess(pre, input_size)
-    interp = pre.interpolation
-    steps: List[Callable[[Image.Image], Image.Image]] = []
+def _resize_steps(pre: Preprocess) -> List[Step]:
+    interp, sizing = Interpolation(pre.interpolation), Sizing(pre.sizing)
     if pre.resize is not None:
-        side = pre.resize
-        steps.append(lambda img: img.resize((side, side), pil_interpolation(interp)))
-    elif pre.resize_short is not None:
+        # PaddleDetection 0.x passes fx = side / w, fy = side / h; OpenCV derives the same scale
+        # from dsize, so both give the same pixels
+        side = (pre.resize, pre.resize)
+        return [lambda img: _resize_to(img, side, interp)]
+    if pre.resize_short is not None:
         short = pre.resize_short
-        steps.append(lambda img: resize_short(img, short, interp))
+        return [lambda img: resize_short(img, short, interp, sizing)]
+    return []
+
+
+def eval_transform(pre: Preprocess, input_size: Optional[int] = None) -> Transform:
+    """The evaluation transform of a recipe: image -> float32 array (CHW unless the recipe says HWC)."""
+    pre = effective_preprocess(pre, input_size)
+    steps = _resize_steps(pre)
     if pre.crop is not None:
-        crop = pre.crop
-        steps.append(lambda img: center_crop(img, crop))
+        crop, sizing = pre.crop, Sizing(pre.sizing)
+        steps.append(lambda img: center_crop(img, crop, sizing))
     return Compose(steps, _normalizer(pre))
 
 
+# --- training ----------------------------------------------------------------------------------
+
 class RandomResizedCrop:
-    """Crop a random area (fraction in `scale`) and aspect ratio, resize to `size` (Inception-style)."""
+    """Crop a random area (fraction in `scale`) and aspect ratio, resize to `size` x `size`.
+
+    `inception` (the zoo's own sampler): up to 10 draws of a log-uniform aspect and an area,
+    sides rounded, else the central square; a PIL image is resampled straight from the source box.
+    `paddle` (PaddleClas RandCropImage, PaddleSlim demo/imagenet_reader.py random_crop): one draw
+    of sqrt(uniform(ratio)) as the aspect, the area range capped so the box fits, sides
+    truncated; the box is cut out, then resized.
+    """
 
     def __init__(self, size: int, scale: Tuple[float, float] = (0.08, 1.0),
                  ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
-                 interp: Interpolation = Interpolation.bilinear) -> None:
-        self.size, self.scale, self.ratio, self.interp = size, scale, ratio, interp
+                 interp: Interpolation = Interpolation.bilinear,
+                 sampler: CropSampler = CropSampler.inception) -> None:
+        self.size, self.scale, self.ratio = size, scale, ratio
+        self.interp, self.sampler = Interpolation(interp), CropSampler(sampler)
 
-    def box(self, w: int, h: int, rng: random.Random) -> Tuple[int, int, int, int]:
+    def box(self, w: int, h: int, rng: random.Random) -> Box:
+        """The crop box (left, top, right, bottom) for a `w` x `h` image."""
+        if self.sampler is CropSampler.paddle:
+            return self._paddle_box(w, h, rng)
         area = w * h
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         for _ in range(10):
@@ -171,9 +313,23 @@ class RandomResizedCrop:
         left, top = (w - side) // 2, (h - side) // 2
         return left, top, left + side, top + side
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        box = self.box(img.size[0], img.size[1], random)  # type: ignore[arg-type]
-        return img.resize((self.size, self.size), pil_interpolation(self.interp), box=box)
+    def _paddle_box(self, w: int, h: int, rng: random.Random) -> Box:
+        aspect = math.sqrt(rng.uniform(*self.ratio))
+        bw, bh = aspect, 1.0 / aspect
+        bound = min((float(w) / h) / (bw ** 2), (float(h) / w) / (bh ** 2))
+        high, low = min(self.scale[1], bound), min(self.scale[0], bound)
+        side = math.sqrt(w * h * rng.uniform(low, high))
+        # the cap keeps the box inside the image; max(1, ...) only guards images a few pixels wide
+        cw, ch = min(w, max(1, int(side * bw))), min(h, max(1, int(side * bh)))
+        left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        return left, top, left + cw, top + ch
+
+    def __call__(self, img: ImageLike) -> ImageLike:
+        box = self.box(*image_size(img), random)  # type: ignore[arg-type]
+        out = (self.size, self.size)
+        if self.sampler is CropSampler.inception and not isinstance(img, np.ndarray):
+            return img.resize(out, pil_interpolation(self.interp), box=box)
+        return _resize_to(_crop(img, box), out, self.interp)
 
 
 class RandomCrop:
@@ -182,47 +338,45 @@ class RandomCrop:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: ImageLike) -> ImageLike:
         img = _pad_to(img, self.size)
-        w, h = img.size
+        w, h = image_size(img)
         left, top = random.randint(0, w - self.size), random.randint(0, h - self.size)
-        return img.crop((left, top, left + self.size, top + self.size))
+        return _crop(img, (left, top, left + self.size, top + self.size))
 
 
-def _hflip(img: Image.Image) -> Image.Image:
-    return img.transpose(Image.FLIP_LEFT_RIGHT) if random.random() < 0.5 else img
+def _hflip(img: ImageLike) -> ImageLike:
+    if random.random() >= 0.5:
+        return img
+    if isinstance(img, np.ndarray):
+        return cv2.flip(img, 1)  # RandFlipImage(flip_code=1)
+    return img.transpose(Image.FLIP_LEFT_RIGHT)
 
 
 def train_transform(pre: Preprocess, augment: Optional[Augment]) -> Transform:
-    """The training transform of a QAT/ACT recipe.
+    """The training transform of a QAT/ACT recipe, in the recipe's backend.
 
-    - `random_resized_crop`: random area in `crop_scale`, aspect in [3/4, 4/3], resized with the
-      recipe's interpolation;
+    - `random_resized_crop`: area in `crop_scale`, aspect in [3/4, 4/3], drawn by `crop_sampler`,
+      resized with the recipe's interpolation;
     - `random_crop`: short-side resize to the recipe's `resize_short` (if any), then a random crop;
-    - `horizontal_flip`: p = 0.5; `auto_augment`: see `AutoAugment`.
+    - `horizontal_flip`: p = 0.5; `auto_augment`: see `AutoAugment` (after the flip, as PaddleClas).
     Without an `augment` section the evaluation transform is used.
     """
     if augment is None:
         return eval_transform(pre)
-    steps: List[Callable[[Image.Image], Image.Image]] = []
+    steps: List[Step] = []
     if augment.random_resized_crop is not None:
         steps.append(RandomResizedCrop(augment.random_resized_crop, tuple(augment.crop_scale),
-                                       interp=pre.interpolation))
+                                       interp=pre.interpolation, sampler=augment.crop_sampler))
     elif augment.random_crop is not None:
         if pre.resize_short is not None:
-            short, interp = pre.resize_short, pre.interpolation
-            steps.append(lambda img: resize_short(img, short, interp))
+            steps += _resize_steps(pre)
         steps.append(RandomCrop(augment.random_crop))
     else:
-        if pre.resize is not None:
-            side, interp = pre.resize, pre.interpolation
-            steps.append(lambda img: img.resize((side, side), pil_interpolation(interp)))
-        elif pre.resize_short is not None:
-            short, interp = pre.resize_short, pre.interpolation
-            steps.append(lambda img: resize_short(img, short, interp))
+        steps += _resize_steps(pre)
         if pre.crop is not None:
-            crop = pre.crop
-            steps.append(lambda img: center_crop(img, crop))
+            crop, sizing = pre.crop, Sizing(pre.sizing)
+            steps.append(lambda img: center_crop(img, crop, sizing))
     if augment.horizontal_flip:
         steps.append(_hflip)
     if augment.auto_augment:
@@ -230,44 +384,53 @@ def train_transform(pre: Preprocess, augment: Optional[Augment]) -> Transform:
     return Compose(steps, _normalizer(pre))
 
 
-# --- AutoAugment -----------------------------------------------------------------------------
-# The ImageNet policy of Cubuk et al. (2019), as 25 sub-policies of two (op, probability,
-# magnitude 0..10) steps; one sub-policy is drawn per image. Implemented with PIL (paddle 2.6 has
-# no AutoAugment transform). Simplification: geometric ops fill with black.
+# --- AutoAugment -------------------------------------------------------------------------------
+# The ImageNet policy of Cubuk et al. (2019) as PaddleClas applies it (ImageNetPolicy in
+# ppcls/data/preprocess/ops/autoaugment.py): 25 sub-policies of two (op, probability, level 0..9)
+# steps, one sub-policy drawn per image. A level picks one of 10 evenly spaced magnitudes from 0
+# to the op's maximum; shears, colour and contrast-like ops take a random sign, rotation does not;
+# geometric ops fill with grey 128.
 
-def _level(mag: int, top: float) -> float:
-    return mag / 10.0 * top
+_FILL = (128, 128, 128)
+_MAGNITUDES = {
+    "shearX": np.linspace(0, 0.3, 10),
+    "shearY": np.linspace(0, 0.3, 10),
+    "rotate": np.linspace(0, 30, 10),
+    "color": np.linspace(0.0, 0.9, 10),
+    "contrast": np.linspace(0.0, 0.9, 10),
+    "sharpness": np.linspace(0.0, 0.9, 10),
+    "brightness": np.linspace(0.0, 0.9, 10),
+    "posterize": np.round(np.linspace(8, 4, 10), 0).astype(np.int64),
+    "solarize": np.linspace(256, 0, 10),
+}
+_ENHANCERS = {"color": ImageEnhance.Color, "contrast": ImageEnhance.Contrast,
+              "sharpness": ImageEnhance.Sharpness, "brightness": ImageEnhance.Brightness}
 
 
-def _signed(value: float) -> float:
-    return value if random.random() < 0.5 else -value
+def _sign() -> int:
+    return random.choice([-1, 1])
 
 
-def _op(name: str, img: Image.Image, mag: int) -> Image.Image:
-    if name == "posterize":
-        return ImageOps.posterize(img, max(1, 8 - int(_level(mag, 4))))
+def _op(name: str, img: Image.Image, level: int) -> Image.Image:
+    mag = _MAGNITUDES[name][level] if name in _MAGNITUDES else 0
+    if name in ("shearX", "shearY"):
+        shear = float(mag) * _sign()
+        coeffs = (1, shear, 0, 0, 1, 0) if name == "shearX" else (1, 0, 0, shear, 1, 0)
+        return img.transform(img.size, Image.AFFINE, coeffs, Image.BICUBIC, fillcolor=_FILL)
     if name == "rotate":
-        return img.rotate(_signed(_level(mag, 30)))
+        return img.rotate(float(mag), fillcolor=_FILL)
+    if name in _ENHANCERS:
+        return _ENHANCERS[name](img).enhance(1 + float(mag) * _sign())
+    if name == "posterize":
+        return ImageOps.posterize(img, int(mag))
     if name == "solarize":
-        return ImageOps.solarize(img, 256 - int(_level(mag, 256)))
+        return ImageOps.solarize(img, float(mag))
     if name == "autocontrast":
         return ImageOps.autocontrast(img)
     if name == "equalize":
         return ImageOps.equalize(img)
     if name == "invert":
         return ImageOps.invert(img)
-    if name == "color":
-        return ImageEnhance.Color(img).enhance(1.0 + _signed(_level(mag, 0.9)))
-    if name == "contrast":
-        return ImageEnhance.Contrast(img).enhance(1.0 + _signed(_level(mag, 0.9)))
-    if name == "brightness":
-        return ImageEnhance.Brightness(img).enhance(1.0 + _signed(_level(mag, 0.9)))
-    if name == "sharpness":
-        return ImageEnhance.Sharpness(img).enhance(1.0 + _signed(_level(mag, 0.9)))
-    if name == "shearX":
-        return img.transform(img.size, Image.AFFINE, (1, _signed(_level(mag, 0.3)), 0, 0, 1, 0))
-    if name == "shearY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, _signed(_level(mag, 0.3)), 1, 0))
     raise ValueError(f"unknown AutoAugment op {name!r}")
 
 
@@ -301,11 +464,12 @@ _IMAGENET_POLICY = [
 
 
 class AutoAugment:
-    """The ImageNet AutoAugment policy on PIL images (RGB)."""
+    """The ImageNet AutoAugment policy on RGB images (a cv2 array goes through PIL and back)."""
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        img = img.convert("RGB")
-        for name, prob, mag in random.choice(_IMAGENET_POLICY):
+    def __call__(self, img: ImageLike) -> ImageLike:
+        array_in = isinstance(img, np.ndarray)
+        pil = Image.fromarray(np.ascontiguousarray(img)) if array_in else img.convert("RGB")
+        for name, prob, level in random.choice(_IMAGENET_POLICY):
             if random.random() < prob:
-                img = _op(name, img, mag)
-        return img
+                pil = _op(name, pil, level)
+        return np.asarray(pil) if array_in else pil
