@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from zoo.schema import Published, Recipe, Task
+from zoo.schema import Preprocess, Published, Recipe, Sizing, Task
 
 _LABEL = {"top1": "top-1", "top5": "top-5", "box_ap": "box AP"}
 
@@ -36,6 +36,20 @@ def drop(recipe: Recipe) -> Optional[float]:
     return round(f - q, 2)
 
 
+def preprocess_text(pre: Preprocess) -> str:
+    """The evaluation preprocessing in a few words: `cv2, bilinear, short 256 / crop 224`."""
+    parts = [pre.backend.value, pre.interpolation.value]
+    if pre.resize is not None:
+        parts.append("square resize")
+    elif pre.resize_short is not None:
+        parts.append(f"short {pre.resize_short}" + (f" / crop {pre.crop}" if pre.crop else ""))
+    elif pre.crop is not None:
+        parts.append(f"crop {pre.crop}")
+    if pre.sizing is Sizing.torchvision:
+        parts.append("torchvision rounding")
+    return ", ".join(parts)
+
+
 def summary(recipe: Recipe) -> Dict[str, Any]:
     """One registry row as plain data (the `zoo list --json` element)."""
     return {
@@ -63,6 +77,8 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
         "",
         "Published numbers per entry, INT8 against the FP32 baseline (percent). "
         "`zoo info NAME` shows the whole recipe; `zoo reproduce NAME` measures them again.",
+        "The preprocessing column is the evaluation transform of the code behind the published numbers: "
+        "its image library (cv2 or pil), interpolation and resize.",
         "",
     ]
     for task, title in ((Task.classification, "Classification (ImageNet-1k val, top-1 / top-5)"),
@@ -70,13 +86,14 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
         chosen = [r for r in recipes if r.task is task]
         if not chosen:
             continue
-        out += [f"## {title}", "", "| name | strategy | arch | INT8 | FP32 | drop | default artifact | source |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [f"## {title}", "",
+                "| name | strategy | arch | INT8 | FP32 | drop | preprocessing | default artifact | source |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in chosen:
             d = drop(r)
             out.append(
                 f"| `{r.name}` | {r.strategy.value} | {r.arch} | {metric_text(r)} | {metric_text(r, fp32=True)} | "
-                f"{'–' if d is None else f'{d:.2f}'} | {r.default_artifact.value} | [{r.source.doc.split(',')[0]}]({r.source.url}) |"
+                f"{'–' if d is None else f'{d:.2f}'} | {preprocess_text(r.preprocess)} | {r.default_artifact.value} | [{r.source.doc.split(',')[0]}]({r.source.url}) |"
             )
         out.append("")
         notes = [(r.name, o) for r in chosen for o in r.other_published]
