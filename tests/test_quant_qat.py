@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any, List, Mapping, Optional
 
 import pytest
 
 from tests.quant_tiny import SHAPE, ArrayDataset, accuracy, op_types, tiny_data, tiny_recipe, trained_tiny_net
 from zoo.errors import TrainError
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, get_strategy
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, get_strategy
 from zoo.quant.qat import INTERRUPT_ENV, quant_layer_types
 
 
@@ -24,6 +26,25 @@ def _run(tmp: Path, recipe, resume: bool = False, **opts):  # type: ignore[no-un
         QuantOptions(work_dir=tmp / "checkpoints", resume=resume, **opts),
     )
     return strategy, files
+
+
+class Recorder(TrainProgress):
+    """Every progress report, in order."""
+
+    def __init__(self) -> None:
+        self.events: List[tuple] = []
+
+    def start(self, total_steps: int, epochs: int, done_steps: int = 0) -> None:
+        self.events.append(("start", total_steps, epochs, done_steps))
+
+    def step(self, epoch: int, step: int, loss: Optional[float]) -> None:
+        self.events.append(("step", epoch, step, loss))
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        self.events.append(("epoch", epoch, dict(metrics)))
+
+    def of(self, kind: str) -> List[tuple]:
+        return [e for e in self.events if e[0] == kind]
 
 
 def test_layer_types_map_static_op_names() -> None:
@@ -42,6 +63,22 @@ def test_qat_writes_a_quantized_model_that_still_classifies(tmp_path: Path) -> N
     assert strategy.info["epochs_run"] == [1, 2]
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
     assert state["epochs_done"] == 2
+
+
+def test_qat_reports_every_step_and_epoch_with_its_loss(tmp_path: Path) -> None:
+    progress = Recorder()
+    strategy, _ = _run(tmp_path, tiny_recipe("qat"), progress=progress)
+    assert progress.events[0] == ("start", 12, 2, 0)  # 96 images in batches of 16, 2 epochs
+    steps = progress.of("step")
+    assert [s[2] for s in steps] == list(range(1, 13))
+    assert [s[1] for s in steps] == [1] * 6 + [2] * 6
+    assert all(isinstance(s[3], float) and math.isfinite(s[3]) for s in steps)
+    ends = progress.of("epoch")
+    assert [e[1] for e in ends] == [1, 2]
+    for (_, epoch, metrics), record in zip(ends, strategy.info["history"]):
+        losses = [s[3] for s in steps if s[1] == epoch]
+        assert metrics["steps"] == 6 and metrics["loss"] == pytest.approx(sum(losses) / 6)
+        assert metrics["loss"] == pytest.approx(record["loss"]) and metrics["seconds"] >= 0
 
 
 def test_pact_option_trains_and_exports(tmp_path: Path) -> None:
@@ -64,7 +101,10 @@ def test_interrupted_run_resumes_without_redoing_a_finished_epoch(tmp_path: Path
     assert first["epochs_done"] == 1
     monkeypatch.delenv(INTERRUPT_ENV)
 
-    strategy, files = _run(tmp_path, recipe, resume=True)
+    progress = Recorder()
+    strategy, files = _run(tmp_path, recipe, resume=True, progress=progress)
+    assert progress.events[0] == ("start", 18, 3, 6)  # the bar starts where the finished epoch left it
+    assert [s[2] for s in progress.of("step")] == list(range(7, 19))
     assert strategy.info["resumed_after_epoch"] == 1
     assert strategy.info["epochs_run"] == [2, 3]
     history = strategy.info["history"]

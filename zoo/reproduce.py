@@ -23,7 +23,7 @@ from zoo.protocol import RunFacts, calib_images_wanted, calib_split, deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
 from zoo.device import require_device
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, copy_model, get_strategy
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, copy_model, get_strategy
 from zoo.report import all_within, compare, versions, write_report
 from zoo.runfolder import claim, recipe_hash
 from zoo.schema import Recipe, Role, Strategy, Task
@@ -52,6 +52,7 @@ class ReproduceOptions:
     seed: int = 0
     write: bool = True  # False on non-zero distributed ranks
     log: Callable[[str], None] = field(default=lambda message: None)
+    progress: Optional[TrainProgress] = None  # QAT/ACT training progress, for a caller that shows it
 
 
 def default_out(name: str) -> Path:
@@ -174,7 +175,8 @@ def _evaluate(files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[s
     from zoo.data.imagenet import iterate_batches
     from zoo.evaluate.classification import evaluate
 
-    return evaluate(files, iterate_batches(dataset, EVAL_BATCH), threads=opts.threads, origin=dataset.origin_of_label)
+    return evaluate(files, iterate_batches(dataset, EVAL_BATCH), threads=opts.threads, device=opts.device,
+                    origin=dataset.origin_of_label)
 
 
 def _rank() -> int:
@@ -272,6 +274,7 @@ def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], 
         engine=opts.engine,
         seed=opts.seed,
         log=opts.log,
+        progress=opts.progress,
     )
     int8 = strategy.quantize(recipe, source, data, work / "int8", qopts)
     return int8, _jsonable(getattr(strategy, "info", {}))

@@ -194,12 +194,12 @@ def quantize_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Post-training (static) INT8 quantization of any Paddle inference model."""
-    from zoo.device import parse_device
+    from zoo.device import require_device
     from zoo.modelfiles import find_model_files
     from zoo.quant.inputs import calibration_input
     from zoo.quant.ptq import quantize_static
 
-    target_device = parse_device(device)  # a misspelt device is refused before any work
+    target_device = require_device(device)  # a misspelt or absent device is refused before any work
 
     algos = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
     if algo not in algos:

@@ -6,13 +6,18 @@ through unchanged; only the training length can be shortened by the run options.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import re
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from zoo.device import Device, require_device
 from zoo.fsutil import scratch_dir
 from zoo.errors import TrainError
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -21,6 +26,7 @@ from zoo.quant.base import (
     QuantData,
     QuantOptions,
     QuantStrategy,
+    TrainProgress,
     model_input,
     register_strategy,
     seed_everything,
@@ -63,7 +69,8 @@ def act_config(recipe: Recipe, options: QuantOptions) -> Dict[str, Any]:
         "eval_iter": int(train.eval_iter or 1000),
         "learning_rate": float(train.learning_rate),
         "optimizer_builder": builder,
-        "logging_iter": 10,
+        # AutoCompression reports its loss only through this log line: every step when someone listens
+        "logging_iter": 1 if options.progress is not None else 10,
     }
     iterations = options.iterations or train.iterations
     if iterations:
@@ -141,11 +148,119 @@ def trainable_copy(model: ModelFiles, folder: Path) -> ModelFiles:
     return find_model_files(folder)
 
 
+def planned_steps(train_config: Dict[str, Any], steps_per_epoch: int) -> Tuple[int, int]:
+    """(steps, epochs) AutoCompression will train: its epochs (100 when only train_iter is set), capped by train_iter."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    epochs = int(train_config.get("epochs") or 100)
+    total = epochs * steps_per_epoch
+    if train_config.get("train_iter"):
+        total = min(total, int(train_config["train_iter"]))
+    return total, min(epochs, math.ceil(total / steps_per_epoch))
+
+
+# AutoCompression's training loop has no callback: its per-step log line is the one report of its progress.
+COMPRESSOR_LOGGER = "paddleslim.auto_compression.compressor"
+_STEP_LINE = re.compile(r"Total iter: (\d+), epoch: (\d+), batch: (\d+), loss: \[?\s*([^\s\]]+)")
+
+
+class StepLog(logging.Handler):
+    """Turns AutoCompression's "Total iter: N, epoch: E, batch: B, loss: L" lines into TrainProgress calls.
+
+    ACT counts from 0, TrainProgress from 1. A line with iteration 0 starts the run again (a retry).
+    """
+
+    def __init__(self, progress: TrainProgress, total_steps: int, epochs: int) -> None:
+        super().__init__(level=logging.INFO)
+        self.progress, self.total_steps, self.epochs = progress, total_steps, epochs
+        self._epoch: Optional[int] = None
+        self._steps = 0
+        self._losses: List[float] = []
+        self._began = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _STEP_LINE.search(record.getMessage())
+        if match is None:
+            return
+        step, epoch = int(match.group(1)) + 1, int(match.group(2)) + 1
+        try:
+            loss: Optional[float] = float(match.group(4))
+        except ValueError:
+            loss = None
+        if step == 1 or epoch != self._epoch:
+            self.finish()
+        if step == 1:
+            self.progress.start(self.total_steps, self.epochs)
+        if self._epoch is None:
+            self._epoch, self._steps, self._losses, self._began = epoch, 0, [], time.time()
+        self._steps += 1
+        if loss is not None:
+            self._losses.append(loss)
+        self.progress.step(epoch, step, loss)
+
+    def finish(self) -> None:
+        """Report the open epoch as finished (training moved on to the next, or stopped at its iteration cap)."""
+        if self._epoch is None:
+            return
+        metrics: Dict[str, float] = {"steps": self._steps, "seconds": round(time.time() - self._began, 2)}
+        if self._losses:
+            metrics["loss"] = sum(self._losses) / len(self._losses)
+        epoch, self._epoch = self._epoch, None
+        self.progress.epoch_end(epoch, metrics)
+
+
+@contextlib.contextmanager
+def watch_steps(progress: TrainProgress, total_steps: int, epochs: int) -> Iterator[StepLog]:
+    """Listen to AutoCompression's step lines meanwhile; what reaches the terminal stays as zoo.quiet set it.
+
+    Entered inside zoo.quiet.silenced(), which disables PaddleSlim's loggers: the compressor's is
+    enabled again with only the listener attached (and its own handler too under --verbose).
+    """
+    from zoo import quiet
+
+    logger = logging.getLogger(COMPRESSOR_LOGGER)
+    disabled, level, handlers = logger.disabled, logger.level, list(logger.handlers)
+    listener = StepLog(progress, total_steps, epochs)
+    if not quiet.is_verbose():
+        for handler in handlers:
+            logger.removeHandler(handler)
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(listener)
+    try:
+        yield listener
+        listener.finish()
+    finally:
+        logger.removeHandler(listener)
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.disabled, logger.level = disabled, level
+
+
+def placed_compression(device: Device) -> Any:
+    """The AutoCompression class, training on `device`.
+
+    Upstream builds its executor from the kind of paddle.get_device() alone ("gpu" becomes the
+    process's default GPU), so `gpu:N` would train on GPU 0: its one place-choosing method is replaced.
+    """
+    import paddle
+    from paddleslim.auto_compression import AutoCompression
+
+    class PlacedAutoCompression(AutoCompression):  # type: ignore[misc,valid-type]
+        def _prepare_envs(self) -> Any:
+            _, _, fleet = super()._prepare_envs()
+            place = device.place()
+            return paddle.static.Executor(place), place, fleet
+
+    return PlacedAutoCompression
+
+
 CYCLE_MESSAGE = "shouldn't contain cycle"
 ATTEMPTS = 3
 
 
-def _compress_with_retry(make: Callable[[Path], Any], out: Path) -> None:
+def _compress_with_retry(make: Callable[[Path], Any], out: Path,
+                         watch: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> None:
     """Run AutoCompression, again from the start when its final conversion trips Paddle's graph-cycle check.
 
     Paddle's quantization passes walk the graph's op nodes as a Python set, whose order follows memory
@@ -163,7 +278,7 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path) -> None:
         try:
             # A fresh name generator, default programs and scope for every attempt: AutoCompression builds its
             # graphs in Paddle's global static state, which earlier work in the same process has used.
-            with silenced(), paddle.utils.unique_name.guard(), \
+            with silenced(), watch(), paddle.utils.unique_name.guard(), \
                     paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
                     paddle.static.scope_guard(paddle.static.Scope()):
                 make(out).compress()
@@ -196,12 +311,13 @@ class ACTStrategy(QuantStrategy):
         options: QuantOptions,
     ) -> ModelFiles:
         import paddle
-        from paddleslim.auto_compression import AutoCompression
 
         model = source.require_model(self.name)
         dataset = data.require_train(self.name)
+        device = require_device(options.device)
         config = act_config(recipe, options)
         batch_size = max(1, min(options.batch_size or recipe.train.batch_size, len(dataset)))  # type: ignore[union-attr]
+        AutoCompression = placed_compression(device)
         input_name, _ = model_input(model)
         seed_everything(options.seed)
         loader = feed_loader(train_loader(dataset, batch_size, options.seed), input_name)
@@ -218,8 +334,14 @@ class ACTStrategy(QuantStrategy):
         scratch = scratch_dir(work_root, "act")
         stage = staging_dir(Path(out_dir))
         c, h, w = source.input_shape
+        watch: Callable[[], ContextManager[Any]] = contextlib.nullcontext
+        if options.progress is not None:
+            steps, epochs = planned_steps(config["TrainConfig"], len(dataset) // batch_size)
+            progress = options.progress
+            watch = lambda: watch_steps(progress, steps, epochs)  # noqa: E731
         try:
             model = trainable_copy(model, scratch / "fp32")
+            device.activate()
             _compress_with_retry(lambda out: AutoCompression(
                 model_dir=str(model.folder),
                 model_filename=model.model_filename,
@@ -229,13 +351,13 @@ class ACTStrategy(QuantStrategy):
                 train_dataloader=loader,
                 eval_dataloader=lambda: iter(eval_batches),
                 input_shapes=[-1, c, h, w],
-            ), scratch / "out")
+            ), scratch / "out", watch)
             produced = find_model_files(scratch / "out")
             shutil.copyfile(produced.model_file, stage.path / "inference.pdmodel")
             if produced.params_file is None:
                 raise TrainError(f"AutoCompression wrote no params file in {scratch / 'out'}")
             shutil.copyfile(produced.params_file, stage.path / "inference.pdiparams")
-            self.info = {"config": config, "batch_size": batch_size}
+            self.info = {"config": config, "batch_size": batch_size, "device": str(device)}
             return stage.commit()
         except BaseException:
             stage.discard()

@@ -13,10 +13,11 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
+from zoo.device import DeviceLike
 from zoo.errors import QuantizeError, UsageError
 from zoo.fsutil import replace_dir, scratch_dir
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -73,11 +74,29 @@ class QuantData:
         return self.train
 
 
+class TrainProgress:
+    """Where a training strategy (QAT, ACT) reports its progress; this base class ignores it.
+
+    The library never prints: a caller that wants to show progress passes a subclass (the CLI
+    renders a bar or one line per epoch). Epochs and steps count from 1; `step` is the number of
+    training steps finished so far over the whole run, `loss` that step's loss (None if unknown).
+    """
+
+    def start(self, total_steps: int, epochs: int, done_steps: int = 0) -> None:
+        """Training begins (again, after a retry): `total_steps` over `epochs`, `done_steps` already done (resume)."""
+
+    def step(self, epoch: int, step: int, loss: Optional[float]) -> None:
+        """One training step finished."""
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """An epoch finished: at least {"steps", "seconds"}, and "loss" (the epoch's mean) when known."""
+
+
 @dataclass
 class QuantOptions:
     """Run options shared by every strategy (none of them changes the recipe's method)."""
 
-    device: str = "cpu"
+    device: DeviceLike = "cpu"  # "cpu", "gpu", "gpu:N" or a zoo.device.Device
     work_dir: Optional[Path] = None  # checkpoints and scratch files (QAT/ACT); default: next to out_dir
     resume: bool = False
     epochs: Optional[int] = None  # override the recipe's epoch count (short runs)
@@ -86,6 +105,7 @@ class QuantOptions:
     engine: str = "fast"  # PTQ engine: the zoo's vectorized search or plain paddleslim
     seed: int = 0
     log: Callable[[str], None] = field(default=lambda message: None)
+    progress: Optional[TrainProgress] = None  # training progress reports (QAT, ACT); None: nobody listens
 
 
 class QuantStrategy(ABC):
@@ -244,23 +264,6 @@ class _static_mode:
 def static_mode() -> _static_mode:
     """Context manager: static-graph mode inside, the caller's mode after."""
     return _static_mode()
-
-
-def set_device(device: str) -> None:
-    """paddle.set_device with a clear error when a GPU is asked of a CPU build."""
-    import paddle
-
-    if device == "gpu":
-        if not paddle.device.is_compiled_with_cuda():
-            raise UsageError(
-                "--device gpu asked, but this paddle build has no CUDA support",
-                hint="Install paddlepaddle-gpu==2.6.2 (pip install 'zoo[gpu]'), or use --device cpu.",
-            )
-        paddle.set_device("gpu")
-    elif device == "cpu":
-        paddle.set_device("cpu")
-    else:
-        raise UsageError(f"unknown device {device!r}", hint="Use --device cpu or --device gpu.")
 
 
 def seed_everything(seed: int) -> None:

@@ -18,7 +18,7 @@ from zoo.quant import calibration as cal
 
 
 class _DLPackView:
-    """Adapts a Paddle CPU tensor to numpy's DLPack protocol, so numpy can view it without a copy."""
+    """Adapts a Paddle CPU tensor to numpy's DLPack protocol, so numpy can view it without a copy (CPU only)."""
 
     def __init__(self, tensor: object) -> None:
         self._tensor = tensor
@@ -57,15 +57,18 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
     # helpers
 
     def _load(self, var_name: str) -> np.ndarray:
-        """The tensor's current value, read in place (no copy) when Paddle allows it.
+        """The tensor's current value, read in place (no copy) when it lives in host memory.
 
-        Callers only reduce it to statistics before the next executor run overwrites it.
+        Callers only reduce it to statistics before the next executor run overwrites it. When the
+        calibration runs on a GPU the activations live in device memory: Paddle copies them to the host.
         """
         var = self._scope.find_var(var_name)
         if var is not None:
+            tensor = var.get_tensor()
             try:
-                return np.from_dlpack(_DLPackView(var.get_tensor()))
-            except Exception:  # uninitialized, non-CPU or an exotic dtype: Paddle's copy
+                if tensor._place().is_cpu_place():
+                    return np.from_dlpack(_DLPackView(tensor))
+            except Exception:  # uninitialized or an exotic dtype: Paddle's copy
                 pass
         return _qutils.load_variable_data(self._scope, var_name)
 

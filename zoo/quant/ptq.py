@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 import numpy as np
 
 from zoo.fsutil import scratch_dir
+from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import QuantizeError, paddle_message
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quiet import silenced
@@ -57,6 +58,7 @@ def quantize_static(
     skip_patterns: Sequence[str] = (),
     engine: str = "fast",
     timings: Optional[Dict[str, float]] = None,
+    device: DeviceLike = "cpu",
 ) -> ModelFiles:
     """Quantize `model` to INT8 with calibration data; write out_dir/inference.pdmodel + .pdiparams.
 
@@ -65,8 +67,10 @@ def quantize_static(
     At most `batch_nums` batches are used. `skip_patterns` are shell-style patterns of tensor
     names (weights or activations) whose consuming ops stay in FP32. `timings`, if given, receives
     the seconds spent per phase ("total", and for engine "fast" also "sampling" and "threshold").
+    The calibration forward passes run on `device` ("cpu", "gpu", "gpu:N").
     """
     _check_settings(algo, batch_size, batch_nums, hist_percent, weight_quantize_type, engine)
+    target = require_device(device)
     files = model if isinstance(model, ModelFiles) else _find_model(Path(model))
     feeds, var_names = _read_program(files)
     batches = _batch_source(calib, feeds, batch_size)
@@ -86,7 +90,7 @@ def quantize_static(
     work = scratch_dir(out_dir.parent, out_dir.name)
     started = time.perf_counter()
     try:
-        _run_engine(engine, files, feeds, batches, work, settings, timings)
+        _run_engine(engine, files, feeds, batches, work, settings, timings, target)
         saved = work / MODEL_FILENAME
         if not saved.is_file() or not (work / PARAMS_FILENAME).is_file():
             raise QuantizeError(
@@ -292,8 +296,8 @@ def _resolve_skip_patterns(patterns: Sequence[str], var_names: List[str]) -> Lis
     return chosen
 
 
-def _make_loader(batches: _Batches, feeds: List[FeedSpec]) -> object:
-    """A static-mode paddle.io.DataLoader over `batches` (the only kind Paddle 2.6's PTQ accepts)."""
+def _make_loader(batches: _Batches, feeds: List[FeedSpec], place: object) -> object:
+    """A static-mode paddle.io.DataLoader over `batches` feeding `place` (the only kind Paddle 2.6's PTQ accepts)."""
     import paddle
 
     class _Dataset(paddle.io.IterableDataset):
@@ -304,7 +308,7 @@ def _make_loader(batches: _Batches, feeds: List[FeedSpec]) -> object:
     with paddle.static.program_guard(program, paddle.static.Program()):
         feed_vars = [paddle.static.data(f.name, [-1 if d < 0 else d for d in f.shape], f.dtype) for f in feeds]
     return paddle.io.DataLoader(
-        _Dataset(), feed_list=feed_vars, places=paddle.CPUPlace(), return_list=False, batch_size=None
+        _Dataset(), feed_list=feed_vars, places=place, return_list=False, batch_size=None
     )
 
 
@@ -329,6 +333,7 @@ def _run_engine(
     work: Path,
     settings: dict,
     timings: Optional[Dict[str, float]],
+    device: Device,
 ) -> None:
     import paddle
 
@@ -340,8 +345,9 @@ def _run_engine(
             scope = paddle.static.Scope()
             # a fresh name generator per call: the same input gives the same saved model
             with paddle.static.scope_guard(scope), paddle.utils.unique_name.guard():
-                executor = paddle.static.Executor(paddle.CPUPlace())
-                loader = _make_loader(batches, feeds)
+                place = device.place()
+                executor = paddle.static.Executor(place)
+                loader = _make_loader(batches, feeds, place)
                 if engine == "paddleslim":
                     from paddleslim.quant import quant_post_static
 

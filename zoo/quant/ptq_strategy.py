@@ -46,6 +46,7 @@ class PTQStrategy(QuantStrategy):
                 onnx_format=q.onnx_format,
                 skip_patterns=tuple(q.skip),
                 engine=options.engine,
+                device=options.device,
             )
             return stage.commit()
         except BaseException:

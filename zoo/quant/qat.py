@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from zoo.device import Device, require_device
 from zoo.errors import TrainError
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, register_strategy, seed_everything, staging_dir
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, register_strategy, seed_everything, staging_dir
 from zoo.quant.checkpoint import Checkpoints
 from zoo.quant.pact import DEFAULT_ALPHA_INIT, DEFAULT_ALPHA_LR_MULT, pact_layer
 from zoo.schema import QuantConfig, Recipe, TrainConfig
@@ -128,10 +129,13 @@ class QATStrategy(QuantStrategy):
         if len(dataset) == 0:
             raise TrainError("the training set is empty")
 
+        device = require_device(options.device)
         batch_size = max(1, min(options.batch_size or train.batch_size, len(dataset)))
         # Under paddle.distributed.launch each rank trains on its shard with a share of the recipe's
         # batch, so the global batch stays the recipe's; gradients are averaged by DataParallel.
         world = max(1, paddle.distributed.get_world_size())
+        if world > 1 and device.is_gpu:
+            device = Device("gpu")  # each rank on the GPU the launcher selected for it, whatever index was asked
         rank_batch = max(1, batch_size // world)
         steps_per_epoch = len(dataset) // (rank_batch * world)
         if steps_per_epoch == 0:
@@ -157,6 +161,8 @@ class QATStrategy(QuantStrategy):
 
         seed_everything(options.seed)
         paddle.disable_static()
+        device.activate()
+        network.to(device=str(device))  # a network built before the device was chosen moves with it
         quanter = make_quanter(recipe.quant)
         with _quiet():
             quanter.quantize(network)
@@ -178,6 +184,9 @@ class QATStrategy(QuantStrategy):
         interrupt = _interrupt_epoch()
         steps_done = start * steps_per_epoch
         run_epochs: List[int] = []
+        progress = options.progress or TrainProgress()
+        progress.start(total_steps, min(epochs, math.ceil(total_steps / steps_per_epoch)),
+                       done_steps=min(steps_done, total_steps))
         for epoch in range(start, epochs):
             if max_steps and steps_done >= max_steps:
                 break
@@ -195,6 +204,7 @@ class QATStrategy(QuantStrategy):
                 schedule.step()
                 losses.append(float(loss))
                 steps_done += 1
+                progress.step(epoch + 1, steps_done, losses[-1])
                 if max_steps and steps_done >= max_steps:
                     break
             if not losses or not math.isfinite(sum(losses)):
@@ -202,7 +212,7 @@ class QATStrategy(QuantStrategy):
             record = {"loss": sum(losses) / len(losses), "steps": len(losses), "seconds": round(time.time() - began, 2)}
             ckpt.save(epoch + 1, network, optimizer, record)
             run_epochs.append(epoch + 1)
-            options.log(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f} ({record['seconds']} s)")
+            progress.epoch_end(epoch + 1, record)
             if interrupt is not None and epoch + 1 == interrupt:
                 raise TrainError(f"training interrupted after epoch {interrupt} ({INTERRUPT_ENV} is set)")
 
@@ -214,6 +224,7 @@ class QATStrategy(QuantStrategy):
             "checkpoints": str(work),
             "batch_size": batch_size,
             "world_size": world,
+            "device": str(device),
         }
         network.eval()
         stage = staging_dir(Path(out_dir))
