@@ -45,7 +45,9 @@ def env(standins: Tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch) -> Tu
 
 
 def _complete(report: dict, out: Path, strategy: str) -> None:
-    assert report["status"] in ("PASS", "FAIL")
+    # a few images of a tiny folder, not ImageNet's 50,000: never PASS or FAIL
+    assert report["status"] == "PARTIAL"
+    assert "evaluation set" in {d["setting"] for d in report["protocol"]["deviations"]}
     assert report["strategy"] == strategy
     (setting,) = report["settings"]
     assert setting["input_size"] == 224
@@ -106,8 +108,8 @@ def test_act_entry_runs_end_to_end_through_the_cli(env: Tuple[Path, Path], tmp_p
         ["reproduce", "standin_mobilenetv3_act", "--data", str(data), "--out", str(out), "--max-samples", "6",
          "--epochs", "1", "--json"],
     )
-    assert result.exit_code in (0, 3), result.output
+    assert result.exit_code == 4, result.output
     report = json.loads(result.stdout)
-    assert result.exit_code == (0 if report["status"] == "PASS" else 3)
+    assert "epochs" in {d["setting"] for d in report["protocol"]["deviations"]}
     _complete(report, out, "act")
     assert "quantize_linear" in _quant_ops(out / "int8")  # onnx_format from the recipe
