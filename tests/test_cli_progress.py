@@ -44,7 +44,10 @@ def test_a_terminal_gets_a_bar_with_epoch_steps_loss_and_eta() -> None:
     shown = out.getvalue()
     for text in ("epoch 1/2", "2/6", "loss 0.2500", "ETA"):
         assert text in shown, shown
-    display.close()
+    display.epoch_end(1, {"steps": 3, "loss": 0.5, "seconds": 1.0})
+    assert display._bar is not None and "epoch 1/2: 3 steps" in out.getvalue()
+    display.epoch_end(2, {"steps": 3, "loss": 0.5, "seconds": 1.0})
+    assert display._bar is None  # the last epoch takes the bar off the screen
 
 
 def test_an_epoch_without_a_known_loss_says_so_by_leaving_it_out() -> None:

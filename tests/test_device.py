@@ -344,3 +344,20 @@ def test_reproduce_runs_every_stage_on_the_chosen_device(fake_gpus: None, config
     assert set(asked) == {Device("gpu", 1)}  # PTQ calibration
     assert configs.count(("gpu", 256, 1)) == 2 and ("cpu",) not in configs  # FP32 and INT8 evaluation
     assert np.isfinite(report["settings"][0]["metrics"]["top1"]["measured"])
+
+
+def test_reproduce_device_follows_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.cli.reproduce import device_of
+
+    monkeypatch.delenv("ZOO_DIST_CHILD", raising=False)
+    monkeypatch.delenv("FLAGS_selected_gpus", raising=False)
+    assert device_of(None, None) == Device("cpu")
+    assert device_of(None, "0,1") == Device("gpu")  # README's `--gpus 0,1,2,3` trains on the GPUs
+    assert device_of("gpu:1", None) == Device("gpu", 1)
+    with pytest.raises(UsageError, match="--gpus trains on GPUs"):
+        device_of("cpu", "0,1")
+    # a rank the launcher started on a GPU (it no longer sees --gpus): its own GPU
+    monkeypatch.setenv("ZOO_DIST_CHILD", "1")
+    monkeypatch.setenv("FLAGS_selected_gpus", "1")
+    assert device_of(None, None) == Device("gpu")
+    assert device_of("cpu", None) == Device("cpu")  # an explicit --device wins

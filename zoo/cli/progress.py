@@ -62,6 +62,8 @@ class TrainingDisplay(TrainProgress):
     def epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         # under a live bar rich prints this above it, so finished epochs stay on screen
         self.console.print(epoch_line(epoch, self.epochs, metrics), markup=False, highlight=False)
+        if epoch >= self.epochs:
+            self.close()  # training is over: no finished bar lingers through the evaluation that follows
 
     def close(self) -> None:
         """Take the bar off the screen (the per-epoch lines stay)."""

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.device import Device, parse_device
 from zoo.errors import TrainError, UsageError
 from zoo.runfolder import reserve
 
@@ -81,12 +82,25 @@ def _relaunch(gpus: Optional[str], nproc: Optional[int], log_dir: Path) -> int:
         return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def device_of(device: Optional[str], gpus: Optional[str]) -> Device:
+    """--device; without it a GPU under --gpus, and in the ranks paddle.distributed.launch put on GPUs."""
+    if device is None:
+        on_gpus = bool(gpus) or bool(os.environ.get("ZOO_DIST_CHILD") and os.environ.get("FLAGS_selected_gpus"))
+        return parse_device("gpu" if on_gpus else "cpu")
+    chosen = parse_device(device)
+    if gpus and not chosen.is_gpu:
+        raise UsageError(f"--gpus trains on GPUs, but --device {chosen} was given",
+                         hint="Drop --device, or use --nproc N to train in N CPU processes.")
+    return chosen
+
+
 @handle_errors
 def reproduce_cmd(
     name: str = typer.Argument(..., help="Entry name or alias (see `zoo list`)."),
     data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout data folder (digits entries need none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./zoo-out/NAME)."),
-    device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where training and evaluation run."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="cpu|gpu|gpu:N",
+                                         help="Where training and evaluation run (default: cpu; gpu with --gpus)."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Evaluate (and train on) at most N images."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished stages (FP32 export, QAT epochs) of an earlier run."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Shorten QAT/ACT training to N epochs."),
@@ -110,10 +124,9 @@ def reproduce_cmd(
     run, compared only as an indication); 1: error; 2: bad usage; 130: interrupted (--resume continues).
     """
     from zoo.cli.progress import training_progress
-    from zoo.device import parse_device
     from zoo.reproduce import ReproduceOptions, default_out, reproduce
 
-    target_device = parse_device(device)  # a misspelt device is refused before any work
+    target_device = device_of(device, gpus)  # a misspelt device is refused before any work
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
         from zoo.registry import get_recipe
         from zoo.schema import Strategy
