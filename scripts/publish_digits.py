@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # what `zoo reproduce` runs with (zoo/numerics.py)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
