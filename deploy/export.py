@@ -20,6 +20,7 @@ from zoo.deploy.toolchain import ARCHES, find_converter
 from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, validate_inference,
                                  validate_lite_x86)
 from zoo.errors import ExportError, UsageError
+from zoo.modelcheck import check_model, writing_model
 from zoo.modelfiles import model_sha256
 
 TARGETS = ("inference", "lite")
@@ -92,6 +93,7 @@ def export_model(
     if target == "lite" and (bad or not arches):
         raise UsageError(f"unknown Lite arch(es) {bad or arches}", hint=f"Use a comma-separated subset of {','.join(ARCHES)}.")
     source = resolve_source(model)
+    check_model(source.primary)  # before Paddle or the Lite converter reads it
     info = read_program(source.primary)
     if target == "lite":
         refuse_int8_x86(info, arches, source)
@@ -108,11 +110,12 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = scratch_dir(out.parent, out.name)
     try:
-        if target == "inference":
-            _export_inference(source, info, src_hash, stage, inputs, validate, result)
-        else:
-            _export_lite(source, info, arches, stage, opt_bin, inputs, validate, result)
-        _commit(stage, out, result)
+        with writing_model(out, ExportError):
+            if target == "inference":
+                _export_inference(source, info, src_hash, stage, inputs, validate, result)
+            else:
+                _export_lite(source, info, arches, stage, opt_bin, inputs, validate, result)
+            _commit(stage, out, result)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
@@ -120,7 +123,7 @@ def export_model(
 
 def _export_inference(source: Source, info: ProgramInfo, src_hash: str, stage: Path, inputs: list,
                       validate: bool, result: ExportResult) -> None:
-    exported = write_inference_folder(source.primary, stage)
+    exported = write_inference_folder(source.primary, stage, target=result.out)
     check = validate_inference(source.primary, exported, inputs).as_dict() if validate else None
     write_metadata(stage, metadata(source.primary, info, src_hash, {
         "recipe": source.recipe, "preprocess": source.preprocess, "input_size": source.input_size,
@@ -140,6 +143,7 @@ def _export_lite(source: Source, info: ProgramInfo, arches: Sequence[str], stage
     jobs: List[tuple] = [(source.primary, info)]
     # the FP32 baseline of a quantized model is converted too, so the .nb sizes can be compared
     if info.is_int8 and source.fp32 is not None and source.fp32 != source.primary:
+        check_model(source.fp32)
         jobs.append((source.fp32, read_program(source.fp32)))
     fp32_sizes: Dict[str, int] = {}
     made: List[Artifact] = []

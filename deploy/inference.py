@@ -4,18 +4,24 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from zoo.deploy.program import ProgramInfo
-from zoo.errors import ExportError
+from zoo.errors import ExportError, ZooError, paddle_message
+from zoo.modelcheck import check_model, load_inference_program, verify_saved
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
 
 METADATA_NAME = "zoo_export.json"
 
 
-def write_inference_folder(source: ModelFiles, out_dir: Path) -> ModelFiles:
-    """Write `source` as out_dir/inference.pdmodel + inference.pdiparams (parameters combined into one file)."""
+def write_inference_folder(source: ModelFiles, out_dir: Path, target: Optional[Path] = None) -> ModelFiles:
+    """Write `source` as out_dir/inference.pdmodel + inference.pdiparams (parameters combined into one file).
+
+    The source is checked before it is read and the copy after it is written; errors about the
+    copy name `target` (the final folder when `out_dir` is a staging folder), else `out_dir`.
+    """
+    check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, params = out_dir / "inference.pdmodel", out_dir / "inference.pdiparams"
     if source.params_file is not None:
@@ -23,7 +29,9 @@ def write_inference_folder(source: ModelFiles, out_dir: Path) -> ModelFiles:
         shutil.copyfile(source.params_file, params)
     else:
         _combine_parameters(source, out_dir)
-    return ModelFiles(out_dir, model, params)
+    written = ModelFiles(out_dir, model, params)
+    verify_saved(written, target or out_dir, ExportError)
+    return written
 
 
 def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
@@ -37,15 +45,16 @@ def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
                 exe = paddle.static.Executor(paddle.CPUPlace())
                 scope = paddle.static.Scope()
                 with paddle.static.scope_guard(scope):
-                    program, feeds, fetches = paddle.static.load_inference_model(
-                        str(source.folder), exe, model_filename=source.model_filename, params_filename=None)
+                    program, feeds, fetches = load_inference_program(source, exe)
                     block = program.global_block()
                     paddle.static.save_inference_model(
                         str(out_dir / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program)
             finally:
                 paddle.disable_static()
+    except ZooError:
+        raise
     except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++
-        raise ExportError(f"cannot combine the parameters of {source.folder}: {str(exc).splitlines()[0][:300]}") from exc
+        raise ExportError(f"cannot combine the parameters of {source.folder}: {paddle_message(exc)}") from exc
 
 
 def metadata(source: ModelFiles, info: ProgramInfo, source_hash: str, extra: Dict[str, Any]) -> Dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from zoo.errors import ModelError
+from zoo.modelcheck import dtype_name, read_program_desc
 from zoo.modelfiles import ModelFiles
 
 # Ops that carry quantization in the two formats PaddleSlim writes.
@@ -15,9 +16,6 @@ QUANT_OP_PREFIXES = ("fake_quantize_", "fake_dequantize_", "fake_channel_wise_")
 QUANT_OPS = ("quantize_linear", "dequantize_linear")
 # Compute ops that PaddleSlim turns into INT8 (activation and weight both quantized).
 QUANTIZABLE = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
-
-_DTYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "float32", 6: "float64",
-           20: "uint8", 21: "int8"}
 
 
 @dataclass(frozen=True)
@@ -70,16 +68,8 @@ def is_quant_op(op_type: str) -> bool:
 
 
 def read_program(files: ModelFiles) -> ProgramInfo:
-    """Parse the model file of `files`; ModelError when it is not a Paddle program."""
-    from paddle.base.proto import framework_pb2  # heavy import, kept lazy
-
-    desc = framework_pb2.ProgramDesc()
-    try:
-        desc.ParseFromString(files.model_file.read_bytes())
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise ModelError(f"{files.model_file} is not a Paddle program ({type(exc).__name__})") from exc
-    if not desc.blocks:
-        raise ModelError(f"{files.model_file} holds an empty Paddle program")
+    """Parse the model file of `files`; ModelError when it is not a usable Paddle program."""
+    desc = read_program_desc(files.model_file)
     block = desc.blocks[0]
     ops = [
         Op(
@@ -103,7 +93,7 @@ def read_program(files: ModelFiles) -> ProgramInfo:
     for _, name in feeds:
         tensor = var_desc[name].type.lod_tensor.tensor if name in var_desc else None
         shape = tuple(int(d) for d in tensor.dims) if tensor is not None else ()
-        dtype = _DTYPES.get(int(tensor.data_type), str(tensor.data_type)) if tensor is not None else "float32"
+        dtype = dtype_name(int(tensor.data_type)) if tensor is not None else "float32"
         inputs.append(InputSpec(name, shape, dtype))
     info = ProgramInfo(ops=ops, inputs=inputs, outputs=[n for _, n in fetches])
     info.quantized = quantized_compute_ops(ops)

@@ -8,6 +8,7 @@ import numpy as np
 
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, paddle_message
+from zoo.modelcheck import check_model
 from zoo.modelfiles import ModelFiles, find_model_files
 
 
@@ -28,6 +29,7 @@ class Predictor:
         from paddle import inference  # heavy import, kept lazy
 
         self.files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
+        check_model(self.files)  # Paddle Inference crashes natively on some corrupt files; refuse them first
         if self.files.params_file is not None:
             config = inference.Config(str(self.files.model_file), str(self.files.params_file))
         else:

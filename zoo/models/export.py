@@ -1,11 +1,13 @@
 """Export a dygraph network as a Paddle inference model."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Tuple
 
 from zoo.errors import ModelError
+from zoo.modelcheck import is_no_space, no_space_error, verify_saved
 from zoo.modelfiles import ModelFiles, find_model_files
 
 
@@ -32,7 +34,8 @@ def strip_callstacks(model_file: Path) -> None:
 def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
     """Write `out_dir/inference.pdmodel` + `inference.pdiparams` (input spec [None, C, H, W] float32).
 
-    The model is put in eval mode; the files appear only once both are written.
+    The model is put in eval mode; the files appear only once both are written and verified (a
+    short write, e.g. on a full disk, leaves `out_dir` as it was).
     """
     import paddle
 
@@ -40,8 +43,10 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
     from zoo.quiet import silenced
 
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = scratch_dir(out_dir, "export")
+    written = False
     was_training = model.training
     model.eval()
     try:
@@ -52,17 +57,24 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
             if not (staging / name).is_file():
                 raise ModelError(f"paddle.jit.save did not write {name}")
         strip_callstacks(staging / "inference.pdmodel")
+        verify_saved(ModelFiles(staging, staging / "inference.pdmodel", staging / "inference.pdiparams"), out_dir)
         for path in sorted(staging.iterdir()):  # params first, model last: the model file marks completion
             if path.name != "inference.pdmodel":
                 path.replace(out_dir / path.name)
         (staging / "inference.pdmodel").replace(out_dir / "inference.pdmodel")
+        written = True
     except ModelError:
         raise
     except Exception as exc:  # paddle's dy2static errors are plain exceptions
+        if is_no_space(exc):
+            raise no_space_error(out_dir) from exc
         raise ModelError(f"cannot export the network to {out_dir}: {exc}",
                          hint="The network must be traceable by paddle.jit.save.") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not written:
+            with contextlib.suppress(OSError):  # only if still empty
+                out_dir.rmdir()
         if was_training:
             model.train()
     return find_model_files(out_dir)

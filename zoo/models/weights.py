@@ -2,87 +2,20 @@
 
 - `.pdparams` (a pickle): loaded only when the file's hash matches the recipe (or the caller
   vouches that zoo.hub verified it against its pin).
-- Static-graph persistables (one LoDTensor file per variable): read with a small numpy reader of
+- Static-graph persistables (one LoDTensor file per variable): read with zoo.modelcheck's reader of
   Paddle's on-disk tensor format and mapped to the network's state dict by an explicit name map.
 """
 from __future__ import annotations
 
 import hashlib
-import struct
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
 from zoo.errors import ModelError
+from zoo.modelcheck import read_lod_tensor
 from zoo.schema import Layout, Recipe, Role
-
-# VarType.Type values of framework.proto that a weight file can hold
-_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float16, 5: np.float32,
-           6: np.float64, 20: np.uint8, 21: np.int8}
-
-
-def _varint(buf: bytes, pos: int) -> tuple:
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _parse_tensor_desc(desc: bytes) -> tuple:
-    """(dtype code, dims) of a serialized TensorDesc {1: data_type, 2: repeated int64 dims}."""
-    pos, dtype, dims = 0, None, []
-    while pos < len(desc):
-        tag, pos = _varint(desc, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(desc, pos)
-            if field == 1:
-                dtype = value
-            elif field == 2:
-                dims.append(value - (1 << 64) if value >= 1 << 63 else value)
-        elif wire == 2:  # packed dims
-            length, pos = _varint(desc, pos)
-            end = pos + length
-            while pos < end:
-                value, pos = _varint(desc, pos)
-                if field == 2:
-                    dims.append(value - (1 << 64) if value >= 1 << 63 else value)
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire}")
-    if dtype is None:
-        raise ValueError("tensor description without a data type")
-    return dtype, dims
-
-
-def read_lod_tensor(path: Path) -> np.ndarray:
-    """One variable file of a legacy `save_vars`/`save_persistables` folder as a numpy array."""
-    data = Path(path).read_bytes()
-    try:
-        pos = 4  # uint32 LoDTensor version
-        (lod_levels,) = struct.unpack_from("<Q", data, pos)
-        pos += 8
-        for _ in range(lod_levels):
-            (nbytes,) = struct.unpack_from("<Q", data, pos)
-            pos += 8 + nbytes
-        pos += 4  # uint32 Tensor version
-        (desc_len,) = struct.unpack_from("<i", data, pos)
-        pos += 4
-        code, dims = _parse_tensor_desc(data[pos:pos + desc_len])
-        pos += desc_len
-        dtype = np.dtype(_DTYPES[code])
-        count = int(np.prod(dims)) if dims else 1
-        if pos + count * dtype.itemsize > len(data):
-            raise ValueError("file is shorter than its tensor description says")
-        return np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(dims).copy()
-    except (struct.error, KeyError, ValueError, IndexError) as exc:
-        raise ModelError(f"{path} is not a Paddle tensor file: {exc}",
-                         hint="Static-graph persistables hold one LoDTensor file per variable.") from None
-
 
 def persistables_root(folder: Path, probe: str) -> Path:
     """The folder holding the variable files (archives often add one top-level folder)."""

@@ -20,6 +20,7 @@ import numpy as np
 from zoo.device import Device, require_device
 from zoo.fsutil import scratch_dir
 from zoo.errors import TrainError
+from zoo.modelcheck import is_no_space, load_inference_program, no_space_error
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import (
     FP32Source,
@@ -124,13 +125,7 @@ def trainable_copy(model: ModelFiles, folder: Path) -> ModelFiles:
         exe = paddle.static.Executor(paddle.CPUPlace())
         scope = paddle.static.Scope()
         with paddle.static.scope_guard(scope):
-            prefix = str(model.folder / model.model_file.stem)
-            program, feeds, fetches = paddle.static.load_inference_model(
-                prefix if model.model_file.suffix == ".pdmodel" else str(model.folder),
-                exe,
-                **({} if model.model_file.suffix == ".pdmodel" else
-                   {"model_filename": model.model_filename, "params_filename": model.params_filename}),
-            )
+            program, feeds, fetches = load_inference_program(model, exe)
             block = program.global_block()
             fixed = 0
             for op in block.ops:
@@ -359,8 +354,10 @@ class ACTStrategy(QuantStrategy):
             shutil.copyfile(produced.params_file, stage.path / "inference.pdiparams")
             self.info = {"config": config, "batch_size": batch_size, "device": str(device)}
             return stage.commit()
-        except BaseException:
+        except BaseException as exc:
             stage.discard()
+            if is_no_space(exc):  # the FP32 copy, PaddleSlim's save or the copy into the stage
+                raise no_space_error(Path(out_dir), TrainError) from exc
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -20,6 +20,7 @@ import numpy as np
 from zoo.device import DeviceLike
 from zoo.errors import QuantizeError, UsageError
 from zoo.fsutil import replace_dir, scratch_dir
+from zoo.modelcheck import check_model, load_inference_program, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.schema import Recipe
 
@@ -179,6 +180,7 @@ class Staging:
         files = find_model_files(self.path)
         if files.model_file.name != "inference.pdmodel":
             normalize_names(self.path)
+        verify_saved(find_model_files(self.path), self.out_dir, QuantizeError)  # a short write never lands
         replace_dir(self.path, self.out_dir)
         return find_model_files(self.out_dir)
 
@@ -205,16 +207,18 @@ def normalize_names(folder: Path) -> None:
 
 def copy_model(model: ModelFiles, out_dir: Path) -> ModelFiles:
     """Copy an inference model into `out_dir` as inference.pdmodel + inference.pdiparams (atomically)."""
+    check_model(model)  # a corrupt source is named as such, not reported as a failed copy
     stage = staging_dir(out_dir)
     try:
-        shutil.copyfile(model.model_file, stage.path / "inference.pdmodel")
-        if model.params_file is not None:
-            shutil.copyfile(model.params_file, stage.path / "inference.pdiparams")
-        else:
-            raise QuantizeError(
-                f"{model.folder} stores one file per parameter; the zoo needs a combined params file",
-                hint="Re-save the model with paddle.static.save_inference_model (one .pdiparams file).",
-            )
+        with writing_model(out_dir, QuantizeError):
+            shutil.copyfile(model.model_file, stage.path / "inference.pdmodel")
+            if model.params_file is not None:
+                shutil.copyfile(model.params_file, stage.path / "inference.pdiparams")
+            else:
+                raise QuantizeError(
+                    f"{model.folder} stores one file per parameter; the zoo needs a combined params file",
+                    hint="Re-save the model with paddle.static.save_inference_model (one .pdiparams file).",
+                )
         return stage.commit()
     except BaseException:
         stage.discard()
@@ -229,15 +233,7 @@ def model_input(model: ModelFiles) -> Tuple[str, List[int]]:
         exe = paddle.static.Executor(paddle.CPUPlace())
         scope = paddle.static.Scope()
         with paddle.static.scope_guard(scope):
-            program, feeds, _ = paddle.static.load_inference_model(
-                str(model.folder / model.model_file.stem) if model.model_file.suffix == ".pdmodel" else str(model.folder),
-                exe,
-                **(
-                    {}
-                    if model.model_file.suffix == ".pdmodel"
-                    else {"model_filename": model.model_filename, "params_filename": model.params_filename}
-                ),
-            )
+            program, feeds, _ = load_inference_program(model, exe)
     if len(feeds) != 1:
         raise QuantizeError(f"{model.folder}: expected a model with one image input, it has {feeds}")
     shape = list(program.global_block().var(feeds[0]).shape)

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from zoo.errors import ModelError
+from zoo.modelcheck import load_inference_program
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import static_mode
 
@@ -24,7 +25,7 @@ def _persistables_in_op_order(files: ModelFiles) -> Tuple[List[str], Dict[str, n
     exe = paddle.static.Executor(paddle.CPUPlace())
     scope = paddle.static.Scope()
     with paddle.static.scope_guard(scope):
-        program, _, _ = paddle.static.load_inference_model(str(files.folder / files.model_file.stem), exe)
+        program, _, _ = load_inference_program(files, exe)
         block = program.global_block()
         order: List[str] = []
         for op in block.ops:

@@ -21,6 +21,7 @@ import numpy as np
 from zoo.fsutil import scratch_dir
 from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import QuantizeError, paddle_message
+from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quiet import silenced
 
@@ -72,6 +73,7 @@ def quantize_static(
     _check_settings(algo, batch_size, batch_nums, hist_percent, weight_quantize_type, engine)
     target = require_device(device)
     files = model if isinstance(model, ModelFiles) else _find_model(Path(model))
+    check_model(files)  # before Paddle parses or runs it: corrupt files crash Paddle natively
     feeds, var_names = _read_program(files)
     batches = _batch_source(calib, feeds, batch_size)
     skip = _resolve_skip_patterns(skip_patterns, var_names)
@@ -90,13 +92,15 @@ def quantize_static(
     work = scratch_dir(out_dir.parent, out_dir.name)
     started = time.perf_counter()
     try:
-        _run_engine(engine, files, feeds, batches, work, settings, timings, target)
+        with writing_model(out_dir, QuantizeError):  # Paddle reports a full disk as a RuntimeError, if at all
+            _run_engine(engine, files, feeds, batches, work, settings, timings, target)
         saved = work / MODEL_FILENAME
         if not saved.is_file() or not (work / PARAMS_FILENAME).is_file():
             raise QuantizeError(
                 f"the quantizer wrote no {MODEL_FILENAME} + {PARAMS_FILENAME}",
                 hint="Rerun with --verbose to see the quantizer's log.",
             )
+        verify_saved(ModelFiles(work, saved, work / PARAMS_FILENAME), out_dir, QuantizeError)
         _check_quantized(ModelFiles(work, saved, work / PARAMS_FILENAME), algo, settings["quantizable_op_type"])
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in (MODEL_FILENAME, PARAMS_FILENAME):

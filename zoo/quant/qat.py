@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from zoo.device import Device, require_device
 from zoo.errors import TrainError
+from zoo.modelcheck import writing_model
 from zoo.modelfiles import ModelFiles
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, register_strategy, seed_everything, staging_dir
 from zoo.quant.checkpoint import Checkpoints
@@ -231,7 +232,7 @@ class QATStrategy(QuantStrategy):
         c, h, w = source.input_shape
         spec = [paddle.static.InputSpec(shape=[None, c, h, w], dtype="float32", name="x")]
         try:
-            with _quiet():
+            with _quiet(), writing_model(Path(out_dir), TrainError):
                 quanter.save_quantized_model(network, str(stage.path / "inference"), input_spec=spec)
             return stage.commit()
         except BaseException:
