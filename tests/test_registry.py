@@ -190,3 +190,25 @@ def test_extra_recipe_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     _write(tmp_path, data, name="my_model")
     monkeypatch.setenv("ZOO_RECIPE_PATH", str(tmp_path))
     assert load_registry().get("my_model").strategy is Strategy.act
+
+
+def test_recipe_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, _good())
+    path.write_bytes(b"# caf\xe9, saved as latin-1\n" + path.read_bytes())
+    with pytest.raises(RecipeError, match="not valid UTF-8") as info:
+        load_recipe_file(path)
+    assert str(path) in info.value.message and "UTF-8" in info.value.hint
+
+
+def test_cli_names_a_recipe_that_is_not_utf8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.cli.main import app
+
+    from .conftest import RUNNER
+
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: latin\nsummary: \xe9t\xe9\n")
+    monkeypatch.setenv("ZOO_RECIPE_PATH", str(tmp_path))
+    res = RUNNER.invoke(app, ["list"])
+    assert res.exit_code == 1
+    err = " ".join(res.stderr.split())
+    assert f"{path}: not valid UTF-8" in err and "Traceback" not in err

@@ -54,6 +54,9 @@ def load_recipe_file(path: Path) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not valid UTF-8 (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})",
+                          hint="Save the recipe file as UTF-8.") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
