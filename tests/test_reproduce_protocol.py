@@ -109,3 +109,24 @@ def _counting(func, calls):  # type: ignore[no-untyped-def]
         return func(*args, **kwargs)
 
     return wrapper
+
+
+def test_the_result_table_fits_80_columns_and_wide_shows_everything() -> None:
+    import io
+
+    from rich.console import Console
+
+    from zoo.cli.reproduce import _table
+    from zoo.cli.tables import print_table
+
+    metric = {"measured": 92.86, "published": 92.86, "diff": 0.0, "tolerance": 1.0, "pass": True}
+    report = {"name": "digits_mobilenetv1_ptq", "strategy": "ptq", "status": "PASS",
+              "settings": [{"input_size": 32, "metrics": {"top1": metric, "top5": dict(metric, measured=99.73)},
+                            "fp32": {"top1": {"measured": 93.41, "published": 93.41}}}]}
+    for wide, width in ((False, 80), (True, 200)):
+        out = io.StringIO()
+        print_table(Console(file=out, width=width, force_terminal=True, color_system=None), _table(report, wide))
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= (80 if not wide else 200)
+        assert ("FP32 published" in out.getvalue()) is wide
+        assert "92.86" in out.getvalue() and "pass" in out.getvalue()

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.tables import CompactTable, compact_table, print_table
 from zoo.device import Device, parse_device
 from zoo.errors import TrainError, UsageError
 from zoo.runfolder import reserve
@@ -21,17 +21,16 @@ EXIT_PARTIAL = 4  # the run finished but did not follow the recipe's protocol (i
 EXIT_CODES = {"PASS": 0, "FAIL": EXIT_MISSED, "PARTIAL": EXIT_PARTIAL}
 
 
-def _table(report: dict, wide: bool = False) -> Table:
+def _table(report: dict, wide: bool = False) -> CompactTable:
     """Measured vs published; compact enough for 80 columns unless `wide`."""
     from zoo.report import fmt_points
 
-    table = Table(title=f"{report['name']} ({report['strategy']}): {report['status']}", title_justify="left")
     columns = ["size", "metric", "INT8", "published", "diff", "tol", "FP32", "result"]
     if wide:
         columns = ["setting", "metric", "INT8 measured", "INT8 published", "diff", "tolerance", "FP32 measured",
                    "FP32 published", "result"]
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("metric", "result") else "right", no_wrap=True)
+    numeric = set(columns) - {"metric", "result"}
+    table = compact_table(columns, title=f"{report['name']} ({report['strategy']}): {report['status']}", numeric=numeric)
     partial = report["status"] == "PARTIAL"
     for s in report["settings"]:
         for name, m in s["metrics"].items():
@@ -177,7 +176,7 @@ def _render(report: dict, as_json: bool, wide: bool = False) -> None:
     if as_json:
         print_json(report)
     else:
-        console.print(_table(report, wide))
+        print_table(console, _table(report, wide))
         found = report.get("protocol", {}).get("deviations") or []
         if found:
             console.print("[yellow]PARTIAL[/]: not the recipe's protocol, so the comparison is only indicative:")
