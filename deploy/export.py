@@ -54,6 +54,24 @@ class ExportResult:
                 "artifacts": [a.as_dict() for a in self.artifacts], "notes": self.notes}
 
 
+def recipe_lite_targets(name: Any) -> List[str]:
+    """The Lite targets an entry was published for (`export.lite.valid_targets`); [] for a plain folder.
+
+    `name` is an entry name, or the recipe a `zoo reproduce` report carries.
+    """
+    from zoo.errors import UnknownModelError
+    from zoo.registry import load_registry
+
+    if isinstance(name, dict):
+        return list(name.get("export", {}).get("lite", {}).get("valid_targets", []))
+    if not name:
+        return []
+    try:
+        return list(load_registry().get(str(name)).export.lite.valid_targets)
+    except UnknownModelError:  # a reproduce folder of a recipe that is no longer registered
+        return []
+
+
 def default_out(source: Source, target: str) -> Path:
     return Path(f"{source.label}-{target}")
 
@@ -78,21 +96,27 @@ def refuse_int8_x86(info: ProgramInfo, arches: Sequence[str], source: Source) ->
 def export_model(
     model: str,
     target: str,
-    arches: Sequence[str] = ("arm",),
+    arches: Optional[Sequence[str]] = None,
     out: Optional[Path] = None,
     opt_bin: Optional[Path] = None,
     validate: bool = True,
     inputs_path: Optional[Path] = None,
     batch: int = 2,
 ) -> ExportResult:
-    """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it."""
+    """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it.
+
+    `arches` defaults to the recipe's `export.lite.valid_targets` (arm for a plain folder).
+    """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}", hint="Use --target inference or --target lite.")
-    arches = list(dict.fromkeys(a.strip().lower() for a in arches if a.strip()))
-    bad = [a for a in arches if a not in ARCHES]
-    if target == "lite" and (bad or not arches):
-        raise UsageError(f"unknown Lite arch(es) {bad or arches}", hint=f"Use a comma-separated subset of {','.join(ARCHES)}.")
+    if arches is not None:
+        arches = list(dict.fromkeys(a.strip().lower() for a in arches if a.strip()))
+        bad = [a for a in arches if a not in ARCHES]
+        if target == "lite" and (bad or not arches):
+            raise UsageError(f"unknown Lite arch(es) {bad or arches}", hint=f"Use a comma-separated subset of {','.join(ARCHES)}.")
     source = resolve_source(model)
+    valid = recipe_lite_targets(source.recipe)
+    arches = list(arches) if arches is not None else (valid or ["arm"])
     check_model(source.primary)  # before Paddle or the Lite converter reads it
     info = read_program(source.primary)
     if target == "lite":
@@ -107,6 +131,10 @@ def export_model(
         "model": model, "kind": source.kind, "path": str(source.primary.folder), "precision": info.precision,
         "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),
     })
+    if target == "lite" and valid:
+        result.notes += [f"{arch}: not among {source.recipe}'s validated Lite targets ({', '.join(valid)}); "
+                         "the artifact is checked here, but the entry was not published for it"
+                         for arch in arches if arch not in valid]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = scratch_dir(out.parent, out.name)
     try:

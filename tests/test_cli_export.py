@@ -28,9 +28,9 @@ def int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return int8_model(tmp_path_factory)
 
 
-def _clean_failure(result, *needles: str) -> None:
+def _clean_failure(result, *needles: str, code: int = 1) -> None:
     text = result.stderr if hasattr(result, "stderr") else result.output
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert "Traceback" not in text and "error:" in text
     for needle in needles:
         assert needle in text, text
@@ -67,9 +67,9 @@ def test_not_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_bad_target_and_arch(fp32: Path) -> None:
-    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "onnx"], env=WIDE), "unknown target")
+    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "onnx"], env=WIDE), "unknown target", code=2)
     _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "lite", "--arch", "arm,mips"], env=WIDE),
-                   "mips")
+                   "mips", code=2)
 
 
 def test_export_lite_json(fp32: Path, tmp_path: Path) -> None:
@@ -134,10 +134,16 @@ def test_export_recipe_name_through_the_hub(int8: Path, tmp_path: Path, monkeypa
         monkeypatch.setenv("ZOO_RECIPE_PATH", str(recipes))
         monkeypatch.setenv("ZOO_MIRROR", srv.base_url)
         out = tmp_path / "o"
-        result = runner.invoke(app, ["export", "tiny_deploy_ptq", "--target", "lite", "--arch", "arm",
-                                     "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
+        # no --arch: the entry's validated Lite targets (export.lite.valid_targets: [arm])
+        result = runner.invoke(app, ["export", "tiny_deploy_ptq", "--target", "lite", "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        other = runner.invoke(app, ["export", "tiny_deploy_ptq", "--target", "lite", "--arch", "opencl",
+                                    "--out", str(tmp_path / "ocl"), "--json"])
+    assert other.exit_code == 0, other.output
+    assert any("opencl: not among tiny_deploy_ptq's validated Lite targets (arm)" in n
+               for n in json.loads(other.stdout)["notes"])
     data = json.loads(result.stdout)
+    assert [a["arch"] for a in data["artifacts"]] == ["arm"] and data["notes"] == []
     assert data["source"]["kind"] == "recipe" and data["source"]["precision"] == "int8"
     meta = json.loads((out / "zoo_export.json").read_text())
     assert meta["recipe"] == "tiny_deploy_ptq" and meta["preprocess"]["crop"] == 32

@@ -28,7 +28,7 @@ def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
 def export_cmd(
     model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
     target: str = typer.Option(..., "--target", "-t", help="inference | lite"),
-    arch: str = typer.Option("arm", "--arch", help="Lite targets, comma-separated: arm, x86, opencl."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Lite targets, comma-separated: arm, x86, opencl (default: the entry's validated targets, else arm)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default ./NAME-TARGET)."),
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="A paddle_lite_opt-compatible converter (else ZOO_LITE_OPT, else the `make setup` environments)."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npy (one input) or .npz keyed by input name; default random."),
@@ -38,7 +38,7 @@ def export_cmd(
     """Export a model to Paddle Inference or Paddle Lite and validate it against its source."""
     from zoo.deploy.export import export_model
 
-    result = export_model(model, target.lower(), arches=arch.split(","), out=out, opt_bin=opt_bin,
+    result = export_model(model, target.lower(), arches=arch.split(",") if arch is not None else None, out=out, opt_bin=opt_bin,
                           validate=not no_validate, inputs_path=inputs)
     if as_json:
         print_json(result.as_dict())
