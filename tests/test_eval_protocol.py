@@ -119,3 +119,10 @@ def test_a_folder_is_scored_at_the_size_its_model_declares(tmp_path: Path) -> No
     assert json.loads(result.stdout)["input_size"] == 20
     result = _run(str(tmp_path / "m"), "--data", str(data), "--crop", "30")
     assert result.exit_code == 2 and "--crop 30 contradicts the model's declared 20x20 input" in result.text
+
+
+def test_preprocessing_flags_that_cannot_work_are_refused_before_scoring() -> None:
+    result = _run("digits_mobilenetv1_ptq", "--std", "0,0,0")
+    assert result.exit_code == 2 and "field `std`: std must be positive" in result.text
+    result = _run("digits_mobilenetv1_ptq", "--mean", "nan,0,0")
+    assert result.exit_code == 2 and "field `mean`: mean must be finite numbers" in result.text

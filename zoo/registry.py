@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from zoo.errors import RecipeError, UnknownModelError
-from zoo.schema import Recipe, Strategy, Task
+from zoo.schema import Recipe, Strategy, Task, validation_messages
 
 
 def builtin_recipe_dir() -> Path:
@@ -36,16 +36,7 @@ def recipe_dirs() -> List[Path]:
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid recipe"]
-    for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        msg = item["msg"]
-        if item["type"] == "missing":
-            msg = "missing required field"
-        elif item["type"] == "extra_forbidden":
-            msg = "unknown field"
-        lines.append(f"  field `{field}`: {msg}")
-    return "\n".join(lines)
+    return "\n".join([f"{path}: invalid recipe"] + [f"  {line}" for line in validation_messages(err)])
 
 
 def load_recipe_file(path: Path) -> Recipe:

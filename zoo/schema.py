@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -143,6 +143,15 @@ class Preprocess(Strict):
     scale: bool = Field(True, description="divide pixels by 255 before normalizing")
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _finite(cls, values: Tuple[float, float, float], info: Any) -> Tuple[float, float, float]:
+        if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+            raise ValueError(f"{info.field_name} must be finite numbers, got {list(values)}")
+        if info.field_name == "std" and any(v <= 0 for v in values):
+            raise ValueError(f"std must be positive (it divides the pixels), got {list(values)}")
+        return values
     channels: str = Field("RGB", pattern="^(RGB|BGR|L)$")
     layout: str = Field("CHW", pattern="^(CHW|HWC)$")
 
@@ -353,3 +362,17 @@ class Recipe(Strict):
             if row.metrics():
                 return row
         return self.published[0]
+
+
+def validation_messages(err: Any) -> List[str]:
+    """One line per problem of a pydantic ValidationError: "field `a.b`: what is wrong"."""
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            msg = "missing required field"
+        elif item["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"field `{field}`: {msg}")
+    return lines

@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from pydantic import ValidationError as PydanticValidationError
+
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, UnknownModelError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.protocol import Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
-from zoo.schema import Layout, Preprocess, Recipe, Role, Task
+from zoo.schema import Layout, Preprocess, Recipe, Role, Task, validation_messages
 
 
 @dataclass
@@ -41,8 +43,9 @@ def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
     data.update(given)
     try:
         return Preprocess.model_validate(data)
-    except Exception as exc:  # pydantic's ValidationError: report it as a usage problem
-        raise UsageError(f"invalid preprocessing flags: {exc}", hint="See `zoo eval --help`.") from None
+    except PydanticValidationError as exc:  # a usage problem: name the flag's field and what is wrong
+        raise UsageError(f"invalid preprocessing flags: {'; '.join(validation_messages(exc))}",
+                         hint="See `zoo eval --help`.") from None
 
 
 def resolve_target(target: str) -> Tuple[Optional[Recipe], Optional[Path]]:
