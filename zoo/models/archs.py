@@ -41,3 +41,27 @@ def digits_mobilenet_v1(num_classes: int = 10, scale: float = DIGITS_SCALE):
 def digits_mobilenet_v3_small(num_classes: int = 10, scale: float = DIGITS_SCALE):
     """MobileNetV3 small at width 0.25 for the bundled 32x32 digits."""
     return mobilenet_v3_small(scale=scale, num_classes=num_classes)
+
+
+@register_model("yolov3_mobilenet_v1")
+def yolov3_mobilenet_v1(num_classes: int = 80, width: float = 1.0, **kwargs: object):
+    """YOLOv3 on MobileNetV1 (PaddleDetection 0.x layout; loads the 0.x persistables by name)."""
+    from zoo.models.yolov3 import YOLOv3
+
+    return YOLOv3("mobilenet_v1", num_classes=num_classes, width=width, **kwargs)
+
+
+@register_model("yolov3_resnet34")
+def yolov3_resnet34(num_classes: int = 80, width: float = 1.0, **kwargs: object):
+    """YOLOv3 on ResNet34 (variant b)."""
+    from zoo.models.yolov3 import YOLOv3
+
+    return YOLOv3("resnet34", num_classes=num_classes, width=width, **kwargs)
+
+
+@register_model("yolov3_resnet50vd_dcn")
+def yolov3_resnet50vd_dcn(num_classes: int = 80, width: float = 1.0, **kwargs: object):
+    """YOLOv3 on ResNet50-vd with DCNv2 in stage 5."""
+    from zoo.models.yolov3 import YOLOv3
+
+    return YOLOv3("resnet50vd_dcn", num_classes=num_classes, width=width, **kwargs)
