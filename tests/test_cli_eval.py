@@ -144,8 +144,8 @@ def test_bad_inputs() -> None:
     assert "digits_mobilenetv1_ptq" in _err(res)  # close-match suggestion
     res = _run("eval", "./no/such/folder")
     assert res.exit_code == 1 and "does not exist" in _err(res)
-    res = _run("eval", "yolov3_r34_coco_quant_post", "--data", ".")
-    assert res.exit_code == 2 and "detection entry" in _err(res)
+    res = _run("eval", "yolov3_r34_coco_quant_post", "--data", ".")  # detection: a COCO folder, checked before any download
+    assert res.exit_code == 1 and "instances_val2017.json does not exist" in _err(res)
     res = _run("eval", "digits_mobilenetv1_ptq", "--mean", "1,2")
     assert res.exit_code == 2 and "--mean takes three numbers" in _err(res)
 

@@ -91,6 +91,14 @@ class Predictor:
             ) from exc
         return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
 
+    def output_lods(self) -> List[List[List[int]]]:
+        """The LoD of each output of the last run (offsets per level; [] for a plain tensor).
+
+        Legacy detection models return every image's boxes in one tensor and mark where each image's
+        rows start only here: `run()` alone cannot split a batch.
+        """
+        return [[list(level) for level in self._predictor.get_output_handle(n).lod()] for n in self.output_names]
+
 
 def load_predictor(path: Path, **kwargs: object) -> Predictor:
     """Shortcut for Predictor(path, **kwargs)."""

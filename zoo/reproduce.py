@@ -16,17 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from zoo.errors import DataError, Interrupted, UsageError
+from zoo.errors import Interrupted
 from zoo.fsutil import atomic_write_text
 from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
-from zoo.protocol import RunFacts, calib_images_wanted, calib_split, deviations
+from zoo.protocol import RunFacts, deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
 from zoo.device import require_device
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, copy_model, get_strategy
 from zoo.report import all_within, compare, versions, write_report
 from zoo.runfolder import claim, recipe_hash
-from zoo.schema import Recipe, Role, Strategy, Task
+from zoo.schema import Recipe, Role, Strategy
+from zoo.tasks import ScoreOptions, get_task
 
 STAGES_FILE = "stages.json"
 EVAL_BATCH = 32
@@ -92,15 +93,6 @@ class _Stages:
         atomic_write_text(self.path, json.dumps(self.done, indent=2, default=str))
 
 
-def _has_split(root: Path, split: str) -> bool:
-    from zoo.data.imagenet import find_samples
-
-    try:
-        return bool(find_samples(root, split))
-    except DataError:
-        return False
-
-
 def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
     """The recipe's network with its published FP32 weights loaded."""
     from zoo.hub import fetch
@@ -142,41 +134,17 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
 
 
 def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, Any]:
-    from zoo.data.imagenet import ImageListDataset
-    from zoo.data.transforms import eval_transform, train_transform
-
-    size = recipe.headline().input_size
-    evaluation = ImageListDataset(root, recipe.dataset.split, eval_transform(recipe.preprocess, size), opts.max_samples)
-    out: Dict[str, Any] = {"eval": evaluation}
-    has_train = _has_split(root, "train")
-    if recipe.strategy is Strategy.ptq:
-        split = calib_split(recipe)
-        if not _has_split(root, split):
-            if not opts.calib_on_eval:
-                raise DataError(
-                    f"{root} has no {split} split to calibrate on (the recipe calibrates on {split})",
-                    hint=f"Add the {split} split, or pass --calib-on-eval to calibrate on the {recipe.dataset.split} "
-                         "images that are also scored (the result is then PARTIAL: it flatters the INT8 model).",
-                )
-            split = recipe.dataset.split
-        out["calib"] = ImageListDataset(root, split, eval_transform(recipe.preprocess, size), calib_images_wanted(recipe))
-    else:
-        if not has_train:
-            raise DataError(
-                f"{root} has no train split; {recipe.strategy.value.upper()} trains on it",
-                hint="Add train_list.txt or train/<class>/ folders to the data folder.",
-            )
-        augment = recipe.train.augment if recipe.train else None
-        out["train"] = ImageListDataset(root, "train", train_transform(recipe.preprocess, augment), opts.max_samples)
-    return out
+    """The recipe task's evaluation data and its calibration (PTQ) or training (QAT/ACT) data."""
+    return get_task(recipe.task).reproduce_datasets(recipe, root, opts.max_samples, opts.calib_on_eval)
 
 
-def _evaluate(files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[str, float]:
-    from zoo.data.imagenet import iterate_batches
-    from zoo.evaluate.classification import evaluate
+def _evaluate(recipe: Recipe, files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[str, float]:
+    """The recipe task's metrics of `files` on `dataset` at the headline input size."""
+    task = get_task(recipe.task)
+    metrics = task.score(files, dataset, recipe.preprocess, recipe.headline().input_size,
+                         ScoreOptions(batch_size=EVAL_BATCH, threads=opts.threads, device=opts.device, num_workers=0))
+    return {k: metrics[k] for k in (*task.metrics, "images") if k in metrics}
 
-    return evaluate(files, iterate_batches(dataset, EVAL_BATCH), threads=opts.threads, device=opts.device,
-                    origin=dataset.origin_of_label)
 
 
 def _rank() -> int:
@@ -228,11 +196,7 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
     from zoo.registry import get_recipe
 
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if recipe.task is not Task.classification:
-        raise UsageError(
-            f"{recipe.name} is a {recipe.task.value} entry; `zoo reproduce` runs classification entries",
-            hint="Evaluate the published archive with `zoo eval` instead.",
-        )
+    get_task(recipe.task).require_reproducible(recipe)
     require_device(opts.device).activate()
     out = Path(opts.out) if opts.out else default_out(recipe.name)
     rank = _rank()
@@ -258,10 +222,9 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
 def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], fp32: ModelFiles, network: Any,
               work: Path, resuming: bool) -> Tuple[ModelFiles, Dict[str, Any]]:
     """Run the recipe's strategy into WORK/int8; return the model and what the strategy reports."""
-    from zoo.data.imagenet import image_batches
-
     strategy = get_strategy(recipe.strategy.value)
-    calib = image_batches(datasets["calib"], recipe.quant.batch_size or 32) if "calib" in datasets else None
+    task = get_task(recipe.task)
+    calib = task.calibration_batches(datasets["calib"], recipe.quant.batch_size or 32) if "calib" in datasets else None
     data = QuantData(calib=calib, train=datasets.get("train"), eval=datasets["eval"])
     source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network)
     qopts = QuantOptions(
@@ -298,10 +261,10 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
         if evaluated and evaluated.get("max_samples") == opts.max_samples:
             fp32_metrics = evaluated["metrics"]
         else:
-            fp32_metrics = _evaluate(fp32, datasets["eval"], opts)
+            fp32_metrics = _evaluate(recipe, fp32, datasets["eval"], opts)
             stages.mark("eval_fp32", {"metrics": fp32_metrics, "max_samples": opts.max_samples})
         timings["eval_fp32"] = round(time.time() - t, 2)
-        opts.log(f"FP32 top-1 {fp32_metrics['top1']:.2f}")
+        opts.log(f"FP32 {recipe.primary_metric()} {fp32_metrics[recipe.primary_metric()]:.2f}")
 
     t = time.time()
     done = stages.get("int8")
@@ -316,7 +279,7 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
     int8_metrics: Dict[str, Any] = {}
     if evaluate:
         t = time.time()
-        int8_metrics = _evaluate(int8, datasets["eval"], opts)
+        int8_metrics = _evaluate(recipe, int8, datasets["eval"], opts)
         stages.mark("eval_int8", {"metrics": int8_metrics, "max_samples": opts.max_samples})
         timings["eval_int8"] = round(time.time() - t, 2)
     timings["total"] = round(time.time() - began, 2)

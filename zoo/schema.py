@@ -309,6 +309,48 @@ class ExportConfig(Strict):
     lite: LiteExport = LiteExport()
 
 
+class Contract(str, Enum):
+    """How a detection inference model is fed and what it returns (read from the model; a recipe declares it)."""
+
+    legacy = "legacy"  # PaddleDetection 0.x: image + im_size (H, W); multiclass_nms rows with a per-image LoD
+    v2 = "v2"  # PaddleDetection 2.x: image + im_shape + scale_factor; bbox rows + bbox_num
+
+
+class NmsConfig(Strict):
+    """multiclass_nms settings of the published model (PaddleDetection 0.x YOLOv3 defaults)."""
+
+    score_threshold: float = Field(0.01, ge=0, le=1)
+    nms_top_k: int = Field(1000, gt=0)
+    keep_top_k: int = Field(100, gt=0)
+    nms_threshold: float = Field(0.45, gt=0, le=1)
+    normalized: bool = Field(False, description="False: the +1 pixel convention in IoU (0.x)")
+    background_label: int = -1
+    nms_eta: float = Field(1.0, gt=0, le=1)
+
+
+class DetectionConfig(Strict):
+    """The detection head and the conventions the published numbers were measured with."""
+
+    contract: Contract = Field(Contract.legacy, description="the inference contract of the published archive")
+    anchors: List[Tuple[int, int]] = Field(
+        default_factory=lambda: [(10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198),
+                                 (373, 326)])
+    anchor_masks: List[List[int]] = Field(default_factory=lambda: [[6, 7, 8], [3, 4, 5], [0, 1, 2]])
+    downsample_ratios: List[int] = Field(default_factory=lambda: [32, 16, 8])
+    conf_threshold: float = Field(0.01, ge=0, le=1, description="yolo_box: boxes below it are zeroed")
+    clip_bbox: bool = True
+    nms: NmsConfig = NmsConfig()
+
+    @model_validator(mode="after")
+    def _masks(self) -> "DetectionConfig":
+        if len(self.anchor_masks) != len(self.downsample_ratios):
+            raise ValueError("anchor_masks and downsample_ratios need one entry per output level")
+        bad = [i for mask in self.anchor_masks for i in mask if not 0 <= i < len(self.anchors)]
+        if bad:
+            raise ValueError(f"anchor_masks name anchors {bad} beyond the {len(self.anchors)} anchors")
+        return self
+
+
 class Recipe(Strict):
     """One zoo entry."""
 
@@ -329,10 +371,21 @@ class Recipe(Strict):
     other_published: List[OtherFigure] = Field(default_factory=list)
     tolerance: Tolerance = Tolerance()
     export: ExportConfig = ExportConfig()
-    extra: Dict[str, object] = Field(default_factory=dict, description="task-specific settings (anchors, NMS, ...)")
+    detection: Optional[DetectionConfig] = Field(None, description="detection entries: contract, anchors, NMS")
+    extra: Dict[str, object] = Field(default_factory=dict, description="other task-specific settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _detection_defaults(cls, data: object) -> object:
+        # a detection entry without the section gets the PaddleDetection 0.x YOLOv3 conventions
+        if isinstance(data, dict) and data.get("task") == "detection" and data.get("detection") is None:
+            data = {**data, "detection": {}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
+        if self.detection is not None and self.task is not Task.detection:
+            raise ValueError(f"a `detection` section does not fit task {self.task.value!r}")
         if self.default_artifact not in self.artifacts:
             raise ValueError(f"default_artifact {self.default_artifact.value!r} is not one of its artifacts")
         if Role.fp32 not in self.artifacts and Role.pretrained not in self.artifacts:

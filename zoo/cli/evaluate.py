@@ -1,4 +1,4 @@
-"""`zoo eval`: top-1/top-5 of a zoo entry or a Paddle inference model folder."""
+"""`zoo eval`: top-1/top-5 or COCO box AP of a zoo entry or a Paddle inference model folder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +9,22 @@ import typer
 from zoo.cli.common import console, err_console, handle_errors, print_json
 from zoo.errors import UsageError
 from zoo.schema import Interpolation, Role
+
+
+def _sizes(sizes: Optional[str], size: Optional[int]) -> Optional[List[int]]:
+    if sizes is not None and size is not None:
+        raise UsageError("give --sizes or --size, not both")
+    if size is not None:
+        return [size]
+    if sizes is None:
+        return None
+    try:
+        values = [int(p) for p in sizes.replace(",", " ").split()]
+    except ValueError:
+        raise UsageError(f"--sizes takes input sides, got {sizes!r}", hint="Example: --sizes 608,416,320") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"--sizes takes positive input sides, got {sizes!r}", hint="Example: --sizes 608,416,320")
+    return values
 
 
 def _triple(text: Optional[str], flag: str) -> Optional[Tuple[float, float, float]]:
@@ -27,7 +43,14 @@ def _triple(text: Optional[str], flag: str) -> Optional[Tuple[float, float, floa
 @handle_errors
 def eval_cmd(
     model: str = typer.Argument(..., help="Zoo entry name (scores its default artifact) or a Paddle inference model folder."),
-    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout folder (not needed for digits entries)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout folder, or COCO folder for detection "
+                                                              "(not needed for digits entries)."),
+    task: Optional[str] = typer.Option(None, "--task", metavar="classification|detection",
+                                       help="A folder's task (default: detected from its program's ops)."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Detection: input sides to score, e.g. 608,416,320 "
+                                                               "(default: every published size)."),
+    size: Optional[int] = typer.Option(None, "--size", min=1, help="Detection: one input side (a folder's default: "
+                                                                    "the side it declares)."),
     split: Optional[str] = typer.Option(None, "--split", help="Which split to score (default: the recipe's, or val)."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Score an evenly spaced subsample of N images."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per predictor call."),
@@ -45,14 +68,15 @@ def eval_cmd(
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL replacing scheme+host of download URLs (default: ZOO_MIRROR)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Score a model: top-1 / top-5 accuracy in percent over the data folder's split.
+    """Score a model: top-1 / top-5 accuracy, or COCO box AP per input size, in percent over the data folder's split.
 
     An entry's score is compared with its published number within the recipe's eval tolerance when the
     whole evaluation split was scored with the recipe's preprocessing (exit 3 when outside); otherwise
     the comparison is marked indicative.
 
     A folder gets the ImageNet default preprocessing (short side 256 bilinear, center crop 224,
-    scale to [0,1], ImageNet mean/std); an entry gets its recipe's. Flags override either.
+    scale to [0,1], ImageNet mean/std); a detection folder gets PaddleDetection 0.x's (cv2 bicubic resize to
+    the square input side, scale to [0,1], ImageNet mean/std); an entry gets its recipe's. Flags override either.
     """
     from zoo.device import parse_device
     from zoo.evaluate.run import EvalOptions, evaluate_target
@@ -66,34 +90,52 @@ def eval_cmd(
         "std": _triple(std, "--std"),
         "scale": False if no_scale else None,
     }
+    if task is not None:
+        from zoo.tasks import task_names
+
+        if task not in task_names():
+            raise UsageError(f"unknown --task {task!r}", hint=f"Known tasks: {', '.join(task_names())}.")
     opts = EvalOptions(data=data, split=split, max_samples=max_samples, batch_size=batch_size, threads=threads, device=target,
-                       input_size=input_size, role=artifact, mirror=mirror, num_workers=workers, overrides=overrides)
+                       input_size=input_size, role=artifact, mirror=mirror, num_workers=workers, overrides=overrides,
+                       task=task, sizes=_sizes(sizes, size))
     show = not as_json and err_console.is_terminal
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err_console, transient=True) as bar:
-            task = bar.add_task("evaluating", total=None)
-            result = evaluate_target(model, opts, lambda done, total: bar.update(task, completed=done, total=total))
+            bar_task = bar.add_task("evaluating", total=None)
+            result = evaluate_target(model, opts, lambda done, total: bar.update(bar_task, completed=done, total=total))
     else:
         result = evaluate_target(model, opts)
     if as_json:
         print_json(result)
         _exit_on_miss(result)
         return
+    _render(result)
+    _exit_on_miss(result)
+
+
+def _render(result: dict) -> None:
+    """The result as text: what was scored, then per input size the task's metrics and the comparison."""
     from rich.markup import escape
 
+    from zoo.tasks import get_task
+
+    task = get_task(result["task"])
     console.print(f"[bold]{escape(str(result['model']))}[/]" + (f" ({result['artifact']} artifact)" if "artifact" in result else ""))
-    console.print(escape(f"  data      {result['data']} (split {result['split']}), {result['images']} images, input {result['input_size']}"))
-    line = f"  top-1     {result['top1']:.2f} %    top-5 {result['top5']:.2f} %"
-    console.print(line)
-    published = result.get("published") or {}
+    shown = result["input_size"] if not isinstance(result["input_size"], list) else ", ".join(map(str, result["input_size"]))
+    console.print(escape(f"  data      {result['data']} (split {result['split']}), {result['images']} images, input {shown}"))
+    kind = "INT8" if result.get("artifact") == "quantized" else "FP32"
+    headline = task.metrics[0]
+    for row in task.rows(result):
+        console.print(escape(task.metric_line(row)))
+        published = row.get("published") or {}
+        if headline in published and row.get("comparison"):
+            diff = round(row[headline] - published[headline], 2) + 0.0  # no "-0.00"
+            console.print(f"  published {kind} {task.labels[headline]} {published[headline]:.2f} % (diff {diff:+.2f})")
     comparison = result.get("comparison")
-    if "top1" in published and comparison:
-        diff = round(result["top1"] - published["top1"], 2) + 0.0  # no "-0.00"
-        kind = "INT8" if result.get("artifact") == "quantized" else "FP32"
-        console.print(f"  published {kind} top-1 {published['top1']:.2f} % (diff {diff:+.2f})")
+    if comparison:
         tol = comparison["tolerance"]
         if comparison["status"] == "PARTIAL":
             reasons = "; ".join(f"{d['setting']}: {d['run']}" for d in comparison["deviations"])
@@ -103,7 +145,6 @@ def eval_cmd(
             console.print(f"  [green]within[/] the recipe's eval tolerance ({tol:.2f} points)")
         else:
             console.print(f"  [red]outside[/] the recipe's eval tolerance ({tol:.2f} points)")
-    _exit_on_miss(result)
 
 
 def _exit_on_miss(result: dict) -> None:

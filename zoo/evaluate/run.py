@@ -1,4 +1,4 @@
-"""Score a zoo entry or a model folder on an ImageNet-layout dataset (what `zoo eval` runs)."""
+"""Score a zoo entry or a model folder with its task's data, preprocessing and metric (what `zoo eval` runs)."""
 from __future__ import annotations
 
 import tempfile
@@ -14,7 +14,9 @@ from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.protocol import Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
-from zoo.schema import Layout, Preprocess, Recipe, Role, Task, validation_messages
+from zoo.schema import Layout, Preprocess, Recipe, Role, validation_messages
+from zoo.tasks import ScoreOptions, get_task, task_of_model
+from zoo.tasks.classification import declared_side, folder_input_size  # noqa: F401  (their old home)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class EvalOptions:
     mirror: Optional[str] = None
     num_workers: int = 2
     overrides: Dict[str, Any] = field(default_factory=dict)  # Preprocess fields given on the command line
+    task: Optional[str] = None  # a model folder's task; None: detected from its program
+    sizes: Optional[List[int]] = None  # input sides to score at; None: the task's default
 
 
 def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
@@ -77,50 +81,14 @@ def _pick_role(recipe: Recipe, role: Optional[Role]) -> Role:
 
 
 def recipe_model(recipe: Recipe, role: Role, workdir: Path, mirror: Optional[str] = None) -> ModelFiles:
-    """The inference model of a recipe's artifact: fetched, or exported from published weights."""
+    """The inference model of a recipe's artifact: fetched, or exported from published weights by its task."""
     from zoo.hub import fetch
-    from zoo.quiet import silenced
 
     artifact = recipe.artifacts[role]
     fetched = fetch(recipe, role, mirror=mirror)
     if artifact.layout in (Layout.inference, Layout.legacy_inference):
         return find_model_files(fetched.path)
-    from zoo.models import build_model, save_inference
-    from zoo.models.weights import load_pretrained
-
-    size = recipe.headline().input_size
-    with silenced():
-        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
-        kwargs.setdefault("num_classes", recipe.dataset.num_classes)
-        network = build_model(recipe.arch, **kwargs)
-        load_pretrained(network, recipe, fetched.path, trusted=True)  # fetch verified it against its pin
-    return save_inference(network, workdir / "exported", (3, size, size))
-
-
-def declared_side(files: ModelFiles) -> Optional[int]:
-    """The square H = W of the model's image input as its program declares it; None when dynamic."""
-    from zoo.modelcheck import read_program_desc
-
-    block = read_program_desc(files.model_file).blocks[0]
-    feeds = [name for op in block.ops if op.type == "feed" for slot in op.outputs for name in slot.arguments]
-    shapes = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
-    dims = [shapes.get(name, []) for name in feeds]
-    images = [d for d in dims if len(d) == 4]
-    if len(images) != 1:
-        return None
-    h, w = int(images[0][2]), int(images[0][3])
-    return h if h > 0 and h == w else None
-
-
-def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
-    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError."""
-    side = declared_side(files)
-    asked = input_size or crop
-    if side is not None and asked is not None and asked != side:
-        flag = "--input-size" if input_size else "--crop"
-        raise UsageError(f"{flag} {asked} contradicts the model's declared {side}x{side} input ({files.model_file})",
-                         hint=f"Drop {flag}: the declared size is used, or export the model with a dynamic input.")
-    return input_size or side
+    return get_task(recipe.task).export_network(recipe, fetched.path, workdir / "exported")
 
 
 def published_for(recipe: Recipe, role: Role, input_size: int) -> Dict[str, float]:
@@ -133,46 +101,47 @@ def published_for(recipe: Recipe, role: Role, input_size: int) -> Dict[str, floa
 
 def evaluate_target(target: str, opts: EvalOptions,
                     progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
-    """Top-1/top-5 of a zoo entry (its default or `opts.role` artifact) or an inference model folder.
+    """Score a zoo entry (its default or `opts.role` artifact) or an inference model folder with its task's metric.
 
-    Returns {"model", "top1", "top5", "images", "data", "split", "input_size", "preprocess", ...};
+    Classification: {"model", "top1", "top5", "images", "data", "split", "input_size", "preprocess", ...};
+    detection: {"model", "box_ap": {size: %}, "ap50": {size: %}, "sizes": [row per size], "contract", ...}.
+    An entry's rows carry "published" and "comparison" (within `tolerance.eval`, PARTIAL off the protocol).
     `progress(done, total)` is called after each batch.
     """
-    from zoo.data import resolve_data
-    from zoo.data.imagenet import ImageListDataset, iterate_batches
-    from zoo.data.transforms import DEFAULT_PREPROCESS, effective_preprocess, eval_transform
-    from zoo.evaluate.classification import evaluate
-
     device = require_device(opts.device)
     recipe, path = resolve_target(target)
     if opts.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {opts.batch_size}")
-    if recipe is not None and recipe.task is not Task.classification:
-        raise UsageError(f"{recipe.name} is a {recipe.task.value} entry; `zoo eval` scores classification models",
-                         hint="Pick a classification entry (`zoo list --task classification`).")
+    asked = opts.sizes or ([opts.input_size] if opts.input_size else None)
     with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
         result: Dict[str, Any] = {}
         if recipe is not None:
+            task = get_task(recipe.task)
+            if opts.task is not None and opts.task != task.name:
+                raise UsageError(f"{recipe.name} is a {task.name} entry, not {opts.task}", hint="Drop --task for entries.")
             role = _pick_role(recipe, opts.role)
-            size = opts.input_size or recipe.headline().input_size
-            data = resolve_data(recipe, opts.data)
-            pre = apply_overrides(recipe.preprocess, opts.overrides)
+            sizes: List[Optional[int]] = list(task.entry_sizes(recipe, asked))
+            data = task.resolve_data(recipe, opts.data)
+            pre = task.preprocess(recipe.preprocess, opts.overrides)
             split = opts.split or recipe.dataset.split
             # the data is read before anything is downloaded: a wrong --data fails fast
-            dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
+            dataset = task.eval_dataset(data, split, pre, sizes[0], opts.max_samples)
             files = recipe_model(recipe, role, Path(tmp), opts.mirror)
+            task.check_entry_model(recipe, files)
             result.update(model=recipe.name, artifact=role.value, path=str(files.folder))
         else:
             files = find_model_files(path)  # type: ignore[arg-type]
+            task = task_of_model(files, opts.task)
             if opts.data is None:
-                raise UsageError("evaluating a model folder needs --data DIR", hint="Pass an ImageNet-layout folder with --data.")
+                raise UsageError("evaluating a model folder needs --data DIR",
+                                 hint="Pass an ImageNet-layout folder (classification) or a COCO folder (detection).")
             data = Path(opts.data).expanduser()
-            pre = apply_overrides(DEFAULT_PREPROCESS, opts.overrides)
-            size = folder_input_size(files, opts.input_size, opts.overrides.get("crop"))
-            split = opts.split or "val"
+            pre = task.preprocess(task.folder_preprocess(), opts.overrides)
+            sizes = task.folder_sizes(files, asked, opts.overrides)
+            split = opts.split or task.folder_split
             result.update(model=str(files.folder), path=str(files.folder))
-            dataset = ImageListDataset(data, split, eval_transform(pre, size), opts.max_samples)
-        total, done = len(dataset), 0
+            dataset = task.eval_dataset(data, split, pre, sizes[0], opts.max_samples)
+        total, done = len(dataset) * len(sizes), 0
 
         def tick(n: int) -> None:
             nonlocal done
@@ -180,21 +149,21 @@ def evaluate_target(target: str, opts: EvalOptions,
             if progress is not None:
                 progress(done, total)
 
-        metrics = evaluate(files, iterate_batches(dataset, opts.batch_size, opts.num_workers), threads=opts.threads,
-                           device=device, progress=tick, origin=dataset.origin_of_label)
-    final = effective_preprocess(pre, size)
-    result.update(metrics)
-    result.update(data=str(data), split=split, input_size=final.crop or final.resize or final.resize_short,
-                  preprocess=final.model_dump(mode="json"), device=str(device))
+        score = ScoreOptions(batch_size=opts.batch_size, threads=opts.threads, device=device,
+                             num_workers=opts.num_workers, progress=tick)
+        rows = [task.score(files, dataset, pre, size, score) for size in sizes]
     if recipe is not None:
-        published = published_for(recipe, role, size)
-        if published:
-            result["published"] = published
-            found = eval_deviations(recipe, RunFacts(eval_split=split, eval_images=len(dataset),
-                                                     split_images=dataset.split_size, max_samples=opts.max_samples))
-            if pre != recipe.preprocess:
-                found.append(Deviation("preprocessing", "the recipe's", "overridden on the command line"))
-            result["comparison"] = compare_published(metrics, published, recipe.tolerance.eval, found)
+        found = eval_deviations(recipe, RunFacts(eval_split=split, eval_images=len(dataset),
+                                                 split_images=dataset.split_size, max_samples=opts.max_samples))
+        if pre != recipe.preprocess:
+            found.append(Deviation("preprocessing", "the recipe's", "overridden on the command line"))
+        for row in rows:
+            published = published_for(recipe, role, int(row["input_size"]))
+            if published:
+                row["published"] = published
+                row["comparison"] = compare_published(row, published, recipe.tolerance.eval, found)
+    result.update(task.summarize(rows))
+    result.update(task=task.name, data=str(data), split=split, device=str(device))
     return result
 
 

@@ -1,0 +1,110 @@
+"""The task interface: one small class per task (classification, detection), registered by name."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from zoo.device import DeviceLike
+from zoo.modelfiles import ModelFiles
+from zoo.schema import Preprocess, Recipe
+
+
+@dataclass
+class ScoreOptions:
+    """How a model is run while it is scored (none of these changes the metric)."""
+
+    batch_size: int = 32
+    threads: int = 2
+    device: DeviceLike = "cpu"
+    num_workers: int = 2
+    progress: Optional[Callable[[int], None]] = None  # called with the image count of each finished batch
+
+
+class ModelTask(ABC):
+    """What scoring and reproducing a model of one task needs: data, preprocessing, metric, report rows."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[Tuple[str, ...]]  # the metrics a recipe of this task publishes, headline first
+    labels: ClassVar[Dict[str, str]]  # how the CLI names each metric
+
+    # --- models ------------------------------------------------------------------------------
+
+    def recognizes(self, files: ModelFiles) -> bool:
+        """Whether a model folder's program is evidently of this task (checked when --task is absent)."""
+        return False
+
+    def check_entry_model(self, recipe: Recipe, files: ModelFiles) -> None:
+        """Refuse an entry's model that does not match what its recipe declares (default: nothing to check)."""
+
+    @abstractmethod
+    def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
+        """An inference model built from the entry's network and its published weights at `weights`."""
+
+    # --- data and preprocessing ------------------------------------------------------------------
+
+    @abstractmethod
+    def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
+        """The data folder of an entry: `data`, or the bundled data the recipe names."""
+
+    @abstractmethod
+    def folder_preprocess(self) -> Preprocess:
+        """The preprocessing of a plain model folder (the published convention of the task)."""
+
+    def preprocess(self, base: Preprocess, overrides: Mapping[str, Any]) -> Preprocess:
+        """`base` with the command-line overrides applied."""
+        from zoo.evaluate.run import apply_overrides
+
+        return apply_overrides(base, dict(overrides))
+
+    @property
+    def folder_split(self) -> str:
+        """The split a model folder is scored on when none is named."""
+        return "val"
+
+    @abstractmethod
+    def entry_sizes(self, recipe: Recipe, asked: Optional[Sequence[int]]) -> List[int]:
+        """The input sides an entry is scored at (`asked`, else the task's default for the recipe)."""
+
+    @abstractmethod
+    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
+        """The input sides a model folder is scored at (None: the preprocessing's own)."""
+
+    @abstractmethod
+    def eval_dataset(self, root: Path, split: str, pre: Preprocess, size: Optional[int],
+                     max_samples: Optional[int]) -> Any:
+        """The evaluation dataset (`len`, `split`, `split_size`); `size` is the first side it will be scored at."""
+
+    # --- scoring and reporting --------------------------------------------------------------------
+
+    @abstractmethod
+    def score(self, files: ModelFiles, dataset: Any, pre: Preprocess, size: Optional[int],
+              opts: ScoreOptions) -> Dict[str, Any]:
+        """The task's metrics of `files` on `dataset` at side `size`: at least the `metrics` and "images"."""
+
+    @abstractmethod
+    def summarize(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """The top-level fields of an evaluation result from its rows (one per input size)."""
+
+    @abstractmethod
+    def rows(self, result: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+        """The per-size rows of a result made by `summarize`, for rendering."""
+
+    @abstractmethod
+    def metric_line(self, row: Mapping[str, Any]) -> str:
+        """One line of text with a row's measured metrics."""
+
+    # --- reproduction ---------------------------------------------------------------------------
+
+    def require_reproducible(self, recipe: Recipe) -> None:
+        """Refuse, before any data is read, an entry whose reproduction this task cannot run (default: none)."""
+
+    @abstractmethod
+    def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
+                           calib_on_eval: bool) -> Dict[str, Any]:
+        """{"eval": ..., and "calib" (PTQ) or "train" (QAT/ACT)}; refuses what the task cannot reproduce."""
+
+    @abstractmethod
+    def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
+        """A callable returning the calibration input batches of `dataset`."""

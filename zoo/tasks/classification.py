@@ -1,0 +1,157 @@
+"""Classification: ImageNet-layout data, a short-side resize and center crop, top-1 / top-5 accuracy."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from zoo.errors import DataError, UsageError
+from zoo.modelfiles import ModelFiles
+from zoo.protocol import calib_images_wanted, calib_split
+from zoo.schema import Preprocess, Recipe, Strategy
+from zoo.tasks import register_task
+from zoo.tasks.base import ModelTask, ScoreOptions
+
+
+def declared_side(files: ModelFiles) -> Optional[int]:
+    """The square H = W of the model's image input as its program declares it; None when dynamic."""
+    from zoo.modelcheck import read_program_desc
+
+    block = read_program_desc(files.model_file).blocks[0]
+    feeds = [name for op in block.ops if op.type == "feed" for slot in op.outputs for name in slot.arguments]
+    shapes = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
+    dims = [shapes.get(name, []) for name in feeds]
+    images = [d for d in dims if len(d) == 4]
+    if len(images) != 1:
+        return None
+    h, w = int(images[0][2]), int(images[0][3])
+    return h if h > 0 and h == w else None
+
+
+def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
+    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError."""
+    side = declared_side(files)
+    asked = input_size or crop
+    if side is not None and asked is not None and asked != side:
+        flag = "--input-size" if input_size else "--crop"
+        raise UsageError(f"{flag} {asked} contradicts the model's declared {side}x{side} input ({files.model_file})",
+                         hint=f"Drop {flag}: the declared size is used, or export the model with a dynamic input.")
+    return input_size or side
+
+
+def has_split(root: Path, split: str) -> bool:
+    """Whether an ImageNet-layout folder holds `split`."""
+    from zoo.data.imagenet import find_samples
+
+    try:
+        return bool(find_samples(root, split))
+    except DataError:
+        return False
+
+
+def _one_size(asked: Optional[Sequence[int]]) -> Optional[int]:
+    if asked and len(asked) > 1:
+        raise UsageError(f"a classification model is scored at one input size, got {list(asked)}",
+                         hint="Pass one --input-size.")
+    return asked[0] if asked else None
+
+
+@register_task("classification")
+class ClassificationTask(ModelTask):
+    """Top-1 / top-5 accuracy of a model with one image input and per-class scores out."""
+
+    metrics = ("top1", "top5")
+    labels = {"top1": "top-1", "top5": "top-5"}
+
+    def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
+        from zoo.models import build_model, save_inference
+        from zoo.models.weights import load_pretrained
+        from zoo.quiet import silenced
+
+        size = recipe.headline().input_size
+        with silenced():
+            kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
+            kwargs.setdefault("num_classes", recipe.dataset.num_classes)
+            network = build_model(recipe.arch, **kwargs)
+            load_pretrained(network, recipe, weights, trusted=True)  # fetch verified it against its pin
+        return save_inference(network, out_dir, (3, size, size))
+
+    def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
+        from zoo.data import resolve_data
+
+        return resolve_data(recipe, data)
+
+    def folder_preprocess(self) -> Preprocess:
+        from zoo.data.transforms import DEFAULT_PREPROCESS
+
+        return DEFAULT_PREPROCESS
+
+    def entry_sizes(self, recipe: Recipe, asked: Optional[Sequence[int]]) -> List[int]:
+        return [_one_size(asked) or recipe.headline().input_size]
+
+    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
+        return [folder_input_size(files, _one_size(asked), overrides.get("crop"))]
+
+    def eval_dataset(self, root: Path, split: str, pre: Preprocess, size: Optional[int],
+                     max_samples: Optional[int]) -> Any:
+        from zoo.data.imagenet import ImageListDataset
+        from zoo.data.transforms import eval_transform
+
+        return ImageListDataset(root, split, eval_transform(pre, size), max_samples)
+
+    def score(self, files: ModelFiles, dataset: Any, pre: Preprocess, size: Optional[int],
+              opts: ScoreOptions) -> Dict[str, Any]:
+        from zoo.data.imagenet import iterate_batches
+        from zoo.data.transforms import effective_preprocess
+        from zoo.evaluate.classification import evaluate
+
+        metrics: Dict[str, Any] = dict(evaluate(files, iterate_batches(dataset, opts.batch_size, opts.num_workers),
+                                                threads=opts.threads, device=opts.device, progress=opts.progress,
+                                                origin=dataset.origin_of_label))
+        final = effective_preprocess(pre, size)
+        metrics.update(input_size=final.crop or final.resize or final.resize_short,
+                       preprocess=final.model_dump(mode="json"))
+        return metrics
+
+    def summarize(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return dict(rows[0])  # one size: its row is the result
+
+    def rows(self, result: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+        return [result]
+
+    def metric_line(self, row: Mapping[str, Any]) -> str:
+        return f"  top-1     {row['top1']:.2f} %    top-5 {row['top5']:.2f} %"
+
+    def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
+                           calib_on_eval: bool) -> Dict[str, Any]:
+        from zoo.data.imagenet import ImageListDataset
+        from zoo.data.transforms import eval_transform, train_transform
+
+        size = recipe.headline().input_size
+        evaluation = ImageListDataset(root, recipe.dataset.split, eval_transform(recipe.preprocess, size), max_samples)
+        out: Dict[str, Any] = {"eval": evaluation}
+        if recipe.strategy is Strategy.ptq:
+            split = calib_split(recipe)
+            if not has_split(root, split):
+                if not calib_on_eval:
+                    raise DataError(
+                        f"{root} has no {split} split to calibrate on (the recipe calibrates on {split})",
+                        hint=f"Add the {split} split, or pass --calib-on-eval to calibrate on the {recipe.dataset.split} "
+                             "images that are also scored (the result is then PARTIAL: it flatters the INT8 model).",
+                    )
+                split = recipe.dataset.split
+            out["calib"] = ImageListDataset(root, split, eval_transform(recipe.preprocess, size),
+                                            calib_images_wanted(recipe))
+        else:
+            if not has_split(root, "train"):
+                raise DataError(
+                    f"{root} has no train split; {recipe.strategy.value.upper()} trains on it",
+                    hint="Add train_list.txt or train/<class>/ folders to the data folder.",
+                )
+            augment = recipe.train.augment if recipe.train else None
+            out["train"] = ImageListDataset(root, "train", train_transform(recipe.preprocess, augment), max_samples)
+        return out
+
+    def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
+        from zoo.data.imagenet import image_batches
+
+        return image_batches(dataset, batch_size)

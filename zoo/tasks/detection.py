@@ -1,0 +1,151 @@
+"""Detection: COCO-layout data, a square cv2 resize, COCO box AP per input size (DETECTION.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from zoo.errors import DataError, ModelError, UsageError
+from zoo.modelfiles import ModelFiles
+from zoo.protocol import FAIL, PARTIAL, PASS
+from zoo.schema import Backend, DatasetKind, Interpolation, Preprocess, Recipe
+from zoo.tasks import register_task
+from zoo.tasks.base import ModelTask, ScoreOptions
+
+# PaddleDetection 0.x YOLOv3 evaluation reader (configs/yolov3_reader.yml): the default of a model folder
+DETECTION_PREPROCESS = Preprocess(backend=Backend.cv2, resize=608, interpolation=Interpolation.bicubic)
+
+
+@register_task("detection")
+class DetectionTask(ModelTask):
+    """COCO box AP (IoU .50:.95) and AP50 of a model fed as its contract says, scored by pycocotools."""
+
+    metrics = ("box_ap",)
+    labels = {"box_ap": "box AP", "ap50": "AP50"}
+
+    def recognizes(self, files: ModelFiles) -> bool:
+        from zoo.evaluate.detection import is_detection_model
+
+        return is_detection_model(files)
+
+    def check_entry_model(self, recipe: Recipe, files: ModelFiles) -> None:
+        from zoo.evaluate.detection import model_contract
+
+        declared = recipe.detection.contract if recipe.detection is not None else None
+        found = model_contract(files)
+        if declared is not None and found is not declared:
+            raise ModelError(f"{files.model_file} is a {found.value} detection model; {recipe.name}'s recipe declares "
+                             f"the {declared.value} contract",
+                             hint="The archive is not the one the recipe describes: check the artifact and its URL.")
+
+    def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
+        from zoo.models import build_model
+        from zoo.models.yolov3 import LegacyNMS, export_legacy, load_legacy_weights
+        from zoo.quiet import silenced
+
+        det = recipe.detection
+        assert det is not None  # the schema gives every detection entry its section
+        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
+        kwargs.setdefault("num_classes", recipe.dataset.num_classes)
+        with silenced():
+            network = build_model(recipe.arch, **kwargs)
+            load_legacy_weights(network, weights)
+            network.eval()
+            return export_legacy(network, out_dir, recipe.headline().input_size, conf_thresh=det.conf_threshold,
+                                 nms=LegacyNMS(**det.nms.model_dump()))
+
+    def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
+        if data is not None:
+            return Path(data).expanduser()
+        if recipe.dataset.kind is DatasetKind.digits:
+            from zoo.data.digits_det import materialize
+
+            return materialize()
+        raise DataError(f"{recipe.name} needs its {recipe.dataset.kind.value} data ({recipe.dataset.split} split)",
+                        hint=f"Pass --data DIR: a COCO folder (annotations/instances_{recipe.dataset.split}.json + "
+                             f"{recipe.dataset.split}/).")
+
+    def folder_preprocess(self) -> Preprocess:
+        return DETECTION_PREPROCESS
+
+    def preprocess(self, base: Preprocess, overrides: Mapping[str, Any]) -> Preprocess:
+        for flag, key in (("--resize-short", "resize_short"), ("--crop", "crop")):
+            if overrides.get(key) is not None:
+                raise UsageError(f"{flag} does not apply to detection: images are resized to the square input size",
+                                 hint="Use --sizes (entries) or --size (folders).")
+        return super().preprocess(base, overrides)
+
+    @property
+    def folder_split(self) -> str:
+        return "val2017"
+
+    def entry_sizes(self, recipe: Recipe, asked: Optional[Sequence[int]]) -> List[int]:
+        return list(dict.fromkeys(asked)) if asked else [row.input_size for row in recipe.published]
+
+    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
+        if asked:
+            return list(dict.fromkeys(asked))
+        from zoo.tasks.classification import declared_side
+
+        side = declared_side(files)
+        if side is None:
+            raise UsageError(f"{files.model_file} declares no fixed input size", hint="Pass --size N (e.g. --size 608).")
+        return [side]
+
+    def eval_dataset(self, root: Path, split: str, pre: Preprocess, size: Optional[int],
+                     max_samples: Optional[int]) -> Any:
+        from zoo.data.coco import CocoDataset
+
+        return CocoDataset(root, split, max_samples)
+
+    def score(self, files: ModelFiles, dataset: Any, pre: Preprocess, size: Optional[int],
+              opts: ScoreOptions) -> Dict[str, Any]:
+        from zoo.data.transforms import effective_preprocess
+        from zoo.evaluate.detection import evaluate_detection
+
+        side = int(size or pre.resize or DETECTION_PREPROCESS.resize)  # type: ignore[arg-type]
+        metrics = evaluate_detection(files, dataset, side, pre, batch_size=opts.batch_size, threads=opts.threads,
+                                     device=opts.device, progress=opts.progress, num_workers=opts.num_workers)
+        metrics["preprocess"] = effective_preprocess(pre, side).model_dump(mode="json")
+        return metrics
+
+    def summarize(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "box_ap": {str(r["input_size"]): r["box_ap"] for r in rows},
+            "ap50": {str(r["input_size"]): r["ap50"] for r in rows},
+            "images": rows[0]["images"],
+            "contract": rows[0]["contract"],
+            "input_size": [r["input_size"] for r in rows],
+            "preprocess": rows[0]["preprocess"],
+            "sizes": rows,
+        }
+        compared = [r["comparison"] for r in rows if "comparison" in r]
+        if compared:
+            statuses = {c["status"] for c in compared}
+            status = PARTIAL if PARTIAL in statuses else FAIL if FAIL in statuses else PASS
+            metrics = {f"box_ap@{r['input_size']}": r["comparison"]["metrics"]["box_ap"]
+                       for r in rows if "box_ap" in r.get("comparison", {}).get("metrics", {})}
+            out["comparison"] = {"tolerance": compared[0]["tolerance"], "metrics": metrics, "status": status,
+                                 "deviations": compared[0]["deviations"]}
+        return out
+
+    def rows(self, result: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+        return list(result["sizes"])
+
+    def metric_line(self, row: Mapping[str, Any]) -> str:
+        return f"  {row['input_size']:>4}      box AP {row['box_ap']:.2f} %    AP50 {row['ap50']:.2f} %"
+
+    def require_reproducible(self, recipe: Recipe) -> None:
+        raise UsageError(
+            f"{recipe.name} is a detection entry; `zoo reproduce` runs classification entries (reproducing "
+            "quantized detectors is not implemented yet)",
+            hint=f"Evaluate the published archive with `zoo eval {recipe.name} --data COCO_DIR` instead.",
+        )
+
+    def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
+                           calib_on_eval: bool) -> Dict[str, Any]:
+        self.require_reproducible(recipe)
+        return {}
+
+    def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
+        raise UsageError("calibrating a detection model is not implemented yet",
+                         hint="Quantizing detectors is the next part of the detection work.")
