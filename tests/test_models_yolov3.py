@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.test_models_mobilenet_v3 import write_persistables
+from tests.yolov3_static_ref import benign, build_and_save
 from zoo.errors import ModelError
 from zoo.modelcheck import read_program_desc
 from zoo.models import available_models, build_model
@@ -52,30 +53,14 @@ KNOWN: Dict[str, Dict[str, Tuple[int, ...]]] = {
 }
 TINY = {"num_classes": 3, "width": 0.125}
 IM_SIZE = np.array([[480, 640], [300, 200]], dtype="int32")  # (H, W) of two "original" images
+X = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype("float32")
 
 
 def random_state(net, seed: int) -> Dict[str, np.ndarray]:
-    """Distinct random values for every state-dict entry, scaled so the signal survives every layer
-    (He-scaled convs, BN near identity with a small positive shift): then every parameter matters."""
+    """Distinct random values for every state-dict entry that keep the signal alive (see benign)."""
     rng = np.random.default_rng(seed)
-    out = {}
-    for key, tensor in net.state_dict().items():
-        shape = tuple(tensor.shape)
-        noise = rng.standard_normal(shape)
-        if key.endswith(".bn.weight"):
-            value = 1.0 + 0.2 * noise
-        elif key.endswith(".bn.bias"):
-            value = 0.2 + 0.1 * noise
-        elif key.endswith("_mean"):
-            value = 0.1 * noise
-        elif key.endswith("_variance"):
-            value = 1.0 + 0.2 * np.abs(noise)
-        elif len(shape) == 4:
-            value = noise * np.sqrt(2.0 / np.prod(shape[1:]))
-        else:
-            value = 0.1 * noise
-        out[key] = value.astype("float32")
-    return out
+    names = net.static_name_map()
+    return {key: benign(names[key], tuple(t.shape), rng) for key, t in net.state_dict().items()}
 
 
 def forward(net, x: np.ndarray):
@@ -87,19 +72,17 @@ def forward(net, x: np.ndarray):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory):
-    """Per arch: {static name: array} of a tiny network, written as 0.x persistables (in an archive's
-    sub-folder, with optimizer state beside them)."""
+    """Per arch: a tiny 0.x static program (tests/yolov3_static_ref.py) saved as persistables with
+    Paddle's save_vars in an archive's sub-folder, optimizer state beside them; its names, its arrays
+    and its raw outputs on X."""
     out = {}
-    for arch in ARCHS:
-        net = build_model(arch, **TINY)
-        by_key = random_state(net, seed=len(out))
-        names = net.static_name_map()
-        arrays = {names[k]: v for k, v in by_key.items()}
-        extras = {"learning_rate_0": np.ones(1, "float32"),
-                  "yolo_output.0.conv.weights_velocity_0": np.zeros_like(arrays["yolo_output.0.conv.weights"])}
+    for arch, backbone in ARCHS.items():
         root = tmp_path_factory.mktemp(arch)
-        write_persistables(root / f"{arch}_pretrained", {**arrays, **extras})
-        out[arch] = (root, arrays, by_key)
+        folder = root / f"{arch}_pretrained"
+        arrays, outputs = build_and_save(backbone, TINY["width"], TINY["num_classes"], 64, folder, X, seed=len(out))
+        write_persistables(folder, {"learning_rate_0": np.ones(1, "float32"),
+                                    "yolo_output.0.conv.weights_velocity_0": np.zeros_like(arrays["yolo_output.0.conv.weights"])})
+        out[arch] = (root, arrays, outputs)
     return out
 
 
@@ -134,31 +117,41 @@ def test_tiny_forward_shapes(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_persistables_land_by_name(arch: str, tiny_weights) -> None:
-    import paddle
+def test_static_program_names_are_the_map(arch: str, tiny_weights) -> None:
+    """The parameters a 0.x-style static program declares are exactly the map's names, with the network's shapes."""
+    _, arrays, _ = tiny_weights[arch]
+    net = build_model(arch, **TINY)
+    names = net.static_name_map()
+    assert set(arrays) == set(names.values())
+    for key, tensor in net.state_dict().items():
+        assert arrays[names[key]].shape == tuple(tensor.shape), key
 
-    root, _, by_key = tiny_weights[arch]
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_persistables_land_by_name(arch: str, tiny_weights) -> None:
+    """Every parameter lands where the map says, and the network then computes what the 0.x program computed."""
+    root, arrays, outputs = tiny_weights[arch]
     loaded = build_model(arch, **TINY)
     load_legacy_weights(loaded, root, backbone=ARCHS[arch])
+    names = loaded.static_name_map()
     for key, value in loaded.state_dict().items():
-        np.testing.assert_array_equal(value.numpy(), by_key[key], err_msg=key)
-    direct = build_model(arch, **TINY)
-    direct.set_state_dict({k: paddle.to_tensor(v) for k, v in by_key.items()})
-    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype("float32")
-    for got, want in zip(forward(loaded, x), forward(direct, x)):
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(value.numpy(), arrays[names[key]], err_msg=key)
+    got = forward(loaded, X)
+    assert [g.shape for g in got] == [(2, 3 * (5 + 3), 64 // s, 64 // s) for s in DOWNSAMPLE]
+    for g, want in zip(got, outputs):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
 
 
 def test_program_state_mapping_loads(tiny_weights) -> None:
     """Paddle's own reader of a persistables folder gives a mapping the loader takes as it is."""
     import paddle
 
-    root, _, by_key = tiny_weights["yolov3_mobilenet_v1"]
+    root, arrays, _ = tiny_weights["yolov3_mobilenet_v1"]
     state = paddle.static.load_program_state(str(root / "yolov3_mobilenet_v1_pretrained"))
     net = build_model("yolov3_mobilenet_v1", **TINY)
     load_legacy_weights(net, state)
     np.testing.assert_array_equal(net.state_dict()["backbone.blocks.0.dw.conv.weight"].numpy(),
-                                  by_key["backbone.blocks.0.dw.conv.weight"])
+                                  arrays["conv2_1_dw_weights"])
 
 
 @pytest.mark.parametrize("arch,a,b", [
@@ -194,7 +187,7 @@ def test_dcn_offsets_are_used(tiny_weights) -> None:
 
 
 def test_missing_or_misnamed_parameter_is_refused(tiny_weights, tmp_path: Path) -> None:
-    _, arrays, by_key = tiny_weights["yolov3_mobilenet_v1"]
+    _, arrays, _ = tiny_weights["yolov3_mobilenet_v1"]
     net = build_model("yolov3_mobilenet_v1", **TINY)
     before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
     partial = {k: v for k, v in arrays.items() if k != "yolo_output.2.conv.bias"}
