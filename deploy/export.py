@@ -14,16 +14,17 @@ from typing import Any, Dict, List, Optional, Sequence
 from zoo.fsutil import scratch_dir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
+from zoo.deploy.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from zoo.deploy.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import ARCHES, find_converter
-from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, validate_inference,
-                                 validate_lite_x86)
+from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, real_images, validate_inference,
+                                 validate_lite_x86, validate_onnx)
 from zoo.errors import ExportError, UsageError
 from zoo.modelcheck import check_model, writing_model
 from zoo.modelfiles import model_sha256
 
-TARGETS = ("inference", "lite")
+TARGETS = ("inference", "lite", "onnx")
 
 
 @dataclass
@@ -102,13 +103,21 @@ def export_model(
     validate: bool = True,
     inputs_path: Optional[Path] = None,
     batch: int = 2,
+    opset: Optional[int] = None,
+    data: Optional[Path] = None,
 ) -> ExportResult:
     """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it.
 
-    `arches` defaults to the recipe's `export.lite.valid_targets` (arm for a plain folder).
+    `arches` defaults to the recipe's `export.lite.valid_targets` (arm for a plain folder). `opset` and
+    `data` (real validation images for an entry whose data is not bundled) apply to --target onnx.
     """
     if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}", hint="Use --target inference or --target lite.")
+        raise UsageError(f"unknown target {target!r}", hint="Use --target inference, lite or onnx.")
+    if opset is not None and target != "onnx":
+        raise UsageError("--opset applies to --target onnx")
+    if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UsageError(f"--opset {opset} is outside {MIN_OPSET}..{MAX_OPSET}",
+                         hint=f"QuantizeLinear/DequantizeLinear need opset {MIN_OPSET} or later; the default is {DEFAULT_OPSET}.")
     if arches is not None:
         arches = list(dict.fromkeys(a.strip().lower() for a in arches if a.strip()))
         bad = [a for a in arches if a not in ARCHES]
@@ -141,6 +150,8 @@ def export_model(
         with writing_model(out, ExportError):
             if target == "inference":
                 _export_inference(source, info, src_hash, stage, inputs, validate, result)
+            elif target == "onnx":
+                _export_onnx(source, info, stage, opset, inputs_path is not None, inputs, validate, data, result)
             else:
                 _export_lite(source, info, arches, stage, opt_bin, inputs, validate, result)
             _commit(stage, out, result)
@@ -199,6 +210,52 @@ def _export_lite(source: Source, info: ProgramInfo, arches: Sequence[str], stage
     write_metadata(stage, {
         "format": "paddle-lite-naive-buffer", "source": result.source, "recipe": source.recipe,
         "preprocess": source.preprocess, "input_size": source.input_size,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
+        "artifacts": [a.as_dict() for a in made],
+    })
+
+
+def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional[int], user_inputs: bool,
+                 inputs: list, validate: bool, data: Optional[Path], result: ExportResult) -> None:
+    """model.<precision>.onnx for the model and (for an INT8 one) its FP32 baseline, each run by ONNX Runtime."""
+    from zoo.deploy import onnx as onnx_export
+
+    opset = opset if opset is not None else onnx_export.DEFAULT_OPSET
+    jobs: List[tuple] = [(source.primary, info)]
+    if info.is_int8 and source.fp32 is not None and source.fp32 != source.primary:
+        check_model(source.fp32)
+        jobs.append((source.fp32, read_program(source.fp32)))
+    real = None if (user_inputs or not validate) else real_images(source.recipe, source.input_size, data=data)
+    if validate and real is not None and len(info.inputs) == 1:
+        inputs, kind = [real], "real"
+    else:
+        kind = "user" if user_inputs else "random"
+        if validate and not user_inputs and info.is_int8:
+            result.notes.append("INT8 validated on random inputs (no real images at hand: pass --data DIR or "
+                                "--inputs FILE); random inputs sit outside the calibrated ranges")
+    work = stage / ".work"
+    made: List[Artifact] = []
+    for files, prog in jobs:
+        name = f"model.{prog.precision}.onnx"
+        conversion = onnx_export.export_onnx(files, stage / name, work, opset=opset, info=prog)
+        art = Artifact(path=Path(name), target="onnx", precision=prog.precision, size=conversion.path.stat().st_size,
+                       converter=f"paddle2onnx {onnx_export.versions().get('paddle2onnx', '?')} (opset {opset})")
+        if validate:
+            check = validate_onnx(files, conversion.path, inputs, int8=prog.is_int8, real=kind != "random")
+            check.extra["onnx_ops"] = {k: v for k, v in conversion.ops.items() if k in ("QuantizeLinear", "DequantizeLinear")}
+            if conversion.rewritten_legacy:
+                check.extra["rewritten"] = "legacy fake-quant ops rewritten as quantize_linear/dequantize_linear (same scales)"
+            art.validation = check.as_dict()
+        made.append(art)
+    shutil.rmtree(work, ignore_errors=True)
+    fp32 = next((a.size for a in made if a.precision == "fp32"), None)
+    for art in made:
+        if art.precision == "int8" and fp32:
+            art.size_vs_fp32 = round(art.size / fp32, 4)
+    result.artifacts.extend(made)
+    write_metadata(stage, {
+        "format": "onnx", "opset": opset, "source": result.source, "recipe": source.recipe,
+        "preprocess": source.preprocess, "input_size": source.input_size, "toolchain": onnx_export.versions(),
         "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
         "artifacts": [a.as_dict() for a in made],
     })

@@ -9,7 +9,7 @@ import numpy as np
 
 from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb
 from zoo.deploy.program import ProgramInfo, concrete_shape
-from zoo.errors import ModelError, ValidationError
+from zoo.errors import ExportError, ModelError, ValidationError
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
 
@@ -149,3 +149,100 @@ def check_nb_structure(nb: Path, info: ProgramInfo, arch: str) -> Check:
     else:
         detail = "FP32 model; cannot run on this machine, kernels listed"
     return Check("structure", True, detail, extra=extra)
+
+
+ONNX_FP32_RTOL = 1e-4
+# INT8: ONNX Runtime computes in integers where Paddle's fake-quant graph computes in float, so single
+# quantization steps flip; what must hold is the decision (top-1) and the scale of the outputs.
+INT8_MIN_AGREEMENT_REAL = 0.95
+INT8_MIN_AGREEMENT_RANDOM = 0.6  # noise inputs sit outside the calibrated ranges: more flips, still far above chance
+INT8_RTOL = 0.5
+
+
+def top1_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> Optional[float]:
+    """Share of rows whose arg-max matches in the first output, when it is (batch, classes) scores; else None."""
+    a, b = np.asarray(reference[0]), np.asarray(candidate[0])
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] < 2:
+        return None
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+def compare_int8(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], real: bool) -> Dict[str, Any]:
+    """Top-1 agreement, max abs/rel difference, and whether they are within the INT8 limits."""
+    rel = max_rel_error(reference, candidate)
+    abs_diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                   for a, b in zip(reference, candidate))
+    agreement = top1_agreement(reference, candidate)
+    minimum = INT8_MIN_AGREEMENT_REAL if real else INT8_MIN_AGREEMENT_RANDOM
+    passed = rel <= INT8_RTOL and (agreement is None or agreement >= minimum)
+    return {"passed": bool(passed), "max_rel_error": rel, "max_abs_diff": abs_diff, "top1_agreement": agreement,
+            "min_agreement": minimum, "tolerance": INT8_RTOL}
+
+
+def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarray], int8: bool, real: bool,
+                  runtimes: Sequence[str] = ("onnxruntime", "openvino")) -> Check:
+    """An ONNX file run by ONNX Runtime (and OpenVINO, reported) against Paddle Inference on the same inputs.
+
+    FP32: relative error < 1e-4. INT8 (QDQ vs Paddle's fake-quant graph): top-1 agreement at least 95% on
+    real images (60% on noise) and relative error <= 0.5. ONNX Runtime decides; OpenVINO's numbers are
+    recorded beside it.
+    """
+    from zoo.deploy.onnx import OnnxSession
+
+    reference = paddle_outputs(source, inputs)
+    extra: Dict[str, Any] = {"inputs": f"{len(inputs[0])} {'real images' if real else 'random inputs'}"}
+    verdict: Optional[Dict[str, Any]] = None
+    for runtime in runtimes:
+        try:
+            outputs = OnnxSession(onnx_file, runtime, threads=1).run(list(inputs))
+        except (ImportError, ExportError, ModelError) as exc:
+            if runtime == "onnxruntime":
+                raise ValidationError(f"ONNX Runtime cannot run {onnx_file.name}: {exc}") from exc
+            extra[runtime] = {"error": str(exc)[:300]}
+            continue
+        if int8:
+            result = compare_int8(reference, outputs, real)
+        else:
+            err = max_rel_error(reference, outputs)
+            result = {"passed": err < ONNX_FP32_RTOL, "max_rel_error": err, "tolerance": ONNX_FP32_RTOL,
+                      "top1_agreement": top1_agreement(reference, outputs)}
+        extra[runtime] = result
+        if runtime == "onnxruntime":
+            verdict = result
+    assert verdict is not None
+    what = "top-1 agreement {:.1%}, ".format(verdict["top1_agreement"]) if verdict.get("top1_agreement") is not None else ""
+    detail = (f"ONNX Runtime vs Paddle Inference ({extra['inputs']}): {what}"
+              f"relative error {verdict['max_rel_error']:.3g}")
+    check = Check("outputs", bool(verdict["passed"]), detail, verdict["max_rel_error"], verdict["tolerance"], extra=extra)
+    if not check.passed:
+        limits = (f"INT8 limits: top-1 agreement >= {verdict['min_agreement']:.0%}, relative error <= {INT8_RTOL:g}"
+                  if int8 else f"tolerance {ONNX_FP32_RTOL:g}")
+        raise ValidationError(f"{onnx_file.name} run by ONNX Runtime differs from Paddle Inference: {detail} ({limits})",
+                              hint="Nothing was written; report the model with the command that made it.")
+    return check
+
+
+def real_images(recipe: Any, input_size: Optional[int], count: int = 64,
+                data: Optional[Path] = None) -> Optional[np.ndarray]:
+    """Up to `count` preprocessed validation images of an entry (name or recipe), when its data is at hand.
+
+    The digits data ships with the zoo; other data needs `data` (an ImageNet-layout folder).
+    """
+    if not recipe:
+        return None
+    from zoo.data import resolve_data
+    from zoo.data.imagenet import ImageListDataset, iterate_batches
+    from zoo.data.transforms import eval_transform
+    from zoo.errors import DataError, UnknownModelError
+    from zoo.registry import load_registry
+
+    name = recipe.get("name") if isinstance(recipe, dict) else recipe  # a reproduce report carries the recipe
+    try:
+        entry = load_registry().get(str(name))
+        folder = resolve_data(entry, data)
+        size = input_size or entry.headline().input_size
+        dataset = ImageListDataset(folder, entry.dataset.split, eval_transform(entry.preprocess, size), count)
+        images = [np.asarray(x, dtype=np.float32) for x, _ in iterate_batches(dataset, count, 0)]
+    except (DataError, UnknownModelError, ModelError):
+        return None
+    return np.ascontiguousarray(np.concatenate(images)) if images else None

@@ -67,7 +67,9 @@ def test_not_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_bad_target_and_arch(fp32: Path) -> None:
-    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "onnx"], env=WIDE), "unknown target", code=2)
+    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "tflite"], env=WIDE), "unknown target", code=2)
+    _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "onnx", "--opset", "7"], env=WIDE),
+                   "--opset 7", code=2)
     _clean_failure(runner.invoke(app, ["export", str(fp32), "--target", "lite", "--arch", "arm,mips"], env=WIDE),
                    "mips", code=2)
 
@@ -171,3 +173,15 @@ quant: {algo: abs_max, batch_nums: 2}
 published:
   - {input_size: 32, top1: 50.0, fp32_top1: 51.0}
 """
+
+
+def test_export_onnx_table_and_json(int8: Path, tmp_path: Path) -> None:
+    out = tmp_path / "onnx"
+    result = runner.invoke(app, ["export", str(int8), "--target", "onnx", "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "model.int8.onnx" in result.output and "ORT top-1" in result.output
+    assert "rewritten as quantize_linear/dequantize_linear" in result.output
+    assert (out / "model.int8.onnx").is_file()
+    data = json.loads(runner.invoke(app, ["export", str(int8), "--target", "onnx", "--out", str(out), "--json"]).stdout)
+    (art,) = data["artifacts"]
+    assert art["precision"] == "int8" and art["validation"]["passed"] and art["validation"]["onnxruntime"]["top1_agreement"] >= 0.6

@@ -1,4 +1,4 @@
-"""`zoo export` (Paddle Inference folder or Paddle Lite .nb files, validated) and `zoo bench`."""
+"""`zoo export` (Paddle Inference folder, Paddle Lite .nb files or ONNX, validated) and `zoo bench`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,19 +27,21 @@ def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
 @handle_errors
 def export_cmd(
     model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
-    target: str = typer.Option(..., "--target", "-t", help="inference | lite"),
+    target: str = typer.Option(..., "--target", "-t", help="inference | lite | onnx"),
     arch: Optional[str] = typer.Option(None, "--arch", help="Lite targets, comma-separated: arm, x86, opencl (default: the entry's validated targets, else arm)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default ./NAME-TARGET)."),
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="A paddle_lite_opt-compatible converter (else ZOO_LITE_OPT, else the `make setup` environments)."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npy (one input) or .npz keyed by input name; default random."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset of --target onnx (default 13)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="--target onnx: ImageNet-layout folder whose images validate the export (digits entries use their bundled data)."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip validating the artifacts against the source."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Export a model to Paddle Inference or Paddle Lite and validate it against its source."""
+    """Export a model to Paddle Inference, Paddle Lite or ONNX and validate it against its source."""
     from zoo.deploy.export import export_model
 
     result = export_model(model, target.lower(), arches=arch.split(",") if arch is not None else None, out=out, opt_bin=opt_bin,
-                          validate=not no_validate, inputs_path=inputs)
+                          validate=not no_validate, inputs_path=inputs, opset=opset, data=data)
     if as_json:
         print_json(result.as_dict())
         return
@@ -53,6 +55,8 @@ def export_cmd(
         v = art.validation
         if v is None:
             check = "skipped (--no-validate)"
+        elif v["kind"] == "outputs" and art.target == "onnx" and v.get("onnxruntime", {}).get("top1_agreement") is not None:
+            check = f"ORT top-1 {v['onnxruntime']['top1_agreement']:.0%}, rel.err {v['max_rel_error']:.0e}"
         elif v["kind"] == "outputs":
             check = f"ran: rel.err {v['max_rel_error']:.1e}"
         elif art.precision == "int8":
@@ -60,10 +64,19 @@ def export_cmd(
         else:
             check = "kernels listed"
         ratio = "–" if art.size_vs_fp32 is None else f"{art.size_vs_fp32:.2f}x"
-        name = art.path.name if art.target == "lite" else str(art.path)
-        table.add_row(name, art.arch or "cpu/gpu", art.precision, _size(art.size), ratio, check)
+        name = art.path.name if art.target in ("lite", "onnx") else str(art.path)
+        table.add_row(name, art.arch or ("x86" if art.target == "onnx" else "cpu/gpu"), art.precision, _size(art.size), ratio, check)
     console.print(table)
-    if any(a.validation for a in result.artifacts):
+    if any(a.validation for a in result.artifacts) and result.target == "onnx":
+        for art in result.artifacts:
+            console.print(f"{art.path.name}: {art.validation['detail']}" if art.validation else "")
+            ov = (art.validation or {}).get("openvino") or {}
+            if ov.get("top1_agreement") is not None:
+                console.print(f"{art.path.name}: OpenVINO vs Paddle Inference: top-1 agreement {ov['top1_agreement']:.1%}, "
+                              f"relative error {ov['max_rel_error']:.3g}")
+            if (art.validation or {}).get("rewritten"):
+                console.print(f"{art.path.name}: {art.validation['rewritten']}")
+    elif any(a.validation for a in result.artifacts):
         console.print("validation: inference folders and x86 .nb files ran against Paddle Inference on the same inputs; "
                       "arm/opencl .nb files cannot run here, so their kernels were checked")
     for art in result.artifacts:

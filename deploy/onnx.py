@@ -1,0 +1,385 @@
+"""ONNX: convert a Paddle inference model to ONNX (QDQ for INT8) and run it with ONNX Runtime or OpenVINO.
+
+paddle2onnx 1.3 reads FP32 programs and the `quantize_linear`/`dequantize_linear` INT8 format; it aborts
+(SIGABRT) on the legacy fake-quant format (`fake_quantize_range_abs_max` + `fake_channel_wise_dequantize_max_abs`),
+so `legacy_to_qdq` first rewrites such a program into the format it reads, with the same scales. The
+converter always runs in a subprocess: an abort there becomes a ConverterError naming the ops it refused.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zoo.deploy.program import ProgramInfo, read_program
+from zoo.errors import ConverterError, ExportError, ModelError, ZooError, paddle_message
+from zoo.modelcheck import check_model, load_inference_program, verify_saved
+from zoo.modelfiles import ModelFiles
+from zoo.quiet import silenced
+
+DEFAULT_OPSET = 13
+MIN_OPSET = 10  # QuantizeLinear/DequantizeLinear appear in opset 10; per-channel scales need 13
+MAX_OPSET = 19  # the newest paddle2onnx 1.3 writes
+CONVERT_TIMEOUT_S = 900
+ONNX_RUNTIMES = ("onnxruntime", "openvino")
+
+# The legacy (frozen PTQ) format: activations quantized to integer values, weights stored as integers,
+# compute ops followed by a dequantize op that multiplies both scales back in.
+LEGACY_ACT_QUANT = ("fake_quantize_range_abs_max", "fake_quantize_moving_average_abs_max")
+LEGACY_CHANNEL_DEQUANT = "fake_channel_wise_dequantize_max_abs"
+_WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "conv2d_transpose": "Filter",
+                "mul": "Y", "matmul": "Y", "matmul_v2": "Y"}
+
+
+def is_legacy_quant(info: ProgramInfo) -> bool:
+    """Whether the program uses the legacy fake-quant ops that paddle2onnx refuses."""
+    return any(op.type.startswith("fake_") for op in info.ops)
+
+
+def versions() -> Dict[str, str]:
+    """Versions of the ONNX toolchain installed here (missing packages left out)."""
+    from importlib import metadata as importlib_metadata
+
+    found = {}
+    for name in ("paddle2onnx", "onnx", "onnxruntime", "openvino"):
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def require(package: str) -> None:
+    """ExportError with the install hint when an ONNX toolchain package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise ExportError(f"{package} is not installed in this environment",
+                          hint="Run `make setup` (it installs paddle2onnx, onnx, onnxruntime and openvino).")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# legacy fake-quant -> quantize_linear / dequantize_linear
+
+
+def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
+    """Rewrite a legacy fake-quant program as a quantize_linear/dequantize_linear one with the same scales.
+
+    Activation `fake_quantize_*` ops become a quantize_linear + dequantize_linear pair on the same scale;
+    each `fake_channel_wise_dequantize_max_abs` after a conv/matmul becomes a dequantize_linear on that
+    op's (integer-valued) weight with the weight's per-channel scales. The result computes the same
+    function in real units instead of integer units. Written as out_dir/inference.pdmodel + .pdiparams.
+    """
+    import paddle
+
+    check_model(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with silenced():
+            paddle.enable_static()
+            try:
+                exe = paddle.static.Executor(paddle.CPUPlace())
+                scope = paddle.static.Scope()
+                with paddle.static.scope_guard(scope):
+                    program, feeds, fetches = load_inference_program(source, exe)
+                    _rewrite_legacy(program, scope)
+                    block = program.global_block()
+                    paddle.static.save_inference_model(str(out_dir / "inference"), [block.var(n) for n in feeds],
+                                                       fetches, exe, program=program)
+            finally:
+                paddle.disable_static()
+    except ZooError:
+        raise
+    except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++
+        raise ExportError(f"cannot rewrite the fake-quant program of {source.folder}: {paddle_message(exc)}") from exc
+    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
+    verify_saved(written, out_dir, ExportError)
+    return written
+
+
+def _attr(op: Any, name: str, default: Any) -> Any:
+    return op.attr(name) if op.has_attr(name) else default
+
+
+def _rewrite_legacy(program: Any, scope: Any) -> None:
+    import paddle
+
+    block = program.global_block()
+    place = paddle.CPUPlace()
+    zero_points: Dict[str, str] = {}
+
+    def zero_point(for_var: str) -> str:
+        name = f"{for_var}@zero_point"
+        if name not in zero_points:
+            block.create_var(name=name, shape=[1], dtype="int32", persistable=True)
+            scope.var(name).get_tensor().set(np.zeros([1], dtype=np.int32), place)
+            zero_points[name] = name
+        return name
+
+    unknown = sorted({op.type for op in block.ops if op.type.startswith("fake_")
+                      and op.type not in LEGACY_ACT_QUANT + (LEGACY_CHANNEL_DEQUANT,)})
+    if unknown:
+        raise ExportError(f"the fake-quant op(s) {', '.join(unknown)} have no quantize_linear equivalent here",
+                          hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
+    quantized_acts: Dict[str, str] = {}  # var holding integer values -> its scale var
+    i = 0
+    while i < len(block.ops):
+        op = block.ops[i]
+        if op.type in LEGACY_ACT_QUANT:
+            x, scale, out = op.input("X")[0], op.input("InScale")[0], op.output("Out")[0]
+            bits, round_type = _attr(op, "bit_length", 8), _attr(op, "round_type", 1)
+            ref = block.var(out)
+            held = block.create_var(name=f"{out}@int", shape=ref.shape, dtype=ref.dtype)
+            zp = zero_point(scale)
+            block._remove_op(i)
+            block._insert_op(i, type="quantize_linear", inputs={"X": [x], "Scale": [scale], "ZeroPoint": [zp]},
+                             outputs={"Y": [held]}, attrs={"bit_length": bits, "quant_axis": -1,
+                                                           "round_type": round_type})
+            block._insert_op(i + 1, type="dequantize_linear",
+                             inputs={"X": [held], "Scale": [scale], "ZeroPoint": [zp]},
+                             outputs={"Y": [out]}, attrs={"bit_length": bits, "quant_axis": -1,
+                                                          "round_type": round_type})
+            quantized_acts[out] = scale
+            i += 2
+            continue
+        if op.type == LEGACY_CHANNEL_DEQUANT:
+            i = _rewrite_channel_dequant(block, i, quantized_acts, zero_point)
+            continue
+        i += 1
+    _add_observers(block, scope, zero_point)
+    program._sync_with_cpp()
+
+
+def _add_observers(block: Any, scope: Any, zero_point: Any) -> None:
+    """Observer quantize/dequantize pairs (pass-through in Paddle) carrying the legacy `out_threshold`s.
+
+    paddle2onnx places ONNX QDQ nodes only around ops whose outputs have a scale too; the quantize_linear
+    format records them as `only_observer` pairs, the legacy one as the ops' `out_threshold` attributes.
+    """
+    import paddle
+
+    place = paddle.CPUPlace()
+    fetched = {v for op in block.ops if op.type == "fetch" for v in op.input_arg_names}
+    i = 0
+    while i < len(block.ops):
+        op = block.ops[i]
+        threshold = op.attr("out_threshold") if op.has_attr("out_threshold") else None
+        # the outputs later ops read (batch_norm also writes its saved statistics, read by nothing)
+        outs = [v for v in op.output_arg_names if not block.var(v).persistable
+                and any(v in c.input_arg_names for c in block.ops[i + 1:])]
+        if (not threshold or op.type.endswith("quantize_linear") or len(outs) != 1 or outs[0] in fetched
+                or any(c.type in LEGACY_ACT_QUANT for c in block.ops[i + 1:] if outs[0] in c.input_arg_names)):
+            i += 1
+            continue
+        out = outs[0]
+        ref = block.var(out)
+        scale = block.create_var(name=f"{out}@out_scale", shape=[1], dtype="float32", persistable=True)
+        scope.var(scale.name).get_tensor().set(np.array([threshold], dtype=np.float32), place)
+        held = block.create_var(name=f"{out}@observed_int", shape=ref.shape, dtype=ref.dtype)
+        observed = block.create_var(name=f"{out}@observed", shape=ref.shape, dtype=ref.dtype)
+        zp = zero_point(scale.name)
+        attrs = {"bit_length": 8, "quant_axis": -1, "only_observer": True}
+        for consumer in block.ops[i + 1:]:
+            if out in consumer.input_arg_names:
+                consumer._rename_input(out, observed.name)
+        block._insert_op(i + 1, type="quantize_linear", inputs={"X": [out], "Scale": [scale], "ZeroPoint": [zp]},
+                         outputs={"Y": [held]}, attrs=attrs)
+        block._insert_op(i + 2, type="dequantize_linear", inputs={"X": [held], "Scale": [scale], "ZeroPoint": [zp]},
+                         outputs={"Y": [observed]}, attrs=attrs)
+        i += 3
+
+
+def _rewrite_channel_dequant(block: Any, index: int, quantized_acts: Dict[str, str], zero_point: Any) -> int:
+    """Move a per-channel dequantize from a compute op's output onto its weight; returns the next op index."""
+    op = block.ops[index]
+    x, out = op.input("X")[0], op.output("Out")[0]
+    scales = op.input("Scales")
+    bits = list(_attr(op, "quant_bits", [8]))
+    producer_index = next((j for j in range(index - 1, -1, -1) if x in block.ops[j].output_arg_names), None)
+    producer = block.ops[producer_index] if producer_index is not None else None
+    slot = _WEIGHT_SLOT.get(producer.type) if producer is not None else None
+    if producer is None or slot is None:
+        raise ExportError(f"{LEGACY_CHANNEL_DEQUANT} on {x!r} does not follow a conv or matmul op",
+                          hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
+    if len(scales) == 2:
+        # the activation scale must be the one its quantize op used, or the rewrite would change the result
+        acts = [v for v in producer.input_arg_names if v in quantized_acts]
+        if not acts or quantized_acts[acts[0]] != scales[1]:
+            raise ExportError(f"{producer.type} -> {LEGACY_CHANNEL_DEQUANT}: the activation scale {scales[1]!r} "
+                              "is not the scale its input was quantized with",
+                              hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
+    weight = producer.input(slot)[0]
+    ref = block.var(weight)
+    dequantized = block.create_var(name=f"{weight}@dequantized", shape=ref.shape, dtype=ref.dtype)
+    block._insert_op(producer_index, type="dequantize_linear",
+                     inputs={"X": [weight], "Scale": [scales[0]], "ZeroPoint": [zero_point(scales[0])]},
+                     outputs={"Y": [dequantized]},
+                     attrs={"bit_length": bits[0], "quant_axis": _attr(op, "quant_axis", 0)})
+    producer._rename_input(weight, dequantized.name)
+    producer._rename_output(x, out)  # the compute op now yields real units: its consumers read it directly
+    block._remove_op(index + 1)  # the dequantize op, shifted by the insertion
+    return index + 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# paddle2onnx
+
+
+_UNSUPPORTED_RE = re.compile(r"operators not supported yet, including\s+([A-Za-z0-9_,\s]+)")
+
+
+def parse_unsupported(output: str) -> List[str]:
+    """The op types paddle2onnx says it cannot convert."""
+    found: List[str] = []
+    for m in _UNSUPPORTED_RE.finditer(output):
+        for name in m.group(1).replace("\n", ",").split(","):
+            name = name.strip()
+            if name and name not in found:
+                found.append(name)
+    return found
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith(("---", "C++", "  ["))]
+    return "\n".join("  " + ln[:300] for ln in kept[-lines:])
+
+
+def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Run paddle2onnx on `files` in a subprocess; ConverterError naming the unsupported ops on failure."""
+    require("paddle2onnx")
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is below {MIN_OPSET}, the first with QuantizeLinear/DequantizeLinear",
+                          hint=f"Use --opset {DEFAULT_OPSET} (the default) or higher.")
+    if files.params_file is None:
+        raise ExportError(f"{files.folder} keeps one file per parameter; paddle2onnx reads a combined params file",
+                          hint="Export it with `zoo export MODEL --target inference` first, then export that folder.")
+    argv = [sys.executable, "-c", "from paddle2onnx.command import main; main()",
+            "--model_dir", str(files.folder), "--model_filename", files.model_file.name,
+            "--params_filename", files.params_file.name, "--save_file", str(out_file),
+            "--opset_version", str(opset), "--enable_onnx_checker", "True", "--enable_auto_update_opset", "False",
+            "--deploy_backend", "onnxruntime"]
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                              timeout=CONVERT_TIMEOUT_S, cwd=str(out_file.parent))
+    except subprocess.TimeoutExpired as exc:
+        raise ConverterError(f"paddle2onnx ran past {CONVERT_TIMEOUT_S} s on {files.folder}") from exc
+    output = proc.stdout or ""
+    unsupported = parse_unsupported(output)
+    version = versions().get("paddle2onnx", "?")
+    if unsupported:
+        raise ConverterError(f"paddle2onnx {version} does not support {len(unsupported)} op type(s) of this model: "
+                             f"{', '.join(unsupported)}",
+                             hint="These ops have no ONNX converter; change the model to avoid them, or deploy it "
+                                  "with --target inference.")
+    if proc.returncode != 0 or not out_file.is_file():
+        status = (f"crashed ({signal.Signals(-proc.returncode).name})" if proc.returncode < 0
+                  else f"failed (exit status {proc.returncode})" if proc.returncode else "wrote no file")
+        raise ConverterError(f"paddle2onnx {version} {status} converting {files.folder}\n" + _tail(output))
+    return out_file
+
+
+def onnx_ops(path: Path) -> Dict[str, int]:
+    """Counts of the ONNX op types in a model file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts: Dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class OnnxConversion:
+    """One ONNX file and how it was made."""
+
+    path: Path
+    precision: str
+    rewritten_legacy: bool
+    ops: Dict[str, int]
+
+
+def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: int = DEFAULT_OPSET,
+                info: Optional[ProgramInfo] = None) -> OnnxConversion:
+    """Convert `files` to `out_file`; a legacy fake-quant program is rewritten under `workdir` first."""
+    info = info if info is not None else read_program(files)
+    rewritten = is_legacy_quant(info)
+    convert_from = legacy_to_qdq(files, workdir / f"{out_file.stem}-qdq") if rewritten else files
+    path = paddle_to_onnx(convert_from, out_file, opset)
+    ops = onnx_ops(path)
+    if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):
+        raise ExportError(f"{out_file.name}: the source is INT8 but the ONNX file holds no QuantizeLinear/"
+                          "DequantizeLinear node", hint="The converter dropped the quantization; report the model.")
+    return OnnxConversion(out_file, info.precision, rewritten, ops)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runtimes
+
+
+class OnnxSession:
+    """An ONNX model loaded by ONNX Runtime or OpenVINO (CPU): a list of inputs in, a list of outputs out."""
+
+    def __init__(self, path: Path, runtime: str = "onnxruntime", threads: int = 1, fp32_precision: bool = True) -> None:
+        if runtime not in ONNX_RUNTIMES:
+            raise ExportError(f"unknown ONNX runtime {runtime!r}", hint=f"Use one of {', '.join(ONNX_RUNTIMES)}.")
+        require(runtime)
+        self.runtime = runtime
+        try:
+            if runtime == "onnxruntime":
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self.input_names = [i.name for i in self._session.get_inputs()]
+            else:
+                import openvino as ov
+
+                core = ov.Core()
+                config: Dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+                if fp32_precision:
+                    # OpenVINO runs FP32 models in bf16 on CPUs that have it unless told otherwise
+                    config["INFERENCE_PRECISION_HINT"] = "f32"
+                self._compiled = core.compile_model(str(path), "CPU", config)
+                self._request = self._compiled.create_infer_request()
+                self.input_names = [p.any_name for p in self._compiled.inputs]
+        except ZooError:
+            raise
+        except Exception as exc:  # both runtimes raise their own exception types from C++
+            raise ModelError(f"{runtime} cannot load {path}: {str(exc).strip().splitlines()[0][:300]}") from exc
+
+    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Run one batch; inputs in the model's input order."""
+        if len(inputs) != len(self.input_names):
+            raise ModelError(f"the model takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}")
+        feed = {n: np.ascontiguousarray(a) for n, a in zip(self.input_names, inputs)}
+        try:
+            if self.runtime == "onnxruntime":
+                return [np.asarray(o) for o in self._session.run(None, feed)]
+            result = self._request.infer(feed)
+            return [np.array(result[o], copy=True) for o in self._compiled.outputs]
+        except Exception as exc:
+            shapes = {k: tuple(v.shape) for k, v in feed.items()}
+            raise ModelError(f"{self.runtime} rejected inputs of shape {shapes}: "
+                             f"{str(exc).strip().splitlines()[0][:300]}") from exc
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a scratch folder, ignoring what is already gone."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def quiet_env() -> Dict[str, str]:
+    """Environment for subprocesses that load the ONNX runtimes: no telemetry, no glog chatter."""
+    return {**os.environ, "GLOG_minloglevel": "2", "OPENVINO_TELEMETRY_DISABLE": "1"}

@@ -1,0 +1,129 @@
+"""ONNX export: the legacy fake-quant rewrite, paddle2onnx in a subprocess, ONNX Runtime vs Paddle Inference."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.deploy.export import export_model
+from zoo.deploy.onnx import OnnxSession, export_onnx, is_legacy_quant, legacy_to_qdq, onnx_ops, parse_unsupported
+from zoo.deploy.program import read_program
+from zoo.deploy.validate import compare_int8, paddle_outputs, validate_onnx
+from zoo.errors import ConverterError, UsageError, ValidationError
+from zoo.modelfiles import find_model_files
+
+from .deploy_models import calibration, fp32_model, int8_model, leftovers, reproduce_folder, unsupported_model
+
+
+@pytest.fixture(scope="session")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fp32_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return int8_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def rewritten(int8: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return legacy_to_qdq(find_model_files(int8), tmp_path_factory.mktemp("qdq")).folder
+
+
+def test_legacy_rewrite_keeps_outputs(int8: Path, rewritten: Path) -> None:
+    source, converted = find_model_files(int8), find_model_files(rewritten)
+    assert is_legacy_quant(read_program(source))
+    info = read_program(converted)
+    assert not is_legacy_quant(info)
+    assert {"quantize_linear", "dequantize_linear"} <= set(info.op_types)
+    assert info.quantized == read_program(source).quantized  # the same ops stay INT8
+    x = calibration(16)
+    before, after = paddle_outputs(source, [x])[0], paddle_outputs(converted, [x])[0]
+    # same scales, computed in real units instead of integer units: equal up to float rounding
+    assert np.abs(before - after).max() <= 1e-4 * np.abs(before).max()
+    assert (before.argmax(1) == after.argmax(1)).all()
+
+
+def test_paddle2onnx_refuses_legacy_format_but_reads_rewrite(int8: Path, rewritten: Path, tmp_path: Path) -> None:
+    from zoo.deploy.onnx import paddle_to_onnx
+
+    with pytest.raises(ConverterError) as err:
+        paddle_to_onnx(find_model_files(int8), tmp_path / "legacy.onnx")
+    assert "fake_quantize_range_abs_max" in err.value.message
+    path = paddle_to_onnx(find_model_files(rewritten), tmp_path / "qdq.onnx")
+    ops = onnx_ops(path)
+    assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+
+
+def test_fp32_export_matches_paddle(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "onnx"
+    result = export_model(str(fp32), "onnx", out=out)
+    (art,) = result.artifacts
+    assert art.path == (out / "model.fp32.onnx").resolve() and art.validation["passed"]
+    assert art.validation["max_rel_error"] < 1e-4
+    x = calibration(4)
+    got = OnnxSession(art.path, "onnxruntime").run([x])[0]
+    want = paddle_outputs(find_model_files(fp32), [x])[0]
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
+    ov = OnnxSession(art.path, "openvino").run([x])[0]
+    assert np.allclose(ov, want, rtol=1e-3, atol=1e-4)
+    meta = json.loads((out / "zoo_export.json").read_text())
+    assert meta["format"] == "onnx" and meta["opset"] == 13 and meta["toolchain"]["paddle2onnx"].startswith("1.3")
+    assert not leftovers(tmp_path)
+
+
+def test_int8_export_is_qdq_and_agrees(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    repro = reproduce_folder(tmp_path_factory)
+    result = export_model(str(repro), "onnx", out=tmp_path / "o", inputs_path=None)
+    by_precision = {a.precision: a for a in result.artifacts}
+    assert set(by_precision) == {"int8", "fp32"}
+    int8_art = by_precision["int8"]
+    assert int8_art.validation["passed"] and "rewritten" in int8_art.validation
+    assert int8_art.validation["onnx_ops"]["QuantizeLinear"] > 0
+    assert int8_art.validation["onnxruntime"]["top1_agreement"] >= 0.6
+    assert by_precision["fp32"].validation["max_rel_error"] < 1e-4
+
+
+def test_quantize_linear_format_converts_without_rewrite(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    src = find_model_files(int8_model(tmp_path_factory, onnx_format=True))
+    conversion = export_onnx(src, tmp_path / "m.onnx", tmp_path / "work")
+    assert not conversion.rewritten_legacy and conversion.ops.get("DequantizeLinear", 0) > 0
+    x = calibration(32)
+    check = validate_onnx(src, conversion.path, [x], int8=True, real=False)
+    assert check.passed and check.extra["onnxruntime"]["top1_agreement"] >= 0.6
+
+
+def test_wrong_model_fails_validation(tmp_path_factory: pytest.TempPathFactory, fp32: Path, tmp_path: Path) -> None:
+    other = find_model_files(fp32_model(tmp_path_factory, name="fp32-other", seed=7))
+    conversion = export_onnx(other, tmp_path / "other.onnx", tmp_path / "work")
+    x = calibration(16)
+    with pytest.raises(ValidationError) as err:
+        validate_onnx(find_model_files(fp32), conversion.path, [x], int8=False, real=False)
+    assert "differs from Paddle Inference" in err.value.message
+    # the INT8 limits refuse it too: a wrong model is not "close enough" for INT8
+    ref = paddle_outputs(find_model_files(fp32), [x])
+    shuffled = [ref[0][:, ::-1].copy()]
+    assert not compare_int8(ref, shuffled, real=True)["passed"]
+    assert compare_int8(ref, [ref[0] * 1.01], real=True)["passed"]
+
+
+def test_unsupported_ops_are_named(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    with pytest.raises(ConverterError) as err:
+        export_model(str(unsupported_model(tmp_path_factory)), "onnx", out=tmp_path / "o")
+    assert "determinant" in err.value.message and "does not support" in err.value.message
+    assert not (tmp_path / "o").exists() and not leftovers(tmp_path)
+
+
+def test_parse_unsupported() -> None:
+    text = "[Paddle2ONNX] Oops, there are some operators not supported yet, including fake_a,fake_b,\n[ERROR] x"
+    assert parse_unsupported(text) == ["fake_a", "fake_b"]
+
+
+def test_opset_checked_before_work(fp32: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        export_model(str(fp32), "onnx", out=tmp_path / "o", opset=9)
+    with pytest.raises(UsageError):
+        export_model(str(fp32), "inference", out=tmp_path / "o", opset=13)
+    assert not (tmp_path / "o").exists()
