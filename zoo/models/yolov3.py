@@ -20,7 +20,7 @@ import difflib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -68,7 +68,7 @@ class YoloBlock(nn.Layer):
         self.route = ConvBN(2 * channel, channel, 1, act="leaky")
         self.tip = ConvBN(channel, 2 * channel, 3, act="leaky")
 
-    def forward(self, x: paddle.Tensor):
+    def forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
         for conv in self.convs:
             x = conv(x)
         route = self.route(x)
@@ -138,7 +138,7 @@ class YOLOv3(nn.Layer):
 
 @paddle.jit.not_to_static
 def yolo_boxes(network: YOLOv3, outputs: Sequence[paddle.Tensor], im_size: paddle.Tensor,
-               conf_thresh: float = LEGACY_NMS.score_threshold):
+               conf_thresh: float = LEGACY_NMS.score_threshold) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """0.x `get_prediction` up to the NMS: boxes [N, M, 4] in original pixels and scores [N, C, M]."""
     boxes, scores = [], []
     for i, out in enumerate(outputs):
@@ -236,10 +236,13 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
     was_training = network.training
     network.eval()
     try:
-        spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", name="image"),
-                paddle.static.InputSpec([None, 2], "int32", name="im_size")]
+        image, im_size = LEGACY_FEEDS
+        spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", name=image),
+                paddle.static.InputSpec([None, 2], "int32", name=im_size)]
+        wrapper = _LegacyInference(network, conf_thresh, nms)
+        wrapper.eval()
         with silenced():
-            paddle.jit.save(_LegacyInference(network, conf_thresh, nms), str(staging / "inference"), input_spec=spec)
+            paddle.jit.save(wrapper, str(staging / "inference"), input_spec=spec)
         for name in ("inference.pdmodel", "inference.pdiparams"):
             if not (staging / name).is_file():
                 raise ModelError(f"paddle.jit.save did not write {name}")
@@ -282,11 +285,11 @@ def load_legacy_weights(network: YOLOv3, source: Union[Path, str, Mapping[str, n
     """
     from zoo.models.weights import persistables_root, read_lod_tensor
 
+    if backbone is not None and backbone not in BACKBONES:
+        raise ModelError(f"unknown YOLOv3 backbone {backbone!r}", hint=f"Known: {', '.join(BACKBONES)}.")
     if backbone is not None and backbone != network.backbone_name:
         raise ModelError(f"the network has a {network.backbone_name} backbone, the weights are for {backbone}",
                          hint=f"Build YOLOv3(backbone={backbone!r}) for these weights.")
-    if backbone is not None and backbone not in BACKBONES:
-        raise ModelError(f"unknown YOLOv3 backbone {backbone!r}", hint=f"Known: {', '.join(BACKBONES)}.")
     name_map = network.static_name_map()
     own = network.state_dict()
     if set(own) != set(name_map):  # a network edited without its map: a bug, not bad input
