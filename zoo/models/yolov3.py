@@ -182,7 +182,7 @@ def decode_legacy(network: YOLOv3, outputs: Sequence[paddle.Tensor], im_size: Un
     if not isinstance(im_size, paddle.Tensor):
         im_size = paddle.to_tensor(np.asarray(im_size, dtype="int32"))
     boxes, scores = yolo_boxes(network, outputs, im_size, conf_thresh)
-    # multiclass_nms3 has v1's kernel and returns the per-image counts a dygraph tensor cannot carry as LoD
+    # multiclass_nms3 runs v1's algorithm and also returns the per-image counts, which a dygraph tensor cannot carry as LoD
     out, _, counts = paddle._C_ops.multiclass_nms3(
         boxes, scores, None, nms.score_threshold, nms.nms_top_k, nms.keep_top_k, nms.nms_threshold,
         nms.normalized, nms.nms_eta, nms.background_label)
