@@ -68,6 +68,15 @@ def summary(recipe: Recipe) -> Dict[str, Any]:
     }
 
 
+# what a reader of a task's table needs to know to measure its numbers again
+_TASK_NOTES = {
+    Task.detection: "One model serves every input size. `zoo eval NAME --data COCO_DIR` scores an entry at "
+                    "each published size as PaddleDetection 0.x did (square cv2 bicubic resize, "
+                    "the legacy `image` + `im_size` contract, COCO json with width/height + 1, pycocotools "
+                    "COCOeval bbox) and compares each size with its row; see the README, \"Detection: COCO box AP\".",
+}
+
+
 def render_model_zoo(recipes: List[Recipe]) -> str:
     """MODEL_ZOO.md: the registry as markdown tables (generated; do not edit by hand)."""
     out = [
@@ -86,7 +95,7 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
         chosen = [r for r in recipes if r.task is task]
         if not chosen:
             continue
-        out += [f"## {title}", "",
+        out += [f"## {title}", ""] + ([_TASK_NOTES[task], ""] if task in _TASK_NOTES else []) + [
                 "| name | strategy | arch | INT8 | FP32 | drop | preprocessing | default artifact | source |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in chosen:
