@@ -1,7 +1,11 @@
 """`zoo bench`: latency (p50/p90), throughput, peak memory and file size, FP32 and INT8 side by side.
 
 Each measurement runs in its own process (Paddle Inference: deploy/paddle_worker.py in this
-environment; Paddle Lite x86: deploy/lite_worker.py in the x86 toolchain) so its peak RSS is its own.
+environment; Paddle Lite x86: deploy/lite_worker.py in the x86 toolchain; ONNX Runtime and OpenVINO:
+deploy/onnx_worker.py on the ONNX file `zoo export --target onnx` writes) so its peak RSS is its own.
+Every INT8 path is checked against Paddle's fake-quant graph on the bench inputs (and scored on
+`data` when given); the fastest INT8 path that passes is named with its speed-up over Paddle
+Inference FP32.
 On CPU, Paddle Inference runs INT8 models through oneDNN's INT8 kernels; the optimized program is
 inspected to say whether they were really used. On a GPU (`device="gpu:N"`) it runs Paddle Inference's
 GPU kernels, or TensorRT with `tensorrt=True`; each row's backend names the device it ran on.
@@ -9,6 +13,7 @@ GPU kernels, or TensorRT with `tensorrt=True`; each row's backend names the devi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +32,8 @@ from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import ExportError, UsageError
 from zoo.modelfiles import ModelFiles
 
-BACKENDS = ("paddle", "lite", "all")
+BACKENDS = ("paddle", "lite", "onnxruntime", "openvino", "all")
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 @dataclass
@@ -43,6 +49,9 @@ class BenchRow:
     file_size: Optional[int] = None
     kernels: Optional[Dict[str, Any]] = None
     note: Optional[str] = None
+    runtime: Optional[str] = None  # the zoo.deploy.runtimes name of what ran (scores it with `zoo eval --runtime`)
+    check: Optional[Dict[str, Any]] = None  # INT8: agreement with Paddle's fake-quant graph (bench inputs, data)
+    top1: Optional[float] = None  # on `data`, when given
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -58,6 +67,9 @@ class BenchResult:
     device: str = "cpu"
     rows: List[BenchRow] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    data: Optional[str] = None
+    reference_top1: Optional[float] = None  # Paddle's fake-quant INT8 graph on `data`
+    fastest: Optional[Dict[str, Any]] = None
 
     def as_dict(self) -> Dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "rows"}
@@ -133,10 +145,19 @@ def _variants(source: Source, info: ProgramInfo) -> List[tuple]:
 
 def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: int = 1, warmup: int = 5,
                 repeat: int = 50, device: DeviceLike = "cpu", tensorrt: bool = False,
-                opt_bin: Optional[Path] = None) -> BenchResult:
-    """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N")."""
+                opt_bin: Optional[Path] = None, data: Optional[Path] = None,
+                max_samples: Optional[int] = None) -> BenchResult:
+    """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N").
+
+    `data` (an ImageNet-layout folder) scores every INT8 path's top-1 and its agreement with Paddle's
+    fake-quant graph; `max_samples` scores an evenly spaced subsample.
+    """
     if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}", hint="Use --backend paddle, lite or all.")
+        raise UsageError(f"unknown backend {backend!r}", hint=f"Use --backend {', '.join(BACKENDS[:-1])} or all.")
+    if data is not None and not Path(data).expanduser().is_dir():
+        raise UsageError(f"--data {data} is not a folder", hint="Pass an ImageNet-layout folder (val/<class>/ or val_list.txt).")
+    if target_is_gpu_onnx(backend, device):
+        raise UsageError(f"--backend {backend} runs on the CPU here", hint="Drop --device, or use --backend paddle.")
     target = require_device(device)
     if target.is_gpu:
         target = Device("gpu", target.gpu_id())  # the rows name the GPU that really ran
@@ -172,6 +193,7 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
                                device=target, tensorrt=tensorrt)
             _stats(row, raw, batch)
             row.kernels = raw.get("kernels")
+            row.runtime = None if target.is_gpu else ("paddle-int8" if prog.is_int8 else None)
             if prog.is_int8 and not target.is_gpu:
                 used = (row.kernels or {}).get("onednn_int8_ops", 0)
                 row.note = (f"oneDNN INT8 kernels used ({used} ops)" if used else
@@ -179,8 +201,169 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
             result.rows.append(row)
     if backend in ("lite", "all"):
         _bench_lite(programs, inputs, warmup, repeat, batch, opt_bin, result)
+    with tempfile.TemporaryDirectory(prefix="zoo-onnx-bench-") as tmp:
+        if backend in ONNX_BACKENDS or backend == "all":
+            runtimes = ONNX_BACKENDS if backend == "all" else (backend,)
+            _bench_onnx(programs, inputs, runtimes, threads, warmup, repeat, batch, Path(tmp), result)
+        if not target.is_gpu:
+            _check_int8(programs, inputs, threads, source, data, max_samples, Path(tmp), result)
     _compare(result)
+    _fastest(result)
     return result
+
+
+def target_is_gpu_onnx(backend: str, device: DeviceLike) -> bool:
+    """ONNX Runtime and OpenVINO run on the CPU here: a GPU device with them alone is a usage error."""
+    return backend in ONNX_BACKENDS and require_device(device).is_gpu
+
+
+def onnx_label(runtime: str) -> str:
+    """The backend column of an ONNX row."""
+    return f"{runtime}-cpu"
+
+
+def bench_onnx(onnx_file: Path, inputs: Sequence[np.ndarray], runtime: str, *, threads: int, warmup: int,
+               repeat: int) -> Dict[str, Any]:
+    """Run deploy/onnx_worker.py on `onnx_file`; its JSON result."""
+    from zoo.deploy.paddle_worker import MARKER
+
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        src = Path(tmp) / "inputs.npz"
+        _save_inputs(inputs, src)
+        argv = [sys.executable, "-m", "zoo.deploy.onnx_worker", "--runtime", runtime, "--model", str(onnx_file),
+                "--inputs", str(src), "--threads", str(threads), "--warmup", str(warmup), "--repeat", str(repeat)]
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=3600,
+                              env={**os.environ, "OPENVINO_TELEMETRY_DISABLE": "1"})
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):])
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
+    raise ExportError(f"{runtime} benchmark of {onnx_file.name} failed (exit status {proc.returncode})\n{tail}")
+
+
+def _bench_onnx(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], runtimes: Sequence[str], threads: int,
+                warmup: int, repeat: int, batch: int, workdir: Path, result: BenchResult) -> None:
+    """Export each variant to ONNX once, then time it with each runtime."""
+    from zoo.deploy.onnx import export_onnx
+
+    for name, (files, prog) in programs.items():
+        try:
+            conversion = export_onnx(files, workdir / f"{name}.onnx", workdir / f"{name}-work", info=prog)
+        except ExportError as exc:
+            for runtime in runtimes:
+                result.rows.append(BenchRow(variant=name, backend=onnx_label(runtime), runtime=runtime,
+                                            note=f"not run: the ONNX export failed: {exc.message.splitlines()[0]}"))
+            continue
+        for runtime in runtimes:
+            row = BenchRow(variant=name, backend=onnx_label(runtime), runtime=runtime,
+                           file_size=conversion.path.stat().st_size)
+            _stats(row, bench_onnx(conversion.path, inputs, runtime, threads=threads, warmup=warmup, repeat=repeat),
+                   batch)
+            if prog.is_int8:
+                row.note = "QDQ ONNX" + (" (legacy fake-quant rewritten as quantize_linear, same scales)"
+                                         if conversion.rewritten_legacy else "")
+            result.rows.append(row)
+
+
+def _check_int8(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], threads: int, source: Source,
+                data: Optional[Path], max_samples: Optional[int], workdir: Path, result: BenchResult) -> None:
+    """Each timed INT8 path against Paddle's fake-quant graph: on the bench inputs, and scored on `data`."""
+    from zoo.deploy.runtimes import open_runtime
+    from zoo.deploy.validate import compare_int8
+
+    rows = [r for r in result.rows if r.variant == "int8" and r.p50_ms is not None and r.runtime]
+    if "int8" not in programs or not rows:
+        return
+    files = programs["int8"][0]
+    reference = open_runtime("paddle", files, workdir / "ref", threads=threads)
+    expected = reference.run(list(inputs))
+    batches = _data_batches(source, data, max_samples) if data is not None else None
+    if batches is not None:
+        result.data = str(data)
+        result.reference_top1, ref_top1 = _score(reference, batches)
+    runners: Dict[str, Any] = {}
+    for row in rows:
+        runner = runners.get(row.runtime) or open_runtime(row.runtime, files, workdir / f"check-{row.runtime}",  # type: ignore[arg-type]
+                                                          threads=threads)
+        runners[row.runtime] = runner  # type: ignore[index]
+        row.check = {"bench_inputs": compare_int8(expected, runner.run(list(inputs)), real=False)}
+        if batches is not None:
+            row.top1, top1 = _score(runner, batches)
+            agree = float((top1 == ref_top1).mean()) if len(top1) else None
+            from zoo.deploy.validate import INT8_MIN_AGREEMENT_REAL
+
+            row.check["data"] = {"top1": row.top1, "top1_agreement": agree, "min_agreement": INT8_MIN_AGREEMENT_REAL,
+                                 "passed": agree is not None and agree >= INT8_MIN_AGREEMENT_REAL}
+
+
+def _data_batches(source: Source, data: Path, max_samples: Optional[int]) -> List[tuple]:
+    """The preprocessed val images of `data` (the source's preprocessing, else the ImageNet default), in memory."""
+    from zoo.data.imagenet import ImageListDataset, iterate_batches
+    from zoo.data.transforms import DEFAULT_PREPROCESS, eval_transform
+    from zoo.schema import Preprocess
+
+    pre = Preprocess.model_validate(source.preprocess) if source.preprocess else DEFAULT_PREPROCESS
+    size = source.input_size or pre.crop
+    dataset = ImageListDataset(Path(data).expanduser(), "val", eval_transform(pre, size), max_samples)
+    return list(iterate_batches(dataset, 32, 2))
+
+
+def _score(runner: Any, batches: Sequence[tuple]) -> tuple:
+    """(top-1 % on the labelled batches, the predicted classes)."""
+    predicted = []
+    labels = []
+    for images, y in batches:
+        scores = np.asarray(runner.run([np.ascontiguousarray(images, dtype=np.float32)])[0])
+        predicted.append(scores.reshape(len(scores), -1).argmax(axis=1))
+        labels.append(np.asarray(y).reshape(-1))
+    pred, lab = np.concatenate(predicted), np.concatenate(labels)
+    return round(100.0 * float((pred == lab).mean()), 2), pred
+
+
+def _fastest(result: BenchResult) -> None:
+    """The fastest INT8 path that agrees with Paddle's fake-quant graph, against Paddle Inference FP32."""
+    def passed(row: BenchRow) -> bool:
+        checks = row.check or {}
+        return bool(checks) and all(c.get("passed") for c in checks.values())
+
+    int8 = [r for r in result.rows if r.variant == "int8" and r.p50_ms is not None]
+    valid = [r for r in int8 if passed(r)]
+    wrong = [r.backend for r in int8 if r.check and not passed(r)]
+    base = next((r for r in result.rows if r.variant == "fp32" and r.p50_ms is not None
+                 and r.backend.startswith("paddle-")), None)
+    if not valid:
+        if int8:
+            result.notes.append("fastest INT8 path: none passed the check against Paddle's fake-quant graph"
+                                + (f" ({', '.join(wrong)} failed)" if wrong else ""))
+        return
+    best = min(valid, key=lambda r: r.p50_ms)  # type: ignore[arg-type,return-value]
+    fastest: Dict[str, Any] = {"backend": best.backend, "runtime": best.runtime, "p50_ms": best.p50_ms}
+    text = f"fastest INT8 path: {best.backend}, p50 {best.p50_ms:.3f} ms"
+    if base is not None:
+        fastest.update(baseline=base.backend, baseline_p50_ms=base.p50_ms,
+                       speedup=round(base.p50_ms / best.p50_ms, 3))  # type: ignore[operator]
+        text += f", {fastest['speedup']:.2f}x Paddle Inference FP32 ({base.backend}, p50 {base.p50_ms:.3f} ms) on this CPU"
+    else:
+        text += " (Paddle Inference FP32 not run: add --backend all for the speed-up)"
+    data_check = (best.check or {}).get("data")
+    if data_check:
+        fastest.update(top1=best.top1, top1_agreement=data_check["top1_agreement"])
+        text += (f"; top-1 {best.top1:.2f}% on {result.data} (Paddle fake-quant: {result.reference_top1:.2f}%, "
+                 f"agreement {data_check['top1_agreement']:.1%})")
+    else:
+        agreement = (best.check or {}).get("bench_inputs", {}).get("top1_agreement")
+        text += ("; accuracy not measured (pass --data DIR)" +
+                 (f", top-1 agreement with the fake-quant graph on the bench inputs {agreement:.0%}"
+                  if agreement is not None else ""))
+    if wrong:
+        text += f"; left out, disagreeing with the fake-quant graph: {', '.join(wrong)}"
+    fp32 = [r for r in result.rows if r.variant == "fp32" and r.p50_ms is not None]
+    quickest = min(fp32, key=lambda r: r.p50_ms) if fp32 else None  # type: ignore[arg-type,return-value]
+    if quickest is not None and quickest.p50_ms < best.p50_ms:  # type: ignore[operator]
+        fastest["faster_fp32"] = {"backend": quickest.backend, "p50_ms": quickest.p50_ms}
+        text += f"; FP32 on {quickest.backend} is faster still (p50 {quickest.p50_ms:.3f} ms)"
+    result.fastest = fastest
+    result.notes.append(text)
 
 
 def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup: int, repeat: int, batch: int,

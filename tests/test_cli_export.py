@@ -106,6 +106,16 @@ def test_bench_table_and_json(int8: Path) -> None:
     assert data["batch"] == 2 and row["variant"] == "int8"
 
 
+def test_bench_onnx_backends_and_fastest_line(int8: Path) -> None:
+    result = runner.invoke(app, ["bench", str(int8), "--backend", "openvino", "--repeat", "3", "--warmup", "1",
+                                 "--threads", "2"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "openvino-cpu" in result.stdout and "vs fake-quant" in result.stdout
+    assert "fastest INT8 path: openvino-cpu" in result.stdout and "accuracy not measured" in result.stdout
+    result = runner.invoke(app, ["bench", str(int8), "--backend", "onnx"], env=WIDE)
+    _clean_failure(result, "unknown backend", code=2)
+
+
 def test_real_process_stays_quiet(fp32: Path, tmp_path: Path) -> None:
     """As a real process: no GLOG or converter chatter reaches the terminal."""
     zoo = Path(sys.executable).with_name("zoo")

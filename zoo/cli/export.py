@@ -94,7 +94,7 @@ def export_cmd(
 @handle_errors
 def bench_cmd(
     model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
-    backend: str = typer.Option("paddle", "--backend", "-b", help="paddle (Paddle Inference, oneDNN on CPU) | lite (Paddle Lite x86, FP32 only) | all"),
+    backend: str = typer.Option("paddle", "--backend", "-b", help="paddle (Paddle Inference, oneDNN on CPU) | lite (Paddle Lite x86, FP32 only) | onnxruntime | openvino (the ONNX export, CPU) | all"),
     threads: int = typer.Option(1, "--threads", help="CPU threads (Paddle Inference)."),
     batch: int = typer.Option(1, "--batch", help="Batch size."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed runs first."),
@@ -102,32 +102,54 @@ def bench_cmd(
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where Paddle Inference runs."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="On --device gpu: TensorRT (INT8 for quantized models)."),
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="Converter for the Lite x86 run."),
+    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout folder: score each INT8 path's top-1 (val split) and its agreement with Paddle's fake-quant graph."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="With --data: score an evenly spaced subsample of N images."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side."""
+    """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side, the fastest INT8 path named."""
     from zoo.deploy.bench import bench_model
     from zoo.device import parse_device
 
     target = parse_device(device)  # a misspelt device is refused before any model is resolved or run
 
     result = bench_model(model, backend=backend.lower(), threads=threads, batch=batch, warmup=warmup,
-                         repeat=repeat, device=target, tensorrt=tensorrt, opt_bin=opt_bin)
+                         repeat=repeat, device=target, tensorrt=tensorrt, opt_bin=opt_bin, data=data,
+                         max_samples=max_samples)
     if as_json:
         print_json(result.as_dict())
         return
     table = Table(title=f"zoo bench {model} ({result.device}, batch {batch}, threads {threads}, {repeat} runs)")
-    for col in ("variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"):
+    checked = any(r.check for r in result.rows)
+    columns = ["variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"] + (["vs fake-quant"] if checked else [])
+    for col in columns:
         table.add_column(col, overflow="fold", no_wrap=(col == "backend"))
     for r in result.rows:
-        table.add_row(r.variant, r.backend, _num(r.p50_ms), _num(r.p90_ms), _num(r.throughput, "{:.1f}"),
-                      _num(r.peak_rss_mb, "{:.0f} MB"), _size(r.file_size))
+        cells = [r.variant, r.backend, _num(r.p50_ms), _num(r.p90_ms), _num(r.throughput, "{:.1f}"),
+                 _num(r.peak_rss_mb, "{:.0f} MB"), _size(r.file_size)]
+        if checked:
+            cells.append(_agreement(r.check))
+        table.add_row(*cells)
     console.print(table)
     console.print("peak RSS: the peak resident memory of the worker process, runtime included")
+    if checked:
+        console.print("vs fake-quant: top-1 agreement of each INT8 path with Paddle's fake-quant graph "
+                      + ("on --data (top-1 there in brackets)" if result.data else "on the bench inputs (random)"))
     for r in result.rows:
         if r.note:
             console.print(f"{r.variant} / {r.backend}: {r.note}")
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+def _agreement(check: Optional[dict]) -> str:
+    if not check:
+        return "–"
+    part = check.get("data") or check.get("bench_inputs") or {}
+    agree = part.get("top1_agreement")
+    text = "–" if agree is None else f"{agree:.1%}"
+    if "top1" in part:
+        text += f" ({part['top1']:.2f}%)"
+    return text + ("" if part.get("passed") else " FAIL")
 
 
 def register(app: typer.Typer) -> None:
