@@ -127,3 +127,38 @@ def test_opset_checked_before_work(fp32: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         export_model(str(fp32), "inference", out=tmp_path / "o", opset=13)
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_runtime_scores_each_runtime(int8: Path) -> None:
+    """`zoo eval --runtime`: the same images scored by Paddle's fake-quant graph and by each x86 runtime."""
+    from zoo.data.digits import materialize
+    from zoo.evaluate.run import EvalOptions, evaluate_target
+
+    opts = dict(data=materialize(), max_samples=48, input_size=32, batch_size=16, threads=1, num_workers=0)
+    scored = {rt: evaluate_target(str(int8), EvalOptions(runtime=rt, **opts))
+              for rt in ("paddle", "paddle-int8", "onnxruntime", "openvino")}
+    for rt, result in scored.items():
+        assert result["runtime"] == rt and result["images"] == 48 and 0.0 <= result["top1"] <= 100.0
+    # a tiny untrained model: the scores are meaningless, but the runtimes compute the same network,
+    # so they may differ by a few flipped images at most
+    assert abs(scored["onnxruntime"]["top1"] - scored["paddle"]["top1"]) <= 100.0 * 8 / 48
+    with pytest.raises(Exception) as err:
+        evaluate_target(str(int8), EvalOptions(runtime="lite", **opts))
+    assert "does not run INT8" in str(err.value)
+
+
+def test_eval_runtime_cli(fp32: Path) -> None:
+    from zoo.cli.main import app
+    from zoo.data.digits import materialize
+
+    from .conftest import RUNNER
+
+    args = ["eval", str(fp32), "--data", str(materialize()), "--input-size", "32", "--max-samples", "20"]
+    result = RUNNER.invoke(app, args + ["--runtime", "onnxruntime", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    plain = json.loads(RUNNER.invoke(app, args + ["--json"]).stdout)
+    assert data["runtime"] == "onnxruntime" and plain["runtime"] == "paddle"
+    assert data["top1"] == plain["top1"]  # FP32: the ONNX export computes the same scores
+    result = RUNNER.invoke(app, args + ["--runtime", "tvm"])
+    assert result.exit_code == 2 and "unknown --runtime" in result.output

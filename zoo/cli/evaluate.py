@@ -56,6 +56,8 @@ def eval_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per predictor call."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU math threads of the predictor."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the predictor runs."),
+    runtime: str = typer.Option("paddle", "--runtime", metavar="paddle|paddle-int8|onnxruntime|openvino|lite",
+                                help="Classification: the runtime that scores the model: Paddle Inference (plain kernels, an INT8 model's fake-quant graph), its oneDNN INT8 path, the ONNX export on ONNX Runtime or OpenVINO, or the Lite x86 .nb (FP32)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Image decoding threads (0: decode inline)."),
     artifact: Optional[Role] = typer.Option(None, "--artifact", help="Which artifact of an entry to score (default: the entry's default)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Evaluation input side (crop; resize for square-resize recipes)."),
@@ -82,6 +84,10 @@ def eval_cmd(
     from zoo.evaluate.run import EvalOptions, evaluate_target
 
     target = parse_device(device)  # a misspelt device is refused before anything is read or fetched
+    from zoo.deploy.runtimes import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown --runtime {runtime!r}", hint=f"Use one of {', '.join(RUNTIMES)}.")
     overrides = {
         "resize_short": resize_short,
         "crop": crop,
@@ -97,7 +103,7 @@ def eval_cmd(
             raise UsageError(f"unknown --task {task!r}", hint=f"Known tasks: {', '.join(task_names())}.")
     opts = EvalOptions(data=data, split=split, max_samples=max_samples, batch_size=batch_size, threads=threads, device=target,
                        input_size=input_size, role=artifact, mirror=mirror, num_workers=workers, overrides=overrides,
-                       task=task, sizes=_sizes(sizes, size))
+                       task=task, sizes=_sizes(sizes, size), runtime=runtime)
     show = not as_json and err_console.is_terminal
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -126,6 +132,8 @@ def _render(result: dict) -> None:
     console.print(f"[bold]{escape(str(result['model']))}[/]" + (f" ({result['artifact']} artifact)" if "artifact" in result else ""))
     shown = result["input_size"] if not isinstance(result["input_size"], list) else ", ".join(map(str, result["input_size"]))
     console.print(escape(f"  data      {result['data']} (split {result['split']}), {result['images']} images, input {shown}"))
+    if result.get("runtime", "paddle") != "paddle":
+        console.print(escape(f"  runtime   {result['runtime']}"))
     kind = "INT8" if result.get("artifact") == "quantized" else "FP32"
     headline = task.metrics[0]
     for row in task.rows(result):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
 from zoo.device import DeviceLike
 from zoo.errors import DataError, ModelError
-from zoo.modelfiles import ModelFiles
+from zoo.modelfiles import ModelFiles, find_model_files
 
 
 class TopK:
@@ -65,26 +65,41 @@ def check_labels(labels: np.ndarray, classes: int, origin: Optional[Callable[[in
 def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray, np.ndarray]], threads: int = 2,
              device: DeviceLike = "cpu",
              progress: Optional[Callable[[int], None]] = None,
-             origin: Optional[Callable[[int], str]] = None) -> Dict[str, float]:
+             origin: Optional[Callable[[int], str]] = None, runtime: str = "paddle") -> Dict[str, float]:
     """Score an inference model on (images, labels) batches: {"top1": %, "top5": %, "images": n}.
 
     The first output of the model is taken as the per-class scores (logits or softmax alike); the
     predictor runs on `device` ("cpu", "gpu", "gpu:N").
     `progress`, if given, is called with the number of images of each finished batch; `origin(label)`
     names where a label comes from (list file and line) when it is refused. Non-finite inputs or
-    outputs and labels outside the model's classes raise instead of being scored.
+    outputs and labels outside the model's classes raise instead of being scored. `runtime` other than
+    "paddle" scores the model on that runtime (zoo.deploy.runtimes: paddle-int8, onnxruntime, openvino, lite).
     """
+    if runtime != "paddle":
+        import tempfile
+
+        from zoo.deploy.runtimes import open_runtime
+
+        with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
+            files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
+            runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
+            return _score(runner.run, batches, progress, origin)
     from zoo.predictor import Predictor
     from zoo.quiet import silenced
 
     with silenced():
         predictor = Predictor(model, device=device, threads=threads)
+    return _score(predictor.run, batches, progress, origin)
+
+
+def _score(run: Callable[[List[np.ndarray]], List[np.ndarray]], batches: Iterable[Tuple[np.ndarray, np.ndarray]],
+           progress: Optional[Callable[[int], None]], origin: Optional[Callable[[int], str]]) -> Dict[str, float]:
     meter = TopK(5)
     for images, labels in batches:
         images = np.ascontiguousarray(images, dtype=np.float32)
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         check_finite_inputs(images, meter.images)
-        scores = np.asarray(predictor.run(images)[0])
+        scores = np.asarray(run([images])[0])
         scores = scores.reshape(scores.shape[0], -1)
         check_labels(labels, scores.shape[1], origin)
         if not np.isfinite(scores).all():

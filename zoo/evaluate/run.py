@@ -34,6 +34,7 @@ class EvalOptions:
     overrides: Dict[str, Any] = field(default_factory=dict)  # Preprocess fields given on the command line
     task: Optional[str] = None  # a model folder's task; None: detected from its program
     sizes: Optional[List[int]] = None  # input sides to score at; None: the task's default
+    runtime: str = "paddle"  # zoo.deploy.runtimes name: score on the runtime that will serve the model
 
 
 def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
@@ -149,8 +150,10 @@ def evaluate_target(target: str, opts: EvalOptions,
             if progress is not None:
                 progress(done, total)
 
+        if opts.runtime != "paddle" and task.name != "classification":
+            raise UsageError(f"--runtime {opts.runtime} scores classification models", hint="Drop --runtime.")
         score = ScoreOptions(batch_size=opts.batch_size, threads=opts.threads, device=device,
-                             num_workers=opts.num_workers, progress=tick)
+                             num_workers=opts.num_workers, progress=tick, runtime=opts.runtime)
         rows = [task.score(files, dataset, pre, size, score) for size in sizes]
     if recipe is not None:
         found = eval_deviations(recipe, RunFacts(eval_split=split, eval_images=len(dataset),
@@ -163,7 +166,7 @@ def evaluate_target(target: str, opts: EvalOptions,
                 row["published"] = published
                 row["comparison"] = compare_published(row, published, recipe.tolerance.eval, found)
     result.update(task.summarize(rows))
-    result.update(task=task.name, data=str(data), split=split, device=str(device))
+    result.update(task=task.name, data=str(data), split=split, device=str(device), runtime=opts.runtime)
     return result
 
 

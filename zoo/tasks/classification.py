@@ -106,7 +106,7 @@ class ClassificationTask(ModelTask):
 
         metrics: Dict[str, Any] = dict(evaluate(files, iterate_batches(dataset, opts.batch_size, opts.num_workers),
                                                 threads=opts.threads, device=opts.device, progress=opts.progress,
-                                                origin=dataset.origin_of_label))
+                                                origin=dataset.origin_of_label, runtime=opts.runtime))
         final = effective_preprocess(pre, size)
         metrics.update(input_size=final.crop or final.resize or final.resize_short,
                        preprocess=final.model_dump(mode="json"))
