@@ -145,6 +145,55 @@ def build_legacy_model(out_dir: Path, kind: str = "fp32", dcn: bool = False, sca
     return out_dir
 
 
+def build_v2_model(out_dir: Path, size: int = 608, num_classes: int = 80) -> Path:
+    """Write `out_dir/model.pdmodel` + `.pdiparams` with the 2.x contract (PaddleDetection 2.x export).
+
+    Feeds image + im_shape (resized H, W) + scale_factor (y, x); yolo_box on the original size
+    int32(im_shape / scale_factor); multiclass_nms3 with outputs `bbox` [N, 6] and `bbox_num` [B].
+    """
+    import paddle
+    from paddle.base.layer_helper import LayerHelper
+    from paddle.nn.initializer import Assign
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paddle.enable_static()
+    try:
+        main, startup = paddle.static.Program(), paddle.static.Program()
+        with paddle.static.program_guard(main, startup):
+            image = paddle.static.data("image", [-1, 3, size, size], "float32")
+            im_shape = paddle.static.data("im_shape", [-1, 2], "float32")
+            scale_factor = paddle.static.data("scale_factor", [-1, 2], "float32")
+            origin = paddle.cast(im_shape / scale_factor, "int32")
+            boxes, scores = [], []
+            for i, stride in enumerate(STRIDES):
+                weight, bias = _level_weights(stride, num_classes, True, strong=(stride == 32))
+                w = paddle.static.create_parameter(list(weight.shape), "float32", name=f"yolo_head.yolo_output.{i}.weight",
+                                                   default_initializer=Assign(weight))
+                b = paddle.static.create_parameter([len(bias)], "float32", name=f"yolo_head.yolo_output.{i}.bias",
+                                                   default_initializer=Assign(bias))
+                out = paddle.add(paddle.nn.functional.conv2d(image, w, stride=stride), paddle.reshape(b, [1, -1, 1, 1]))
+                mask_anchors = [v for m in MASKS[i] for v in ANCHORS[m]]
+                box, score = paddle.vision.ops.yolo_box(out, origin, mask_anchors, num_classes, 0.005, stride)
+                boxes.append(box)
+                scores.append(paddle.transpose(score, [0, 2, 1]))
+            helper = LayerHelper("multiclass_nms3")
+            bbox = helper.create_variable_for_type_inference("float32")
+            index = helper.create_variable_for_type_inference("int32")
+            bbox_num = helper.create_variable_for_type_inference("int32")
+            helper.append_op(type="multiclass_nms3",
+                             inputs={"BBoxes": paddle.concat(boxes, axis=1), "Scores": paddle.concat(scores, axis=2)},
+                             outputs={"Out": bbox, "Index": index, "NmsRoisNum": bbox_num},
+                             attrs={"background_label": -1, "score_threshold": 0.01, "nms_top_k": 1000,
+                                    "nms_threshold": 0.45, "keep_top_k": 100, "normalized": True, "nms_eta": 1.0})
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        exe.run(startup)
+        paddle.static.save_inference_model(str(out_dir / "model"), [image, im_shape, scale_factor], [bbox, bbox_num], exe,
+                                           program=main)
+    finally:
+        paddle.disable_static()
+    return out_dir
+
+
 def _identity_dcn(x):
     """A DCNv2 layer that passes its input through: zero offsets (from a zero conv), mask 1, centre tap 1."""
     import paddle
@@ -237,7 +286,10 @@ def legacy_tar(model_dir: Path, folder: str) -> bytes:
 
 def independent_box_ap(model_dir: Path, coco_root: Path, size: int, scale: bool = True, split: str = "val2017",
                        batch_size: int = 2, json_out: Optional[Path] = None) -> Dict[str, float]:
-    """Box AP / AP50 (percent) of a legacy model, computed without the zoo (PaddleDetection 0.x's way)."""
+    """Box AP / AP50 (percent) of a model folder computed without the zoo, the way PaddleDetection did it.
+
+    The contract is read from the feeds: 0.x (image + im_size) or 2.x (image + im_shape + scale_factor).
+    """
     import contextlib
 
     import cv2
@@ -254,9 +306,12 @@ def independent_box_ap(model_dir: Path, coco_root: Path, size: int, scale: bool 
     paddle.enable_static()
     try:
         exe = paddle.static.Executor(paddle.CPUPlace())
+        names = next(pair for pair in (("__model__", "__params__"), ("inference.pdmodel", "inference.pdiparams"),
+                                       ("model.pdmodel", "model.pdiparams")) if (model_dir / pair[0]).is_file())
         program, feeds, fetches = paddle.static.load_inference_model(
-            str(model_dir), exe, model_filename="__model__", params_filename="__params__")
+            str(model_dir), exe, model_filename=names[0], params_filename=names[1])
         program.global_block().var("image").desc.set_need_check_feed(False)  # 416/320 on a 608 declaration
+        v2 = "scale_factor" in feeds
         results = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
@@ -269,16 +324,24 @@ def independent_box_ap(model_dir: Path, coco_root: Path, size: int, scale: bool 
                     resized /= 255.0
                 inputs.append(((resized - mean) / std).transpose(2, 0, 1))
                 sizes.append((im["height"], im["width"]))
-            (out,) = exe.run(program, feed={"image": np.stack(inputs), "im_size": np.array(sizes, np.int32)},
-                             fetch_list=fetches, return_numpy=False)
-            rows = np.array(out)
-            if rows.shape == (1, 1):  # the whole batch has no box
-                continue
-            offsets = out.lod()[0]
+            if v2:  # 2.x: resized shape + per-axis scale; boxes counted per image by bbox_num; no +1
+                feed = {"image": np.stack(inputs), "im_shape": np.array([[size, size]] * len(batch), np.float32),
+                        "scale_factor": np.array([[size / h, size / w] for h, w in sizes], np.float32)}
+                rows, counts = exe.run(program, feed=feed, fetch_list=fetches)
+                offsets, plus = np.concatenate([[0], np.cumsum(counts)]).astype(int), 0.0
+            else:  # 0.x: original (H, W); boxes split by the LoD; [[-1]] when the batch has none; +1 sizes
+                (out,) = exe.run(program, feed={"image": np.stack(inputs), "im_size": np.array(sizes, np.int32)},
+                                 fetch_list=fetches, return_numpy=False)
+                rows, plus = np.array(out), 1.0
+                if rows.shape == (1, 1):
+                    continue
+                offsets = out.lod()[0]
             for k, im in enumerate(batch):
                 for label, score, x1, y1, x2, y2 in rows[offsets[k]:offsets[k + 1]]:
+                    if label < 0:
+                        continue
                     results.append({"image_id": im["id"], "category_id": clsid2catid[int(label)],
-                                    "bbox": [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)],
+                                    "bbox": [float(x1), float(y1), float(x2 - x1 + plus), float(y2 - y1 + plus)],
                                     "score": float(score)})
     finally:
         paddle.disable_static()
