@@ -217,10 +217,12 @@ def _export_lite(source: Source, info: ProgramInfo, arches: Sequence[str], stage
 
 def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional[int], user_inputs: bool,
                  inputs: list, validate: bool, data: Optional[Path], result: ExportResult) -> None:
-    """model.<precision>.onnx for the model and (for an INT8 one) its FP32 baseline, each run by ONNX Runtime."""
+    """model.<precision>.onnx for the model and (for an INT8 one) its FP32 baseline, each run by ONNX Runtime.
+
+    Without `opset` the default (13) is raised where an op needs a later one (hard_swish: 14).
+    """
     from zoo.deploy import onnx as onnx_export
 
-    opset = opset if opset is not None else onnx_export.DEFAULT_OPSET
     jobs: List[tuple] = [(source.primary, info)]
     if info.is_int8 and source.fp32 is not None and source.fp32 != source.primary:
         check_model(source.fp32)
@@ -235,11 +237,13 @@ def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional
                                 "--inputs FILE); random inputs sit outside the calibrated ranges")
     work = stage / ".work"
     made: List[Artifact] = []
+    opsets: List[int] = []
     for files, prog in jobs:
         name = f"model.{prog.precision}.onnx"
         conversion = onnx_export.export_onnx(files, stage / name, work, opset=opset, info=prog)
+        opsets.append(conversion.opset)
         art = Artifact(path=Path(name), target="onnx", precision=prog.precision, size=conversion.path.stat().st_size,
-                       converter=f"paddle2onnx {onnx_export.versions().get('paddle2onnx', '?')} (opset {opset})")
+                       converter=f"paddle2onnx {onnx_export.versions().get('paddle2onnx', '?')} (opset {conversion.opset})")
         if validate:
             check = validate_onnx(files, conversion.path, inputs, int8=prog.is_int8, real=kind != "random")
             check.extra["onnx_ops"] = {k: v for k, v in conversion.ops.items() if k in ("QuantizeLinear", "DequantizeLinear")}
@@ -254,7 +258,7 @@ def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional
             art.size_vs_fp32 = round(art.size / fp32, 4)
     result.artifacts.extend(made)
     write_metadata(stage, {
-        "format": "onnx", "opset": opset, "source": result.source, "recipe": source.recipe,
+        "format": "onnx", "opset": max(opsets), "source": result.source, "recipe": source.recipe,
         "preprocess": source.preprocess, "input_size": source.input_size, "toolchain": onnx_export.versions(),
         "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
         "artifacts": [a.as_dict() for a in made],

@@ -247,13 +247,21 @@ def parse_unsupported(output: str) -> List[str]:
     return found
 
 
-def _tail(text: str, lines: int = 6) -> str:
-    kept = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith(("---", "C++", "  ["))]
+_OPSET_RE = re.compile(r"operator: (\w+), requires opset_version >= (\d+)")
+
+
+def _reason(text: str, lines: int = 6) -> str:
+    """paddle2onnx's own account of a failure (its log lines), without the C++ stack that follows."""
+    kept = [ln.strip() for ln in text.splitlines() if ("[ERROR]" in ln or "Due to" in ln or "Please" in ln
+                                                       or "Oops" in ln or "Error" in ln) and "Traceback" not in ln]
     return "\n".join("  " + ln[:300] for ln in kept[-lines:])
 
 
-def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Run paddle2onnx on `files` in a subprocess; ConverterError naming the unsupported ops on failure."""
+def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET, auto_opset: bool = False) -> Path:
+    """Run paddle2onnx on `files` in a subprocess; ConverterError naming the unsupported ops on failure.
+
+    `auto_opset` lets paddle2onnx raise the opset when an op needs a later one (hard_swish needs 14).
+    """
     require("paddle2onnx")
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is below {MIN_OPSET}, the first with QuantizeLinear/DequantizeLinear",
@@ -264,7 +272,7 @@ def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET
     argv = [sys.executable, "-c", "from paddle2onnx.command import main; main()",
             "--model_dir", str(files.folder), "--model_filename", files.model_file.name,
             "--params_filename", files.params_file.name, "--save_file", str(out_file),
-            "--opset_version", str(opset), "--enable_onnx_checker", "True", "--enable_auto_update_opset", "False",
+            "--opset_version", str(opset), "--enable_onnx_checker", "True", "--enable_auto_update_opset", str(auto_opset),
             "--deploy_backend", "onnxruntime"]
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -279,11 +287,24 @@ def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET
                              f"{', '.join(unsupported)}",
                              hint="These ops have no ONNX converter; change the model to avoid them, or deploy it "
                                   "with --target inference.")
+    needs = _OPSET_RE.findall(output)
+    if needs and (proc.returncode != 0 or not out_file.is_file()):
+        wanted = max(int(n) for _, n in needs)
+        raise ConverterError(f"paddle2onnx {version}: {', '.join(sorted({op for op, _ in needs}))} needs opset {wanted} or "
+                             f"later, --opset {opset} was asked", hint=f"Pass --opset {wanted}, or leave --opset out.")
     if proc.returncode != 0 or not out_file.is_file():
         status = (f"crashed ({signal.Signals(-proc.returncode).name})" if proc.returncode < 0
                   else f"failed (exit status {proc.returncode})" if proc.returncode else "wrote no file")
-        raise ConverterError(f"paddle2onnx {version} {status} converting {files.folder}\n" + _tail(output))
+        raise ConverterError(f"paddle2onnx {version} {status} converting {files.folder}\n" + _reason(output))
     return out_file
+
+
+def onnx_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
 def onnx_ops(path: Path) -> Dict[str, int]:
@@ -305,20 +326,24 @@ class OnnxConversion:
     precision: str
     rewritten_legacy: bool
     ops: Dict[str, int]
+    opset: int
 
 
-def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: int = DEFAULT_OPSET,
+def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: Optional[int] = None,
                 info: Optional[ProgramInfo] = None) -> OnnxConversion:
-    """Convert `files` to `out_file`; a legacy fake-quant program is rewritten under `workdir` first."""
+    """Convert `files` to `out_file`; a legacy fake-quant program is rewritten under `workdir` first.
+
+    Without `opset`, the default (13) is raised where an op needs a later one; an explicit one is kept.
+    """
     info = info if info is not None else read_program(files)
     rewritten = is_legacy_quant(info)
     convert_from = legacy_to_qdq(files, workdir / f"{out_file.stem}-qdq") if rewritten else files
-    path = paddle_to_onnx(convert_from, out_file, opset)
+    path = paddle_to_onnx(convert_from, out_file, opset or DEFAULT_OPSET, auto_opset=opset is None)
     ops = onnx_ops(path)
     if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):
         raise ExportError(f"{out_file.name}: the source is INT8 but the ONNX file holds no QuantizeLinear/"
                           "DequantizeLinear node", hint="The converter dropped the quantization; report the model.")
-    return OnnxConversion(out_file, info.precision, rewritten, ops)
+    return OnnxConversion(out_file, info.precision, rewritten, ops, onnx_opset(path))
 
 
 # ---------------------------------------------------------------------------------------------------------------

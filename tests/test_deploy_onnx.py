@@ -162,3 +162,37 @@ def test_eval_runtime_cli(fp32: Path) -> None:
     assert data["top1"] == plain["top1"]  # FP32: the ONNX export computes the same scores
     result = RUNNER.invoke(app, args + ["--runtime", "tvm"])
     assert result.exit_code == 2 and "unknown --runtime" in result.output
+
+
+@pytest.fixture(scope="session")
+def hardswish(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import paddle
+    import paddle.nn as nn
+
+    from .deploy_models import SHAPE
+
+    class Net(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2D(3, 4, 3)
+            self.act = nn.Hardswish()
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.act(self.conv(x)).mean(axis=[2, 3])
+
+    out = tmp_path_factory.mktemp("hardswish")
+    paddle.seed(0)
+    net = Net()
+    net.eval()
+    paddle.jit.save(net, str(out / "inference"), input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
+    return out
+
+
+def test_default_opset_rises_for_ops_that_need_it(hardswish: Path, tmp_path: Path) -> None:
+    result = export_model(str(hardswish), "onnx", out=tmp_path / "auto")
+    assert json.loads((tmp_path / "auto" / "zoo_export.json").read_text())["opset"] == 14
+    assert "(opset 14)" in result.artifacts[0].converter and result.artifacts[0].validation["passed"]
+    with pytest.raises(ConverterError) as err:
+        export_model(str(hardswish), "onnx", out=tmp_path / "pinned", opset=13)
+    assert "hard_swish needs opset 14" in err.value.message and "--opset 14" in err.value.hint
+    assert not (tmp_path / "pinned").exists()
