@@ -31,10 +31,13 @@ MAX_OPSET = 19  # the newest paddle2onnx 1.3 writes
 CONVERT_TIMEOUT_S = 900
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
 
-# The legacy (frozen PTQ) format: activations quantized to integer values, weights stored as integers,
-# compute ops followed by a dequantize op that multiplies both scales back in.
-LEGACY_ACT_QUANT = ("fake_quantize_range_abs_max", "fake_quantize_moving_average_abs_max")
+# The legacy formats. Frozen PTQ: activations quantized to integer values, weights stored as integers,
+# compute ops followed by a dequantize op that multiplies both scales back in. QAT: quantize-dequantize
+# ops on activations (stored scale) and on float weights (scale computed from the weight at run time).
+LEGACY_ACT_QUANT = ("fake_quantize_range_abs_max", "fake_quantize_moving_average_abs_max",
+                    "fake_quantize_dequantize_moving_average_abs_max")
 LEGACY_CHANNEL_DEQUANT = "fake_channel_wise_dequantize_max_abs"
+LEGACY_WEIGHT_QDQ = "fake_channel_wise_quantize_dequantize_abs_max"
 _WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "conv2d_transpose": "Filter",
                 "mul": "Y", "matmul": "Y", "matmul_v2": "Y"}
 
@@ -125,7 +128,7 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
         return name
 
     unknown = sorted({op.type for op in block.ops if op.type.startswith("fake_")
-                      and op.type not in LEGACY_ACT_QUANT + (LEGACY_CHANNEL_DEQUANT,)})
+                      and op.type not in LEGACY_ACT_QUANT + (LEGACY_CHANNEL_DEQUANT, LEGACY_WEIGHT_QDQ)})
     if unknown:
         raise ExportError(f"the fake-quant op(s) {', '.join(unknown)} have no quantize_linear equivalent here",
                           hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
@@ -153,6 +156,8 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
         if op.type == LEGACY_CHANNEL_DEQUANT:
             i = _rewrite_channel_dequant(block, i, quantized_acts, zero_point)
             continue
+        if op.type == LEGACY_WEIGHT_QDQ:
+            _rewrite_weight_qdq(block, i, scope, zero_point)
         i += 1
     _add_observers(block, scope, zero_point)
     program._sync_with_cpp()
@@ -195,6 +200,35 @@ def _add_observers(block: Any, scope: Any, zero_point: Any) -> None:
         block._insert_op(i + 2, type="dequantize_linear", inputs={"X": [held], "Scale": [scale], "ZeroPoint": [zp]},
                          outputs={"Y": [observed]}, attrs=attrs)
         i += 3
+
+
+def _rewrite_weight_qdq(block: Any, index: int, scope: Any, zero_point: Any) -> None:
+    """A QAT weight quantize-dequantize op becomes integer weights + dequantize_linear with the same scales.
+
+    The scale is what the op computes at run time: the absolute maximum of each channel of the weight.
+    """
+    import paddle
+
+    op = block.ops[index]
+    weight, out = op.input("X")[0], op.output("Out")[0]
+    bits, axis, round_type = _attr(op, "bit_length", 8), _attr(op, "quant_axis", 0), _attr(op, "round_type", 1)
+    tensor = scope.find_var(weight).get_tensor()
+    values = np.array(tensor, dtype=np.float32)
+    qmax = float(2 ** (bits - 1) - 1)
+    scale = np.abs(values).max(axis=tuple(d for d in range(values.ndim) if d != axis)).astype(np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    ratio = values / np.where(scale == 0, 1.0, scale).reshape(shape) * qmax
+    # round_type 0 rounds half to even, 1 half away from zero (Paddle's two modes)
+    rounded = np.round(ratio) if round_type == 0 else np.sign(ratio) * np.floor(np.abs(ratio) + 0.5)
+    place = paddle.CPUPlace()
+    tensor.set(np.clip(rounded, -qmax, qmax).astype(np.float32), place)
+    scale_var = block.create_var(name=f"{weight}@channel_scale", shape=[len(scale)], dtype="float32", persistable=True)
+    scope.var(scale_var.name).get_tensor().set(scale, place)
+    block._remove_op(index)
+    block._insert_op(index, type="dequantize_linear",
+                     inputs={"X": [weight], "Scale": [scale_var], "ZeroPoint": [zero_point(scale_var.name)]},
+                     outputs={"Y": [out]}, attrs={"bit_length": bits, "quant_axis": axis})
 
 
 def _rewrite_channel_dequant(block: Any, index: int, quantized_acts: Dict[str, str], zero_point: Any) -> int:

@@ -196,3 +196,36 @@ def test_default_opset_rises_for_ops_that_need_it(hardswish: Path, tmp_path: Pat
         export_model(str(hardswish), "onnx", out=tmp_path / "pinned", opset=13)
     assert "hard_swish needs opset 14" in err.value.message and "--opset 14" in err.value.hint
     assert not (tmp_path / "pinned").exists()
+
+
+@pytest.fixture(scope="session")
+def qat_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny QAT model: quantize-dequantize ops on activations and on float weights."""
+    from zoo.quant.base import FP32Source, QuantData, QuantOptions, get_strategy
+
+    from .quant_tiny import SHAPE as TINY_SHAPE
+    from .quant_tiny import ArrayDataset, tiny_data, tiny_recipe, trained_tiny_net
+
+    tmp = tmp_path_factory.mktemp("qat")
+    x, y = tiny_data(96, seed=2)
+    files = get_strategy("qat").quantize(tiny_recipe("qat"), FP32Source(input_shape=TINY_SHAPE, network=trained_tiny_net()),
+                                         QuantData(train=ArrayDataset(x, y)), tmp / "int8",
+                                         QuantOptions(work_dir=tmp / "checkpoints"))
+    return files.folder
+
+
+def test_qat_format_rewritten_and_exported(qat_int8: Path, tmp_path: Path) -> None:
+    from .quant_tiny import tiny_data
+
+    source = find_model_files(qat_int8)
+    assert "fake_channel_wise_quantize_dequantize_abs_max" in read_program(source).op_types
+    x, y = tiny_data(64, seed=5)
+    conversion = export_onnx(source, tmp_path / "qat.onnx", tmp_path / "work")
+    assert conversion.rewritten_legacy and conversion.ops.get("QuantizeLinear", 0) > 0
+    rewritten = find_model_files(tmp_path / "work" / "qat-qdq")
+    before, after = paddle_outputs(source, [x])[0], paddle_outputs(rewritten, [x])[0]
+    # integer weights times their scale equal the quantize-dequantized weights: only rounding flips remain
+    assert (before.argmax(1) == after.argmax(1)).mean() >= 0.95
+    assert np.abs(before - after).max() <= 0.05 * np.abs(before).max()
+    check = validate_onnx(source, conversion.path, [x], int8=True, real=True)
+    assert check.passed and check.extra["onnxruntime"]["top1_agreement"] >= 0.95
