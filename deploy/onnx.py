@@ -7,9 +7,7 @@ converter always runs in a subprocess: an abort there becomes a ConverterError n
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -432,13 +430,3 @@ class OnnxSession:
             shapes = {k: tuple(v.shape) for k, v in feed.items()}
             raise ModelError(f"{self.runtime} rejected inputs of shape {shapes}: "
                              f"{str(exc).strip().splitlines()[0][:300]}") from exc
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a scratch folder, ignoring what is already gone."""
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def quiet_env() -> Dict[str, str]:
-    """Environment for subprocesses that load the ONNX runtimes: no telemetry, no glog chatter."""
-    return {**os.environ, "GLOG_minloglevel": "2", "OPENVINO_TELEMETRY_DISABLE": "1"}
