@@ -114,7 +114,9 @@ def table(results: List[Dict[str, Any]]) -> str:
             for v in ("fp32", "int8"):
                 r = rows.get((v, b))
                 ok = r is not None and r["p50_ms"] is not None
-                fail = ok and v == "int8" and r.get("check") and not all(c["passed"] for c in r["check"].values())
+                decisive = (r or {}).get("check") or {}
+                decisive = decisive.get("data") or decisive.get("noise_inputs")
+                fail = ok and v == "int8" and decisive is not None and not decisive["passed"]
                 cells.append((f"{r['p50_ms']:.2f}" + (" (wrong)" if fail else "")) if ok else "–")
         fastest = res.get("fastest") or {}
         cells.append(short.get(fastest.get("backend"), "none") if fastest else "none")
@@ -122,8 +124,8 @@ def table(results: List[Dict[str, Any]]) -> str:
         if fastest.get("top1") is not None:
             cells.append(f"{fastest['top1']:.2f}% / {fastest['top1_agreement']:.1%} (fake-quant {res['reference_top1']:.2f}%)")
         else:
-            agree = ((rows.get(("int8", fastest.get("backend"))) or {}).get("check") or {}).get("bench_inputs", {})
-            cells.append(f"– / {agree['top1_agreement']:.0%} on bench inputs" if agree.get("top1_agreement") is not None else "–")
+            agree = ((rows.get(("int8", fastest.get("backend"))) or {}).get("check") or {}).get("noise_inputs", {})
+            cells.append(f"– / {agree['top1_agreement']:.0%} on noise" if agree.get("top1_agreement") is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -133,7 +133,7 @@ def bench_cmd(
     console.print("peak RSS: the peak resident memory of the worker process, runtime included")
     if checked:
         console.print("vs fake-quant: top-1 agreement of each INT8 path with Paddle's fake-quant graph "
-                      + ("on --data (top-1 there in brackets)" if result.data else "on the bench inputs (random)"))
+                      + ("on --data (top-1 there in brackets)" if result.data else "on 32 noise inputs"))
     for r in result.rows:
         if r.note:
             console.print(f"{r.variant} / {r.backend}: {r.note}")
@@ -144,7 +144,7 @@ def bench_cmd(
 def _agreement(check: Optional[dict]) -> str:
     if not check:
         return "–"
-    part = check.get("data") or check.get("bench_inputs") or {}
+    part = check.get("data") or check.get("noise_inputs") or {}
     agree = part.get("top1_agreement")
     text = "–" if agree is None else f"{agree:.1%}"
     if "top1" in part:
