@@ -146,7 +146,6 @@ def _evaluate(recipe: Recipe, files: ModelFiles, dataset: Any, opts: ReproduceOp
     return {k: metrics[k] for k in (*task.metrics, "images") if k in metrics}
 
 
-
 def _rank() -> int:
     return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
 
