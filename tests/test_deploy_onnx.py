@@ -83,6 +83,7 @@ def test_int8_export_is_qdq_and_agrees(tmp_path_factory: pytest.TempPathFactory,
     assert int8_art.validation["passed"] and "rewritten" in int8_art.validation
     assert int8_art.validation["onnx_ops"]["QuantizeLinear"] > 0
     assert int8_art.validation["onnxruntime"]["top1_agreement"] >= 0.6
+    assert int8_art.validation["inputs"] == "32 random inputs"
     assert by_precision["fp32"].validation["max_rel_error"] < 1e-4
 
 
