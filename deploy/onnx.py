@@ -301,8 +301,9 @@ def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET
     if files.params_file is None:
         raise ExportError(f"{files.folder} keeps one file per parameter; paddle2onnx reads a combined params file",
                           hint="Export it with `zoo export MODEL --target inference` first, then export that folder.")
+    out_file = out_file.resolve()  # the converter runs in the output folder: no path may stay relative
     argv = [sys.executable, "-c", "from paddle2onnx.command import main; main()",
-            "--model_dir", str(files.folder), "--model_filename", files.model_file.name,
+            "--model_dir", str(files.folder.resolve()), "--model_filename", files.model_file.name,
             "--params_filename", files.params_file.name, "--save_file", str(out_file),
             "--opset_version", str(opset), "--enable_onnx_checker", "True", "--enable_auto_update_opset", str(auto_opset),
             "--deploy_backend", "onnxruntime"]
@@ -320,14 +321,16 @@ def paddle_to_onnx(files: ModelFiles, out_file: Path, opset: int = DEFAULT_OPSET
                              hint="These ops have no ONNX converter; change the model to avoid them, or deploy it "
                                   "with --target inference.")
     needs = _OPSET_RE.findall(output)
-    if needs and (proc.returncode != 0 or not out_file.is_file()):
+    if needs and not auto_opset and (proc.returncode != 0 or not out_file.is_file()):
         wanted = max(int(n) for _, n in needs)
         raise ConverterError(f"paddle2onnx {version}: {', '.join(sorted({op for op, _ in needs}))} needs opset {wanted} or "
                              f"later, --opset {opset} was asked", hint=f"Pass --opset {wanted}, or leave --opset out.")
     if proc.returncode != 0 or not out_file.is_file():
         status = (f"crashed ({signal.Signals(-proc.returncode).name})" if proc.returncode < 0
                   else f"failed (exit status {proc.returncode})" if proc.returncode else "wrote no file")
-        raise ConverterError(f"paddle2onnx {version} {status} converting {files.folder}\n" + _reason(output))
+        raise ConverterError(f"paddle2onnx {version} {status} converting {files.folder}\n" + _reason(output),
+                             hint="Run it again with ZOO_DEBUG=1 and report the model; `--target inference` "
+                                  "deploys it without conversion.")
     return out_file
 
 

@@ -195,3 +195,11 @@ def test_export_onnx_table_and_json(int8: Path, tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["export", str(int8), "--target", "onnx", "--out", str(out), "--json"]).stdout)
     (art,) = data["artifacts"]
     assert art["precision"] == "int8" and art["validation"]["passed"] and art["validation"]["onnxruntime"]["top1_agreement"] >= 0.6
+
+
+def test_export_onnx_relative_out(fp32: Path, tmp_path: Path, monkeypatch) -> None:
+    """paddle2onnx runs in the output folder: a relative --out (and model path) must still land there."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["export", os.path.relpath(fp32, tmp_path), "--target", "onnx", "--out", "rel"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rel" / "model.fp32.onnx").is_file() and not leftovers(tmp_path)
