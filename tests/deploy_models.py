@@ -36,6 +36,19 @@ class TinyConvNet(nn.Layer):
         return F.softmax(self.fc(x))
 
 
+class HardswishNet(nn.Layer):
+    """A conv and hard_swish (an op ONNX has only from opset 14). At module level: paddle's dy2static
+    re-reads a layer's source, and a class defined inside a function can fail there after other tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2D(3, 4, 3)
+        self.act = nn.Hardswish()
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.act(self.conv(x)).mean(axis=[2, 3])
+
+
 class Det(nn.Layer):
     """Uses an op Paddle Lite has no kernel for (determinant)."""
 

@@ -168,22 +168,12 @@ def test_eval_runtime_cli(fp32: Path) -> None:
 @pytest.fixture(scope="session")
 def hardswish(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import paddle
-    import paddle.nn as nn
 
-    from .deploy_models import SHAPE
-
-    class Net(nn.Layer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2D(3, 4, 3)
-            self.act = nn.Hardswish()
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            return self.act(self.conv(x)).mean(axis=[2, 3])
+    from .deploy_models import SHAPE, HardswishNet
 
     out = tmp_path_factory.mktemp("hardswish")
     paddle.seed(0)
-    net = Net()
+    net = HardswishNet()
     net.eval()
     paddle.jit.save(net, str(out / "inference"), input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
     return out
