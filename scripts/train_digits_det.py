@@ -1,0 +1,300 @@
+#!/usr/bin/env python
+"""Train the bundled FP32 digits detector (a small YOLOv3 MobileNetV1) and pack it into zoo/assets/.
+
+    .venv/bin/python scripts/train_digits_det.py [--out zoo/assets] [--epochs N] [--update-recipes]
+
+Deterministic: fixed seeds, one CPU thread, MKL's compatible code path (zoo.numerics), a fixed
+data order and a fixed sequence of training sizes. It trains YOLOv3 (MobileNetV1 backbone, width
+`WIDTH`, the published head structure) with paddle.vision.ops.yolo_loss on the train2017 split of
+the materialized digits detection data (zoo/data/digits_det.py), at the sizes in `TRAIN_SIZES`
+(multi-scale, one size per batch), its backbone started from the bundled FP32 digits classifier
+(as the published detectors started from an ImageNet MobileNetV1). It then exports the legacy-contract inference model (image +
+im_size, yolo_box, multiclass_nms with the 0.x settings), scores it with the zoo's COCO evaluation
+at the three sizes of `EVAL_SIZES` (playing 608/416/320), packs it as a deterministic tar and
+records sha256, size, box AP per size and the training time in `<out>/digits_models.json`;
+`--update-recipes` writes them into recipes/digits_yolov3_*.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from zoo.numerics import pin_cpu_math  # noqa: E402
+from zoo.schema import Backend, Interpolation, Preprocess  # noqa: E402
+
+pin_cpu_math()  # before Paddle computes anything, as the CLI does
+
+NAME = "digits_yolov3_mobilenetv1_fp32"
+ARCH = "yolov3_mobilenet_v1"
+WIDTH = 0.25
+NUM_CLASSES = 10
+EVAL_SIZES = (160, 128, 96)  # the roles of 608 / 416 / 320
+TRAIN_SIZES = (96, 128, 160)
+# One size band per level, each twice the one below (heights 14, 28, 56 px: the digits span about 8..73
+# px over the training sizes), and three aspects (w/h 0.45, 0.7, 1.0) within a level. Anchors as
+# close together as a k-means fit puts them (11x20 .. 38x57) make the level an object is assigned
+# to nearly arbitrary: the same kind of digit is a positive on one level and a negative on the
+# next, and objectness stays low (best scores near 0.2 after 10 epochs). Smallest first, as the
+# published anchors.
+ANCHORS: Tuple[Tuple[int, int], ...] = ((6, 14), (10, 14), (14, 14), (13, 28), (20, 28), (28, 28), (25, 56), (39, 56), (56, 56))
+ANCHOR_MASKS = ((6, 7, 8), (3, 4, 5), (0, 1, 2))  # strides 32, 16, 8 (deepest first)
+DOWNSAMPLE = (32, 16, 8)
+IGNORE_THRESH = 0.7  # as the published configs
+PRETRAINED_ENTRY = "digits_mobilenetv1_ptq"  # its bundled FP32 classifier initializes the backbone
+OBJ_PRIOR_BIAS = -4.6  # log(0.01 / 0.99)
+# the 0.x eval reader (cv2 decode, bicubic square resize, /255, ImageNet mean/std, CHW), used for training too
+PREPROCESS = Preprocess(backend=Backend.cv2, resize=EVAL_SIZES[0], interpolation=Interpolation.bicubic, scale=True,
+                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+MAX_BOXES = 8  # more than any canvas holds (zoo.data.digits_det: at most 5)
+SEED = 2024
+BATCH = 16
+EPOCHS = 16
+LR = 0.02
+WARMUP = 100  # iterations
+
+
+def seed_everything(seed: int) -> None:
+    import paddle
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def yolo_targets(boxes: np.ndarray, classes: np.ndarray, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """xyxy boxes in original pixels (x2, y2 the last ink pixel) -> yolo_loss's normalized (cx, cy, w, h), padded."""
+    gt_box = np.zeros((MAX_BOXES, 4), dtype=np.float32)
+    gt_label = np.zeros((MAX_BOXES,), dtype=np.int32)
+    n = min(len(boxes), MAX_BOXES)
+    if n:
+        b = boxes[:n].astype(np.float32)
+        bw, bh = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
+        gt_box[:n] = np.stack([(b[:, 0] + bw / 2) / width, (b[:, 1] + bh / 2) / height, bw / width, bh / height], axis=1)
+        gt_label[:n] = classes[:n]
+    return gt_box, gt_label
+
+
+def load_train(root: Path) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every train canvas decoded once: (RGB image, xyxy boxes, class indices)."""
+    from zoo.data.coco import CocoDataset
+
+    dataset = CocoDataset(root, "train2017")
+    out = []
+    for i, record in enumerate(dataset.records):
+        out.append((dataset.load_image(i), np.asarray(record["boxes"], np.float32), np.asarray(record["classes"], np.int64)))
+    return out
+
+
+def build_network():  # type: ignore[no-untyped-def]
+    """The detector to train: YOLOv3 MobileNetV1 at WIDTH (head too), the digits anchors, objectness at its prior."""
+    from zoo.models.yolov3 import YOLOv3
+
+    network = YOLOv3("mobilenet_v1", num_classes=NUM_CLASSES, width=WIDTH,
+                     anchors=[list(a) for a in ANCHORS], anchor_masks=[list(m) for m in ANCHOR_MASKS])
+    # objectness starts at a 1 % prior: otherwise the first epoch is spent pushing ~1500 empty
+    # anchors per image down from 0.5 (a first-epoch loss near 500 instead of 60)
+    for conv, mask in zip(network.outputs, ANCHOR_MASKS):
+        bias = conv.bias.numpy()
+        bias[[k * (5 + NUM_CLASSES) + 4 for k in range(len(mask))]] = OBJ_PRIOR_BIAS
+        conv.bias.set_value(bias)
+    return network
+
+
+def classifier_backbone(network) -> int:  # type: ignore[no-untyped-def]
+    """Start the backbone from the bundled FP32 digits classifier (MobileNetV1 x0.25), as the published
+    detectors started from an ImageNet-trained MobileNetV1; returns the number of tensors loaded.
+
+    The classifier ships as an inference model: its conv filters and BatchNorm tensors are read in
+    program order, which is the backbone's order (conv1, then each block's depthwise and pointwise
+    conv-bn), and every shape must agree.
+    """
+    import paddle
+
+    from zoo.hub import fetch
+    from zoo.modelfiles import find_model_files
+    from zoo.registry import get_recipe
+    from zoo.schema import Role
+
+    files = find_model_files(fetch(get_recipe(PRETRAINED_ENTRY), Role.fp32).path)
+    paddle.enable_static()
+    try:
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            program, _, _ = paddle.static.load_inference_model(str(files.folder), exe, model_filename=files.model_filename,
+                                                               params_filename=files.params_filename)
+            tensors = []
+            for op in program.global_block().ops:
+                slots = {"conv2d": ("Filter",), "depthwise_conv2d": ("Filter",),
+                         "batch_norm": ("Scale", "Bias", "Mean", "Variance")}.get(op.type, ())
+                for slot in slots:
+                    tensors.append(np.array(scope.find_var(op.input(slot)[0]).get_tensor()))
+    finally:
+        paddle.disable_static()
+    state = network.backbone.state_dict()
+    if len(tensors) != len(state):
+        raise RuntimeError(f"the classifier has {len(tensors)} conv/bn tensors, the backbone {len(state)}")
+    for (key, target), value in zip(state.items(), tensors):
+        if tuple(target.shape) != value.shape:
+            raise RuntimeError(f"{key}: backbone {tuple(target.shape)} vs classifier {value.shape}")
+        target.set_value(value)
+    return len(tensors)
+
+
+def yolo_loss(outputs: Sequence, gt_box, gt_label):
+    """The YOLOv3 loss summed over the three levels, averaged over the batch (as PaddleDetection does)."""
+    import paddle
+
+    flat = [v for a in ANCHORS for v in a]
+    total = 0
+    for out, mask, ratio in zip(outputs, ANCHOR_MASKS, DOWNSAMPLE):
+        # label smoothing off: with 10 classes Paddle's smoothing would cap class scores at 0.9
+        total = total + paddle.vision.ops.yolo_loss(out, gt_box, gt_label, flat, list(mask), NUM_CLASSES,
+                                                   IGNORE_THRESH, ratio, use_label_smooth=False)
+    return total.mean()
+
+
+def train(samples, epochs: int, log=print):  # type: ignore[no-untyped-def]
+    """Momentum SGD with linear warm-up and cosine decay; one training size per batch drawn from a seeded rng."""
+    import paddle
+
+    from zoo.data.transforms import eval_transform
+
+    seed_everything(SEED)
+    transforms = {size: eval_transform(PREPROCESS, size) for size in TRAIN_SIZES}
+    model = build_network()
+    if PRETRAINED_ENTRY:
+        log(f"  backbone: {classifier_backbone(model)} tensors from {PRETRAINED_ENTRY}'s FP32 classifier")
+    per_epoch = (len(samples) + BATCH - 1) // BATCH
+    steps = epochs * per_epoch
+    cosine = paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=LR, T_max=steps - WARMUP)
+    schedule = paddle.optimizer.lr.LinearWarmup(cosine, warmup_steps=WARMUP, start_lr=LR / 20, end_lr=LR)
+    # momentum SGD as the 0.x YOLOv3 configs (Adam stalls here at the "no object anywhere" loss)
+    opt = paddle.optimizer.Momentum(learning_rate=schedule, momentum=0.9, parameters=model.parameters(),
+                                    weight_decay=paddle.regularizer.L2Decay(5e-4))
+    rng = np.random.default_rng(SEED)
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(samples))
+        losses = []
+        t0 = time.time()
+        for start in range(0, len(order), BATCH):
+            size = int(rng.choice(TRAIN_SIZES))
+            batch = [samples[i] for i in order[start:start + BATCH]]
+            images = np.stack([transforms[size](img) for img, _, _ in batch])
+            targets = [yolo_targets(boxes, classes, img.shape[0], img.shape[1]) for img, boxes, classes in batch]
+            gt_box = paddle.to_tensor(np.stack([t[0] for t in targets]))
+            gt_label = paddle.to_tensor(np.stack([t[1] for t in targets]))
+            loss = yolo_loss(model(paddle.to_tensor(images)), gt_box, gt_label)
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            schedule.step()
+            losses.append(float(loss))
+        log(f"  epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} ({time.time() - t0:.0f} s)")
+    model.eval()
+    return model
+
+
+def export(model, out: Path):  # type: ignore[no-untyped-def]
+    """The legacy-contract inference model at the largest size (0.x eval NMS settings)."""
+    from zoo.models.yolov3 import export_legacy
+
+    return export_legacy(model, out, EVAL_SIZES[0])
+
+
+def evaluate(files, root: Path) -> Dict[int, Dict[str, float]]:
+    """Box AP / AP50 (percent) on the val2017 split at each of EVAL_SIZES, as `zoo eval` scores it."""
+    from zoo.data.coco import CocoDataset
+    from zoo.evaluate.detection import evaluate_detection
+
+    dataset = CocoDataset(root, "val2017")
+    scores = {}
+    for size in EVAL_SIZES:
+        result = evaluate_detection(files, dataset, size, PREPROCESS, batch_size=8, threads=1)
+        scores[size] = {"box_ap": round(float(result["box_ap"]), 2), "ap50": round(float(result["ap50"]), 2),
+                        "images": int(result["images"])}
+    return scores
+
+
+def update_recipes(entry: dict, recipe_dir: Path) -> List[str]:
+    """Write sha256/size of the bundled tar and the FP32 box AP per size into the recipes that use it (text edit)."""
+    changed = []
+    for path in sorted(recipe_dir.glob("digits_yolov3_*.yaml")):
+        text = original = path.read_text(encoding="utf-8")
+        if f"bundled: {entry['file']}" not in text:
+            continue
+        text = re.sub(r"(bundled: " + re.escape(entry["file"]) + r"\n\s+sha256: )[0-9a-f]{64}(\n\s+size: )\d+",
+                      lambda m: f"{m.group(1)}{entry['sha256']}{m.group(2)}{entry['size']}", text)
+        for size, score in entry["box_ap"].items():
+            text = re.sub(r"(input_size: " + str(size) + r", [^\n]*?fp32_box_ap: )[0-9.]+", lambda m: f"{m.group(1)}{score:.2f}", text)
+        if text != original:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path.name)
+    return changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "zoo" / "assets")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="override the epochs (quick checks)")
+    parser.add_argument("--update-recipes", action="store_true",
+                        help="write the new sha256/size and FP32 box AP into recipes/digits_yolov3_*.yaml")
+    args = parser.parse_args()
+
+    import paddle
+
+    paddle.set_device("cpu")
+    from zoo.data.digits_det import materialize
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from train_digits import pack as pack_tar
+
+    root = materialize()
+    start = time.time()
+    samples = load_train(root)
+    model = train(samples, args.epochs, log=lambda line: print(line, flush=True))
+    train_seconds = round(time.time() - start, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = export(model, Path(tmp) / NAME)
+        scores = evaluate(files, root)
+        tar = args.out / f"{NAME}.tar"
+        pack_tar(files.folder, tar)
+    blob = tar.read_bytes()
+    entry = {"file": tar.name, "arch": ARCH, "width": WIDTH, "sha256": hashlib.sha256(blob).hexdigest(),
+             "size": len(blob), "box_ap": {str(s): scores[s]["box_ap"] for s in EVAL_SIZES},
+             "ap50": {str(s): scores[s]["ap50"] for s in EVAL_SIZES}, "images": scores[EVAL_SIZES[0]]["images"],
+             "epochs": args.epochs, "batch_size": BATCH, "lr": LR, "train_sizes": list(TRAIN_SIZES),
+             "anchors": [list(a) for a in ANCHORS], "seconds": train_seconds}
+    summary_path = args.out / "digits_models.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary[NAME] = entry
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(entry), flush=True)
+    print(f"total {time.time() - start:.1f} s (training {train_seconds} s); wrote {summary_path}")
+    if args.update_recipes:
+        print("updated recipes:", ", ".join(update_recipes(entry, REPO / "recipes")) or "none")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
