@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from zoo.errors import DataError
-from zoo.fsutil import scratch_dir
 
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
@@ -87,27 +84,6 @@ def _write(staging: Path) -> dict:
 
 def materialize(home: Optional[Path] = None) -> Path:
     """Write the digits dataset once (idempotent) and return its folder."""
-    target = dataset_dir(home)
-    if _is_complete(target):
-        return target
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = scratch_dir(parent, target.name)
-    except OSError as exc:
-        raise DataError(f"cannot create {parent}: {exc.strerror}", hint="ZOO_HOME must be a writable folder.") from exc
-    try:
-        _write(staging)
-        if target.exists():  # a stale or partial folder from an older format: replace it
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not _is_complete(target):  # another process did not win the race either
-                raise
-    except OSError as exc:
-        raise DataError(f"cannot write the digits dataset to {target}: {exc}", hint="ZOO_HOME must be a writable folder with free space.") from exc
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    from zoo.data import materialize_once
+
+    return materialize_once(dataset_dir(home), _write, _is_complete, "digits dataset")
