@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from zoo.deploy.program import ProgramInfo
 from zoo.errors import ExportError, ZooError, paddle_message
@@ -36,6 +36,13 @@ def write_inference_folder(source: ModelFiles, out_dir: Path, target: Optional[P
 
 def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
     """A legacy folder with one file per parameter: load it and save it again with one params file."""
+    resave_program(source, out_dir, "combine the parameters of")
+
+
+def resave_program(source: ModelFiles, out_dir: Path, doing: str,
+                   transform: Optional[Callable[[Any, Any], None]] = None) -> None:
+    """Load `source` into a fresh scope, let `transform(program, scope)` edit it, and save it as
+    out_dir/inference.pdmodel + .pdiparams; a Paddle failure is an ExportError saying what was being done."""
     import paddle
 
     try:
@@ -46,6 +53,8 @@ def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
                 scope = paddle.static.Scope()
                 with paddle.static.scope_guard(scope):
                     program, feeds, fetches = load_inference_program(source, exe)
+                    if transform is not None:
+                        transform(program, scope)
                     block = program.global_block()
                     paddle.static.save_inference_model(
                         str(out_dir / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program)
@@ -54,7 +63,7 @@ def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
     except ZooError:
         raise
     except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++
-        raise ExportError(f"cannot combine the parameters of {source.folder}: {paddle_message(exc)}") from exc
+        raise ExportError(f"cannot {doing} {source.folder}: {paddle_message(exc)}") from exc
 
 
 def metadata(source: ModelFiles, info: ProgramInfo, source_hash: str, extra: Dict[str, Any]) -> Dict[str, Any]:

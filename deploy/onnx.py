@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from zoo.deploy.inference import resave_program
 from zoo.deploy.program import ProgramInfo, read_program
-from zoo.errors import ConverterError, ExportError, ModelError, ZooError, paddle_message
-from zoo.modelcheck import check_model, load_inference_program, verify_saved
+from zoo.errors import ConverterError, ExportError, ModelError, ZooError
+from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles
-from zoo.quiet import silenced
 
 DEFAULT_OPSET = 13
 MIN_OPSET = 10  # QuantizeLinear/DequantizeLinear appear in opset 10; per-channel scales need 13
@@ -79,28 +79,9 @@ def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
     op's (integer-valued) weight with the weight's per-channel scales. The result computes the same
     function in real units instead of integer units. Written as out_dir/inference.pdmodel + .pdiparams.
     """
-    import paddle
-
     check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with silenced():
-            paddle.enable_static()
-            try:
-                exe = paddle.static.Executor(paddle.CPUPlace())
-                scope = paddle.static.Scope()
-                with paddle.static.scope_guard(scope):
-                    program, feeds, fetches = load_inference_program(source, exe)
-                    _rewrite_legacy(program, scope)
-                    block = program.global_block()
-                    paddle.static.save_inference_model(str(out_dir / "inference"), [block.var(n) for n in feeds],
-                                                       fetches, exe, program=program)
-            finally:
-                paddle.disable_static()
-    except ZooError:
-        raise
-    except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++
-        raise ExportError(f"cannot rewrite the fake-quant program of {source.folder}: {paddle_message(exc)}") from exc
+    resave_program(source, out_dir, "rewrite the fake-quant program of", _rewrite_legacy)
     written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
     verify_saved(written, out_dir, ExportError)
     return written
