@@ -138,7 +138,8 @@ class DetectionTask(ModelTask):
         raise UsageError(
             f"{recipe.name} is a detection entry; `zoo reproduce` runs classification entries (reproducing "
             "quantized detectors is not implemented yet)",
-            hint=f"Evaluate the published archive with `zoo eval {recipe.name} --data COCO_DIR` instead.",
+            hint=f"Evaluate its published model with `zoo eval {recipe.name}"
+                 f"{'' if recipe.dataset.kind is DatasetKind.digits else ' --data COCO_DIR'}` instead.",
         )
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
