@@ -109,3 +109,17 @@ class ModelTask(ABC):
     @abstractmethod
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
         """A callable returning the calibration input batches of `dataset`."""
+
+    # --- quant-aware training -------------------------------------------------------------------
+
+    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
+        """Mark the layers quant-aware training must leave in float (default: none)."""
+
+    @abstractmethod
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        """loss(trainee, batch): the scalar training loss of one batch of the task's training set."""
+
+    @abstractmethod
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        """Write the quant-aware-trained `network` into `folder` as an inference model with the task's contract."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
@@ -150,3 +150,31 @@ class DetectionTask(ModelTask):
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
         raise UsageError("calibrating a detection model is not implemented yet",
                          hint="Quantizing detectors is the next part of the detection work.")
+
+    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
+        # the published quant-aware configs leave the head's yolo_output convs in float
+        for conv in network.outputs:
+            conv.skip_quant = True
+
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        from zoo.models.yolov3_train import yolov3_loss
+
+        det = recipe.detection
+        assert det is not None  # the schema gives every detection entry its section
+        smooth = bool(recipe.train and recipe.train.label_smoothing > 0)
+
+        def loss(trainee: Any, batch: Sequence[Any]) -> Any:
+            images, gt_box, gt_label = batch
+            return yolov3_loss(network, trainee(images), gt_box, gt_label, det.ignore_thresh, smooth)
+
+        return loss
+
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        from zoo.models.yolov3 import LegacyNMS, export_legacy
+
+        det = recipe.detection
+        assert det is not None
+        export_legacy(network, Path(folder), int(input_shape[-1]), conf_thresh=det.conf_threshold,
+                      nms=LegacyNMS(**det.nms.model_dump()),
+                      saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
