@@ -272,6 +272,18 @@ def _multiclass_nms(LayerHelper, bboxes, scores):
     return out
 
 
+def persistables_tar(folder: Path, name: str) -> bytes:
+    """Every file of a persistables folder under `<name>/` (the layout of the 0.x FP32 archives)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(f"{name}/{path.relative_to(folder)}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def legacy_tar(model_dir: Path, folder: str) -> bytes:
     """The archive as PaddleSlim published it: `<folder>/__model__` + `<folder>/__params__`."""
     buf = io.BytesIO()
@@ -367,8 +379,9 @@ ENTRIES: Dict[str, Tuple[str, bool, bool]] = {
 }
 
 
-def standin_recipe(name: str, folder: Path) -> Tuple[str, List[str]]:
-    """Copy recipes/NAME.yaml as standin_NAME into `folder` (checksums dropped); return its name and quantized URL paths."""
+def standin_recipe(name: str, folder: Path, model_kwargs: Optional[Dict[str, object]] = None) -> Tuple[str, List[str]]:
+    """Copy recipes/NAME.yaml as standin_NAME into `folder` (checksums dropped; `model_kwargs` set, e.g. a
+    small width, for a network built from stand-in weights); return its name and quantized URL paths."""
     from urllib.parse import urlparse
 
     import yaml
@@ -380,6 +393,8 @@ def standin_recipe(name: str, folder: Path) -> Tuple[str, List[str]]:
     for art in data["artifacts"].values():
         for key in ("sha256", "md5", "size"):
             art.pop(key, None)
+    if model_kwargs is not None:
+        data["extra"] = {**(data.get("extra") or {}), "model_kwargs": dict(model_kwargs)}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"standin_{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return data["name"], [urlparse(u).path for u in data["artifacts"]["quantized"]["urls"]]

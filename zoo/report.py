@@ -21,7 +21,9 @@ def compare(
     """One entry per published setting: each published INT8 metric against the measured one.
 
     `int8` / `fp32` map an input size to measured metrics ({"top1": %, ...}). A published
-    setting that was not measured counts as a miss (measured None, pass False).
+    setting that was not measured counts as a miss (measured None, pass False). A setting that
+    publishes only FP32 numbers still shows the measured INT8 headline metric, with published,
+    diff and pass None: there is nothing to compare it with.
     """
     tol = float(recipe.tolerance.reproduce)
     settings = []
@@ -38,6 +40,9 @@ def compare(
                 "tolerance": tol,
                 "pass": diff is not None and abs(diff) <= tol + 1e-9,
             }
+        if not metrics and got.get(recipe.primary_metric()) is not None:
+            metrics[recipe.primary_metric()] = {"measured": got[recipe.primary_metric()], "published": None,
+                                                "diff": None, "tolerance": tol, "pass": None}
         fp32_rows = {}
         for name in sorted(set(row.fp32()) | set(k for k in base if k in ("top1", "top5", "box_ap"))):
             measured = base.get(name)
@@ -58,8 +63,22 @@ def compare(
 
 def all_within(settings: List[Dict[str, Any]]) -> bool:
     """True when every published metric of every setting was measured and is within tolerance."""
-    checks = [m["pass"] for s in settings for m in s["metrics"].values()]
+    checks = [m["pass"] for s in settings for m in s["metrics"].values() if m["published"] is not None]
     return bool(checks) and all(checks)
+
+
+def published_int8(recipe: Recipe) -> List[str]:
+    """The published INT8 figures a reproduction is judged by, as "metric@size" (empty: FP32 only)."""
+    return [f"{name}@{row.input_size}" for row in recipe.published for name in row.metrics()]
+
+
+def compared_with(recipe: Recipe, published: List[str]) -> str:
+    """One sentence saying what a reproduction's measured INT8 numbers were compared with."""
+    if published:
+        return (f"the published INT8 numbers ({', '.join(published)}), within {recipe.tolerance.reproduce:g} points "
+                "each")
+    return (f"nothing: {recipe.name} publishes FP32 numbers only, no INT8 ones yet; the measured INT8 numbers and "
+            "their drop from the measured FP32 are reported, and the status is PARTIAL")
 
 
 def versions() -> Dict[str, str]:
@@ -83,6 +102,13 @@ def fmt_points(value: Optional[float], signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def verdict(metric: Mapping[str, Any]) -> str:
+    """pass / MISS, or "not published" when there is no published number to compare with."""
+    if metric.get("published") is None:
+        return "not published"
+    return "pass" if metric["pass"] else "MISS"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """The report as a small markdown document."""
     lines = [
@@ -91,6 +117,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Strategy `{report['strategy']}`; tolerance is absolute points against the published INT8 numbers.",
         "",
     ]
+    if report.get("compared_with"):
+        lines += [f"Compared with: {report['compared_with']}.", ""]
     found = report.get("protocol", {}).get("deviations") or []
     if found:
         lines += ["**PARTIAL: this run did not follow the recipe's protocol; the comparison below is indicative only.**", ""]
@@ -105,7 +133,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             f = s["fp32"].get(name, {})
             lines.append(
                 f"| {s['input_size']} | {name} | {fmt_points(m['measured'])} | {fmt_points(m['published'])} | {fmt_points(m['diff'], True)} "
-                f"| {m['tolerance']:.2f} | {fmt_points(f.get('measured'))} | {fmt_points(f.get('published'))} | {'pass' if m['pass'] else 'MISS'} |"
+                f"| {m['tolerance']:.2f} | {fmt_points(f.get('measured'))} | {fmt_points(f.get('published'))} | {verdict(m)} |"
             )
     lines += ["", "## Artifacts", ""]
     lines += [f"- {k}: `{v}`" for k, v in report.get("artifacts", {}).items()]

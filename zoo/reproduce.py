@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from zoo.errors import Interrupted
 from zoo.fsutil import atomic_write_text
 from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
-from zoo.protocol import RunFacts, deviations
+from zoo.protocol import PARTIAL, RunFacts, deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
 from zoo.device import require_device
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, copy_model, get_strategy
-from zoo.report import all_within, compare, versions, write_report
+from zoo.report import all_within, compare, compared_with, published_int8, versions, write_report
 from zoo.runfolder import claim, recipe_hash
-from zoo.schema import Recipe, Role, Strategy
+from zoo.schema import Layout, Recipe, Role, Strategy
 from zoo.tasks import ScoreOptions, get_task
 
 STAGES_FILE = "stages.json"
@@ -115,7 +116,7 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
 
 
 def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stages) -> Tuple[ModelFiles, Any]:
-    """OUT/fp32 (fetched, or exported from the network) and, for QAT, the network itself."""
+    """OUT/fp32 (fetched, or exported from the network or the published weights) and, for QAT, the network itself."""
     from zoo.hub import fetch
     from zoo.models import save_inference
 
@@ -128,9 +129,27 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
         files = save_inference(network, out / "fp32", shape)
     else:
         fetched = fetch(recipe, Role.fp32, mirror=opts.mirror)
-        files = copy_model(find_model_files(fetched.path), out / "fp32")
+        if recipe.artifacts[Role.fp32].layout in (Layout.inference, Layout.legacy_inference):
+            files = copy_model(find_model_files(fetched.path), out / "fp32")
+        else:  # published training weights (e.g. 0.x persistables): the task exports its network with them
+            files = _export_weights(recipe, fetched.path, out / "fp32")
     stages.mark("fp32", {"path": str(files.folder)})
     return files, network
+
+
+def _export_weights(recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
+    """The task's inference export of the recipe's network with `weights`, moved into `out_dir` atomically."""
+    from zoo.fsutil import replace_dir, scratch_dir
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = scratch_dir(out_dir.parent, out_dir.name)
+    try:
+        get_task(recipe.task).export_network(recipe, weights, stage)
+        replace_dir(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return find_model_files(out_dir)
 
 
 def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, Any]:
@@ -138,12 +157,32 @@ def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, A
     return get_task(recipe.task).reproduce_datasets(recipe, root, opts.max_samples, opts.calib_on_eval)
 
 
-def _evaluate(recipe: Recipe, files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[str, float]:
-    """The recipe task's metrics of `files` on `dataset` at the headline input size."""
+def _sizes(recipe: Recipe) -> List[int]:
+    """The input sides a reproduction scores at: every published one for detection, the headline for classification."""
+    return [int(size) for size in get_task(recipe.task).entry_sizes(recipe, None)]
+
+
+def _evaluate(recipe: Recipe, files: ModelFiles, dataset: Any, opts: ReproduceOptions) -> Dict[int, Dict[str, float]]:
+    """The recipe task's metrics of `files` on `dataset`, per input size the recipe publishes."""
     task = get_task(recipe.task)
-    metrics = task.score(files, dataset, recipe.preprocess, recipe.headline().input_size,
-                         ScoreOptions(batch_size=EVAL_BATCH, threads=opts.threads, device=opts.device, num_workers=0))
-    return {k: metrics[k] for k in (*task.metrics, "images") if k in metrics}
+    out: Dict[int, Dict[str, float]] = {}
+    for size in _sizes(recipe):
+        metrics = task.score(files, dataset, recipe.preprocess, size,
+                             ScoreOptions(batch_size=EVAL_BATCH, threads=opts.threads, device=opts.device, num_workers=0))
+        out[size] = {k: metrics[k] for k in (*task.metrics, "ap50", "images") if k in metrics}
+    return out
+
+
+def _stored(stage: Any, max_samples: Optional[int]) -> Optional[Dict[int, Dict[str, float]]]:
+    """Per-size metrics of a finished evaluation stage run with the same --max-samples (None: run it again)."""
+    if not stage or stage.get("max_samples") != max_samples or not isinstance(stage.get("sizes"), dict):
+        return None
+    return {int(size): metrics for size, metrics in stage["sizes"].items()}
+
+
+def _metric_text(recipe: Recipe, metrics: Dict[int, Dict[str, float]]) -> str:
+    name = recipe.primary_metric()
+    return ", ".join(f"{metrics[size][name]:.2f} @{size}" for size in metrics)
 
 
 def _rank() -> int:
@@ -191,15 +230,15 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
     Raises ZooError subclasses on bad input (Interrupted on Ctrl-C, finished stages kept); a finished
     run returns status PASS or FAIL, or PARTIAL when it did not follow the recipe's protocol.
     """
-    from zoo.data import resolve_data
     from zoo.registry import get_recipe
 
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    get_task(recipe.task).require_reproducible(recipe)
+    task = get_task(recipe.task)
+    task.require_reproducible(recipe)
     require_device(opts.device).activate()
     out = Path(opts.out) if opts.out else default_out(recipe.name)
     rank = _rank()
-    root = resolve_data(recipe, opts.data)
+    root = task.resolve_data(recipe, opts.data)
     datasets = _datasets(recipe, root, opts)  # validates the data folder before any download
     facts = _facts(recipe, root, datasets, opts)
     if rank > 0:  # under paddle.distributed.launch: only rank 0 writes (and evaluates into) the output folder
@@ -253,17 +292,17 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
     timings["fp32"] = round(time.time() - t, 2)
     opts.log(f"FP32 model: {fp32.folder}")
 
-    fp32_metrics: Dict[str, Any] = {}
+    fp32_metrics: Dict[int, Dict[str, float]] = {}
     if evaluate:
         t = time.time()
-        evaluated = stages.get("eval_fp32")
-        if evaluated and evaluated.get("max_samples") == opts.max_samples:
-            fp32_metrics = evaluated["metrics"]
+        stored = _stored(stages.get("eval_fp32"), opts.max_samples)
+        if stored is not None:
+            fp32_metrics = stored
         else:
             fp32_metrics = _evaluate(recipe, fp32, datasets["eval"], opts)
-            stages.mark("eval_fp32", {"metrics": fp32_metrics, "max_samples": opts.max_samples})
+            stages.mark("eval_fp32", {"sizes": fp32_metrics, "max_samples": opts.max_samples})
         timings["eval_fp32"] = round(time.time() - t, 2)
-        opts.log(f"FP32 {recipe.primary_metric()} {fp32_metrics[recipe.primary_metric()]:.2f}")
+        opts.log(f"FP32 {recipe.primary_metric()} {_metric_text(recipe, fp32_metrics)}")
 
     t = time.time()
     done = stages.get("int8")
@@ -275,23 +314,26 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
         stages.mark("int8", {"path": str(int8.folder), "info": strategy_info})
     timings["quantize"] = round(time.time() - t, 2)
 
-    int8_metrics: Dict[str, Any] = {}
+    int8_metrics: Dict[int, Dict[str, float]] = {}
     if evaluate:
         t = time.time()
         int8_metrics = _evaluate(recipe, int8, datasets["eval"], opts)
-        stages.mark("eval_int8", {"metrics": int8_metrics, "max_samples": opts.max_samples})
+        stages.mark("eval_int8", {"sizes": int8_metrics, "max_samples": opts.max_samples})
         timings["eval_int8"] = round(time.time() - t, 2)
+        opts.log(f"INT8 {recipe.primary_metric()} {_metric_text(recipe, int8_metrics)}")
     timings["total"] = round(time.time() - began, 2)
 
-    size = recipe.headline().input_size
-    settings = compare(recipe, {size: int8_metrics}, {size: fp32_metrics})
+    settings = compare(recipe, int8_metrics, fp32_metrics)
     found = deviations(recipe, facts)
+    published = published_int8(recipe)
+    status = protocol_status(all_within(settings), found) if published else PARTIAL
     report: Dict[str, Any] = {
         "name": recipe.name,
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
         "recipe_sha256": recipe_hash(recipe),
-        "status": protocol_status(all_within(settings), found),
+        "status": status,
         "strategy": recipe.strategy.value,
+        "compared_with": compared_with(recipe, published),
         "settings": settings,
         "protocol": {"followed": not found, "deviations": deviations_json(found)},
         "artifacts": {"fp32": str(fp32.folder.resolve()), "int8": str(int8.folder.resolve()), "out": str(work.resolve())},

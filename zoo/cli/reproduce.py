@@ -38,6 +38,8 @@ def _table(report: dict, wide: bool = False) -> CompactTable:
             verdict = "[green]pass[/]" if m["pass"] else "[red]MISS[/]"
             if partial:
                 verdict = "[yellow]within[/]" if m["pass"] else "[yellow]outside[/]"
+            if m["published"] is None:
+                verdict = "[yellow]unpublished[/]"
             row = [str(s["input_size"]), name, fmt_points(m["measured"]), fmt_points(m["published"]),
                    fmt_points(m["diff"], True), f"{m['tolerance']:.2f}", fmt_points(f.get("measured"))]
             if wide:
@@ -96,7 +98,8 @@ def device_of(device: Optional[str], gpus: Optional[str]) -> Device:
 @handle_errors
 def reproduce_cmd(
     name: str = typer.Argument(..., help="Entry name or alias (see `zoo list`)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout data folder (digits entries need none)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout (classification) or COCO-layout (detection) "
+                                                             "data folder; digits entries need none."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./zoo-out/NAME)."),
     device: Optional[str] = typer.Option(None, "--device", metavar="cpu|gpu|gpu:N",
                                          help="Where training and evaluation run (default: cpu; gpu with --gpus)."),
@@ -182,6 +185,8 @@ def _render(report: dict, as_json: bool, wide: bool = False) -> None:
             console.print("[yellow]PARTIAL[/]: not the recipe's protocol, so the comparison is only indicative:")
             for d in found:
                 console.print(escape(f"  - {d['setting']}: {d['run']} (recipe: {d['recipe']})"))
+        if str(report.get("compared_with", "")).startswith("nothing"):
+            console.print("[yellow]PARTIAL[/]: compared with " + escape(str(report["compared_with"])))
         console.print(f"report: {report.get('report_files', {}).get('markdown', '')}  (total {report['timings']['total']:.1f} s)")
     code = EXIT_CODES[report["status"]]
     if code:

@@ -28,6 +28,8 @@ from zoo.quiet import silenced
 ALGOS = ("KL", "hist", "mse", "avg", "abs_max", "min_max")
 ENGINES = ("fast", "paddleslim")
 WEIGHT_QUANTIZE_TYPES = ("abs_max", "channel_wise_abs_max")
+# the op that holds each activation's calibrated scale in the saved model (the values are the same)
+ACTIVATION_QUANTIZE_TYPES = ("range_abs_max", "moving_average_abs_max")
 MODEL_FILENAME = "inference.pdmodel"
 PARAMS_FILENAME = "inference.pdiparams"
 
@@ -55,6 +57,7 @@ def quantize_static(
     hist_percent: float = 0.9999,
     quantizable_op_type: Sequence[str] = ("conv2d", "depthwise_conv2d", "mul"),
     weight_quantize_type: str = "channel_wise_abs_max",
+    activation_quantize_type: str = "range_abs_max",
     onnx_format: bool = False,
     skip_patterns: Sequence[str] = (),
     engine: str = "fast",
@@ -71,6 +74,9 @@ def quantize_static(
     The calibration forward passes run on `device` ("cpu", "gpu", "gpu:N").
     """
     _check_settings(algo, batch_size, batch_nums, hist_percent, weight_quantize_type, engine)
+    if activation_quantize_type not in ACTIVATION_QUANTIZE_TYPES:
+        raise QuantizeError(f"unknown activation quantize type {activation_quantize_type!r} for post-training "
+                            "quantization", hint=f"Use one of: {', '.join(ACTIVATION_QUANTIZE_TYPES)}.")
     target = require_device(device)
     files = model if isinstance(model, ModelFiles) else _find_model(Path(model))
     check_model(files)  # before Paddle parses or runs it: corrupt files crash Paddle natively
@@ -85,6 +91,7 @@ def quantize_static(
         hist_percent=hist_percent,
         quantizable_op_type=list(quantizable_op_type),
         weight_quantize_type=weight_quantize_type,
+        activation_quantize_type=activation_quantize_type,
         onnx_format=onnx_format,
         skip_tensor_list=skip or None,
     )

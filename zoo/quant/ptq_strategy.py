@@ -28,9 +28,12 @@ class PTQStrategy(QuantStrategy):
     ) -> ModelFiles:
         from zoo.quant.ptq import quantize_static
 
+        from zoo.tasks import get_task
+
         q = recipe.quant
         model = source.require_model(self.name)
         calib = data.require_calib(self.name)
+        skip = get_task(recipe.task).quant_skip(recipe, model)  # e.g. a detector's `yolo_output` head
         stage = staging_dir(Path(out_dir))
         try:
             quantize_static(
@@ -43,8 +46,9 @@ class PTQStrategy(QuantStrategy):
                 hist_percent=q.hist_percent or DEFAULT_HIST_PERCENT,
                 quantizable_op_type=tuple(q.ops),
                 weight_quantize_type=q.weight,
+                activation_quantize_type=q.activation,
                 onnx_format=q.onnx_format,
-                skip_patterns=tuple(q.skip),
+                skip_patterns=tuple(skip),
                 engine=options.engine,
                 device=options.device,
             )

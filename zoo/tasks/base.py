@@ -108,7 +108,11 @@ class ModelTask(ABC):
 
     @abstractmethod
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
-        """A callable returning the calibration input batches of `dataset`."""
+        """A callable returning the calibration input batches of `dataset` (arrays, or {feed name: array} dicts)."""
+
+    def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
+        """The tensor-name patterns of `files` whose ops the recipe's `quant.skip` leaves in FP32 (default: as written)."""
+        return list(recipe.quant.skip)
 
     # --- quant-aware training -------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
-from zoo.protocol import FAIL, PARTIAL, PASS
-from zoo.schema import Backend, DatasetKind, Interpolation, Preprocess, Recipe
+from zoo.protocol import FAIL, PARTIAL, PASS, calib_images_wanted, calib_split
+from zoo.schema import Backend, Contract, DatasetKind, Interpolation, Preprocess, Recipe, Strategy
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
@@ -135,26 +137,64 @@ class DetectionTask(ModelTask):
         return f"  {row['input_size']:>4}      box AP {row['box_ap']:.2f} %    AP50 {row['ap50']:.2f} %"
 
     def require_reproducible(self, recipe: Recipe) -> None:
-        raise UsageError(
-            f"{recipe.name} is a detection entry; `zoo reproduce` runs classification entries (reproducing "
-            "quantized detectors is not implemented yet)",
-            hint=f"Evaluate its published model with `zoo eval {recipe.name}"
-                 f"{'' if recipe.dataset.kind is DatasetKind.digits else ' --data COCO_DIR'}` instead.",
-        )
+        if recipe.strategy is not Strategy.ptq:
+            raise UsageError(
+                f"{recipe.name} is a quant-aware ({recipe.strategy.value}) detection entry; `zoo reproduce` runs "
+                "post-training (ptq) detection entries so far: quant-aware training of detectors is not implemented yet",
+                hint=f"Evaluate its published model with `zoo eval {recipe.name}"
+                     f"{'' if recipe.dataset.kind is DatasetKind.digits else ' --data COCO_DIR'}` instead.",
+            )
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
                            calib_on_eval: bool) -> Dict[str, Any]:
+        from zoo.data.coco import CocoDataset, annotation_path
+
         self.require_reproducible(recipe)
-        return {}
+        out: Dict[str, Any] = {"eval": CocoDataset(root, recipe.dataset.split, max_samples)}
+        split = calib_split(recipe)
+        if not annotation_path(root, split).is_file():
+            if not calib_on_eval:
+                raise DataError(
+                    f"{root} has no {split} split to calibrate on (the recipe calibrates on {split}; "
+                    f"{annotation_path(root, split)} does not exist)",
+                    hint=f"Add annotations/instances_{split}.json and {split}/, or pass --calib-on-eval to calibrate "
+                         f"on the {recipe.dataset.split} images that are also scored (the result is then PARTIAL: "
+                         "it flatters the INT8 model).")
+            split = recipe.dataset.split
+        det = recipe.detection
+        out["calib"] = CalibrationSet(CocoDataset(root, split, calib_images_wanted(recipe)), recipe.preprocess,
+                                      recipe.headline().input_size,
+                                      det.contract if det is not None else Contract.legacy)
+        return out
 
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
-        raise UsageError("calibrating a detection model is not implemented yet",
-                         hint="Quantizing detectors is the next part of the detection work.")
+        if not isinstance(dataset, CalibrationSet):
+            raise UsageError("detection calibration takes the set `reproduce_datasets` builds (images, size, contract)")
+        return dataset.batches(batch_size)
+
+    def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
+        """The recipe's skip list with `yolo_output` (0.x's name scope of the head's output convs, DETECTION.md
+        3.1) turned into the weight names of the convs whose outputs the program's yolo_box ops decode."""
+        out: List[str] = []
+        for name in recipe.quant.skip:
+            if name != YOLO_OUTPUT_SCOPE:
+                out.append(name)
+                continue
+            weights = output_conv_weights(files)
+            if not weights:
+                raise ModelError(f"{recipe.name}'s quant.skip names the {YOLO_OUTPUT_SCOPE} head, but "
+                                 f"{files.model_file} has no conv feeding a yolo_box op",
+                                 hint="The model is not a YOLOv3 with its output convs: check the FP32 artifact.")
+            out.extend(w for w in weights if w not in out)
+        return out
+
 
     def prepare_qat(self, recipe: Recipe, network: Any) -> None:
-        # the published quant-aware configs leave the head's yolo_output convs in float
-        for conv in network.outputs:
-            conv.skip_quant = True
+        # quant.skip's yolo_output (the published quant-aware configs' not_quant_pattern) keeps the head's
+        # output convs in float; PaddleSlim's dygraph QAT leaves a layer with `skip_quant` alone
+        if YOLO_OUTPUT_SCOPE in recipe.quant.skip:
+            for conv in network.outputs:
+                conv.skip_quant = True
 
     def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
         from zoo.models.yolov3_train import yolov3_loss
@@ -178,3 +218,57 @@ class DetectionTask(ModelTask):
         export_legacy(network, Path(folder), int(input_shape[-1]), conf_thresh=det.conf_threshold,
                       nms=LegacyNMS(**det.nms.model_dump()),
                       saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
+
+# the name scope PaddleDetection 0.x gave YOLOv3's three output convs (not_quant_pattern: yolo_output)
+YOLO_OUTPUT_SCOPE = "yolo_output"
+
+
+def output_conv_weights(files: ModelFiles) -> List[str]:
+    """The filter names of the convs whose outputs reach a yolo_box op directly (through a bias add at most)."""
+    from zoo.deploy.program import read_program
+
+    ops = read_program(files).ops
+    producer = {v: op for op in ops for v in op.output_vars()}
+    found: List[str] = []
+    for op in ops:
+        if op.type != "yolo_box":
+            continue
+        node = producer.get(op.inputs.get("X", ("",))[0])
+        while node is not None and node.type in ("elementwise_add", "fake_dequantize_max_abs",
+                                                 "fake_channel_wise_dequantize_max_abs", "dequantize_linear"):
+            node = producer.get(node.inputs.get("X", ("",))[0])
+        if node is not None and node.type in ("conv2d", "depthwise_conv2d"):
+            found.extend(f for f in node.inputs.get("Filter", ()) if f not in found)
+    return found
+
+
+class CalibrationSet:
+    """Calibration images of a detection entry: fed as its contract says, at the recipe's size and preprocessing."""
+
+    def __init__(self, dataset: Any, preprocess: Preprocess, size: int, contract: Contract) -> None:
+        self.dataset = dataset
+        self.preprocess = preprocess
+        self.size = int(size)
+        self.contract = contract
+
+    @property
+    def split(self) -> str:
+        return str(self.dataset.split)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int) -> Callable[[], Iterator[Dict[str, np.ndarray]]]:
+        """A callable returning {feed name: array} batches (image, and im_size or im_shape + scale_factor)."""
+        from zoo.data.transforms import eval_transform
+        from zoo.evaluate.detection import detection_batches, feeds_for
+
+        transform = eval_transform(self.preprocess, self.size)
+
+        def make() -> Iterator[Dict[str, np.ndarray]]:
+            for indices, images in detection_batches(self.dataset, transform, batch_size):
+                records = [self.dataset.records[i] for i in indices]
+                yield feeds_for(self.contract, np.ascontiguousarray(images, dtype=np.float32),
+                                [(r["height"], r["width"]) for r in records])
+
+        return make
