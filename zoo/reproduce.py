@@ -95,22 +95,20 @@ class _Stages:
 
 
 def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
-    """The recipe's network with its published FP32 weights loaded."""
+    """The recipe's network with the FP32 weights quant-aware training starts from (the task says which)."""
     from zoo.hub import fetch
-    from zoo.models import build_model
     from zoo.models.weights import load_pretrained
 
-    kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
-    kwargs.setdefault("num_classes", recipe.dataset.num_classes)
-    network = build_model(recipe.arch, **kwargs)
-    if Role.pretrained in recipe.artifacts:
-        fetched = fetch(recipe, Role.pretrained, mirror=opts.mirror)
-        load_pretrained(network, recipe, fetched.path, trusted=True)  # zoo.hub verified it against its pin
-    else:  # only an FP32 inference model is published: take the weights from it
+    task = get_task(recipe.task)
+    network = task.build_network(recipe)
+    role = task.start_weights(recipe)
+    fetched = fetch(recipe, role, mirror=opts.mirror)
+    if recipe.artifacts[role].layout in (Layout.inference, Layout.legacy_inference):
         from zoo.quant.from_inference import load_from_inference
 
-        fetched = fetch(recipe, Role.fp32, mirror=opts.mirror)
         load_from_inference(network, find_model_files(fetched.path), input_shape(recipe))
+    else:
+        load_pretrained(network, recipe, fetched.path, trusted=True, role=role)  # zoo.hub verified it against its pin
     network.eval()
     return network
 
@@ -118,7 +116,6 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
 def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stages) -> Tuple[ModelFiles, Any]:
     """OUT/fp32 (fetched, or exported from the network or the published weights) and, for QAT, the network itself."""
     from zoo.hub import fetch
-    from zoo.models import save_inference
 
     shape = input_shape(recipe)
     needs_network = recipe.strategy is Strategy.qat or Role.fp32 not in recipe.artifacts
@@ -126,7 +123,7 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
     if stages.get("fp32") and (out / "fp32" / "inference.pdmodel").is_file():
         return find_model_files(out / "fp32"), network
     if network is not None:
-        files = save_inference(network, out / "fp32", shape)
+        files = get_task(recipe.task).save_network(recipe, network, out / "fp32", shape)
     else:
         fetched = fetch(recipe, Role.fp32, mirror=opts.mirror)
         if recipe.artifacts[Role.fp32].layout in (Layout.inference, Layout.legacy_inference):

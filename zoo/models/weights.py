@@ -74,15 +74,15 @@ def file_digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False) -> None:
-    """Load the recipe's `pretrained` artifact (a fetched file or extracted folder) into `model`.
+def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False, role: Role = Role.pretrained) -> None:
+    """Load the recipe's `role` artifact (a fetched file or extracted folder of weights) into `model`.
 
     `.pdparams` are pickles: they load only if the recipe's sha256/md5 matches, or with
     `trusted=True` when zoo.hub verified the file against its pin.
     """
-    artifact = recipe.artifacts.get(Role.pretrained)
+    artifact = recipe.artifacts.get(role)
     if artifact is None:
-        raise ModelError(f"{recipe.name} has no pretrained artifact")
+        raise ModelError(f"{recipe.name} has no {role.value} artifact")
     path = Path(path)
     if artifact.layout is Layout.pdparams:
         if path.is_dir():

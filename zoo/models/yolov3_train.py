@@ -47,17 +47,19 @@ def yolov3_loss(network: YOLOv3, outputs: Sequence[Any], gt_box: Any, gt_label: 
 
 
 class DetectionTrainSet:
-    """A COCO split as (CHW float32 image at `size`, gt_box, gt_label) samples (a map-style paddle dataset).
+    """A COCO split as (CHW float32 image, gt_box, gt_label) samples (a map-style paddle dataset).
 
-    `transform` maps a decoded RGB HWC image to the network input (the recipe's resize + normalize);
+    `flip` mirrors half the samples (numpy's global generator, which QAT seeds per epoch). `transform` maps a decoded RGB HWC image to the network input (the recipe's resize + normalize);
     boxes stay in original-image units, normalized by the original size, so a square resize that does
     not keep the aspect ratio leaves the targets right.
     """
 
-    def __init__(self, coco: Any, transform: Callable[[np.ndarray], np.ndarray], max_boxes: int = MAX_BOXES) -> None:
+    def __init__(self, coco: Any, transform: Callable[[np.ndarray], np.ndarray], max_boxes: int = MAX_BOXES,
+                 flip: bool = False) -> None:
         self.coco = coco
         self.transform = transform
         self.max_boxes = max_boxes
+        self.flip = flip
 
     def __len__(self) -> int:
         return len(self.coco)
@@ -65,6 +67,10 @@ class DetectionTrainSet:
     def __getitem__(self, index: int) -> List[np.ndarray]:
         record = self.coco.records[index]
         image = self.coco.load_image(index)
-        gt_box, gt_label = gt_targets(np.asarray(record["boxes"], np.float32), np.asarray(record["classes"]),
-                                      int(record["height"]), int(record["width"]), self.max_boxes)
+        boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+        width = int(record["width"])
+        if self.flip and np.random.random() < 0.5:  # 0.x RandomFlipImage: x -> W - 1 - x (inclusive pixel boxes)
+            image = np.ascontiguousarray(image[:, ::-1])
+            boxes = np.stack([width - 1 - boxes[:, 2], boxes[:, 1], width - 1 - boxes[:, 0], boxes[:, 3]], axis=1)
+        gt_box, gt_label = gt_targets(boxes, np.asarray(record["classes"]), int(record["height"]), width, self.max_boxes)
         return [np.asarray(self.transform(image), dtype=np.float32), gt_box, gt_label]

@@ -8,7 +8,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 from zoo.device import DeviceLike
 from zoo.modelfiles import ModelFiles
-from zoo.schema import Preprocess, Recipe
+from zoo.schema import Preprocess, Recipe, Role
 
 
 @dataclass
@@ -42,6 +42,22 @@ class ModelTask(ABC):
     @abstractmethod
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
         """An inference model built from the entry's network and its published weights at `weights`."""
+
+    def build_network(self, recipe: Recipe) -> Any:
+        """The recipe's network (`arch` with `extra.model_kwargs`), freshly initialized."""
+        from zoo.models import build_model
+
+        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
+        kwargs.setdefault("num_classes", recipe.dataset.num_classes)
+        return build_model(recipe.arch, **kwargs)
+
+    def start_weights(self, recipe: Recipe) -> Role:
+        """The artifact whose weights quant-aware training starts from (default: `pretrained`, else `fp32`)."""
+        return Role.pretrained if Role.pretrained in recipe.artifacts else Role.fp32
+
+    @abstractmethod
+    def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
+        """Write a float `network` into `out_dir` as an inference model with the task's contract."""
 
     # --- data and preprocessing ------------------------------------------------------------------
 

@@ -63,17 +63,19 @@ class ClassificationTask(ModelTask):
     labels = {"top1": "top-1", "top5": "top-5"}
 
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
-        from zoo.models import build_model, save_inference
         from zoo.models.weights import load_pretrained
         from zoo.quiet import silenced
 
         size = recipe.headline().input_size
         with silenced():
-            kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
-            kwargs.setdefault("num_classes", recipe.dataset.num_classes)
-            network = build_model(recipe.arch, **kwargs)
+            network = self.build_network(recipe)
             load_pretrained(network, recipe, weights, trusted=True)  # fetch verified it against its pin
-        return save_inference(network, out_dir, (3, size, size))
+        return self.save_network(recipe, network, out_dir, (3, size, size))
+
+    def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
+        from zoo.models import save_inference
+
+        return save_inference(network, out_dir, input_shape)
 
     def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
         from zoo.data import resolve_data

@@ -9,7 +9,7 @@ import numpy as np
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
 from zoo.protocol import FAIL, PARTIAL, PASS, calib_images_wanted, calib_split
-from zoo.schema import Backend, Contract, DatasetKind, Interpolation, Preprocess, Recipe, Strategy
+from zoo.schema import Backend, Contract, DatasetKind, Interpolation, Preprocess, Recipe, Role, Strategy
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
@@ -40,20 +40,41 @@ class DetectionTask(ModelTask):
                              hint="The archive is not the one the recipe describes: check the artifact and its URL.")
 
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
-        from zoo.models import build_model
-        from zoo.models.yolov3 import LegacyNMS, export_legacy, load_legacy_weights
+        from zoo.models.yolov3 import load_legacy_weights
         from zoo.quiet import silenced
 
+        size = recipe.headline().input_size
+        with silenced():
+            network = self.build_network(recipe)
+            load_legacy_weights(network, weights)
+            return self.save_network(recipe, network, out_dir, (3, size, size))
+
+    def build_network(self, recipe: Recipe) -> Any:
         det = recipe.detection
         assert det is not None  # the schema gives every detection entry its section
         kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
         kwargs.setdefault("num_classes", recipe.dataset.num_classes)
-        with silenced():
-            network = build_model(recipe.arch, **kwargs)
-            load_legacy_weights(network, weights)
-            network.eval()
-            return export_legacy(network, out_dir, recipe.headline().input_size, conf_thresh=det.conf_threshold,
-                                 nms=LegacyNMS(**det.nms.model_dump()))
+        kwargs.setdefault("anchors", [list(a) for a in det.anchors])
+        kwargs.setdefault("anchor_masks", [list(m) for m in det.anchor_masks])
+        from zoo.models import build_model
+
+        return build_model(recipe.arch, **kwargs)
+
+    def start_weights(self, recipe: Recipe) -> Role:
+        # a quant-aware detector starts from the trained FP32 detector; `pretrained` is its backbone's ImageNet start
+        return Role.fp32
+
+    def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
+        return self._export_legacy(recipe, network, out_dir, int(input_shape[-1]))
+
+    def _export_legacy(self, recipe: Recipe, network: Any, out_dir: Path, size: int, saver: Any = None) -> ModelFiles:
+        from zoo.models.yolov3 import LegacyNMS, export_legacy
+
+        det = recipe.detection
+        assert det is not None
+        network.eval()
+        return export_legacy(network, Path(out_dir), size, conf_thresh=det.conf_threshold,
+                             nms=LegacyNMS(**det.nms.model_dump()), saver=saver)
 
     def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
         if data is not None:
@@ -137,13 +158,18 @@ class DetectionTask(ModelTask):
         return f"  {row['input_size']:>4}      box AP {row['box_ap']:.2f} %    AP50 {row['ap50']:.2f} %"
 
     def require_reproducible(self, recipe: Recipe) -> None:
-        if recipe.strategy is not Strategy.ptq:
+        if recipe.strategy not in (Strategy.ptq, Strategy.qat):
             raise UsageError(
-                f"{recipe.name} is a quant-aware ({recipe.strategy.value}) detection entry; `zoo reproduce` runs "
-                "post-training (ptq) detection entries so far: quant-aware training of detectors is not implemented yet",
+                f"{recipe.name} is a {recipe.strategy.value} detection entry; `zoo reproduce` runs post-training (ptq) "
+                "and quant-aware (qat) detection entries",
                 hint=f"Evaluate its published model with `zoo eval {recipe.name}"
                      f"{'' if recipe.dataset.kind is DatasetKind.digits else ' --data COCO_DIR'}` instead.",
             )
+        augment = recipe.train.augment if recipe.train else None
+        if augment is not None and (augment.random_resized_crop or augment.random_crop or augment.auto_augment):
+            raise UsageError(f"{recipe.name}: detection training supports the square resize and a horizontal flip; "
+                             "its recipe asks for crops or AutoAugment",
+                             hint="Remove them from the recipe's train.augment (boxes would not follow them).")
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
                            calib_on_eval: bool) -> Dict[str, Any]:
@@ -152,6 +178,13 @@ class DetectionTask(ModelTask):
         self.require_reproducible(recipe)
         out: Dict[str, Any] = {"eval": CocoDataset(root, recipe.dataset.split, max_samples)}
         split = calib_split(recipe)
+        if recipe.strategy is Strategy.qat:
+            if not annotation_path(root, split).is_file():
+                raise DataError(f"{root} has no {split} split; quant-aware training trains on it "
+                                f"({annotation_path(root, split)} does not exist)",
+                                hint=f"Add annotations/instances_{split}.json and {split}/ to the data folder.")
+            out["train"] = self.training_set(recipe, CocoDataset(root, split, max_samples))
+            return out
         if not annotation_path(root, split).is_file():
             if not calib_on_eval:
                 raise DataError(
@@ -189,6 +222,15 @@ class DetectionTask(ModelTask):
         return out
 
 
+    def training_set(self, recipe: Recipe, coco: Any) -> Any:
+        """(image, gt_box, gt_label) samples of `coco` at the recipe's size and preprocessing (flipped where it asks)."""
+        from zoo.data.transforms import eval_transform
+        from zoo.models.yolov3_train import DetectionTrainSet
+
+        augment = recipe.train.augment if recipe.train else None
+        return DetectionTrainSet(coco, eval_transform(recipe.preprocess, recipe.headline().input_size),
+                                 flip=bool(augment and augment.horizontal_flip))
+
     def prepare_qat(self, recipe: Recipe, network: Any) -> None:
         # quant.skip's yolo_output (the published quant-aware configs' not_quant_pattern) keeps the head's
         # output convs in float; PaddleSlim's dygraph QAT leaves a layer with `skip_quant` alone
@@ -211,13 +253,8 @@ class DetectionTask(ModelTask):
 
     def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
                        input_shape: Tuple[int, int, int]) -> None:
-        from zoo.models.yolov3 import LegacyNMS, export_legacy
-
-        det = recipe.detection
-        assert det is not None
-        export_legacy(network, Path(folder), int(input_shape[-1]), conf_thresh=det.conf_threshold,
-                      nms=LegacyNMS(**det.nms.model_dump()),
-                      saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
+        self._export_legacy(recipe, network, folder, int(input_shape[-1]),
+                            saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
 
 # the name scope PaddleDetection 0.x gave YOLOv3's three output convs (not_quant_pattern: yolo_output)
 YOLO_OUTPUT_SCOPE = "yolo_output"
