@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Train the bundled FP32 digits detector (a small YOLOv3 MobileNetV1) and pack it into zoo/assets/.
 
-    .venv/bin/python scripts/train_digits_det.py [--out zoo/assets] [--epochs N] [--update-recipes]
+    .venv/bin/python scripts/train_digits_det.py [--out zoo/assets] [--epochs N] [--checkpoint FILE] [--update-recipes]
 
 Deterministic: fixed seeds, one CPU thread, MKL's compatible code path (zoo.numerics), a fixed
 data order and a fixed sequence of training sizes. It trains YOLOv3 (MobileNetV1 backbone, width
-`WIDTH`, the published head structure) with paddle.vision.ops.yolo_loss on the train2017 split of
-the materialized digits detection data (zoo/data/digits_det.py), at the sizes in `TRAIN_SIZES`
+`WIDTH`, the published head structure) with paddle.vision.ops.yolo_loss on canvases composed afresh
+each epoch from the train digits of the digits detection data (zoo/data/digits_det.py), at the sizes in `TRAIN_SIZES`
 (multi-scale, one size per batch), its backbone started from the bundled FP32 digits classifier
 (as the published detectors started from an ImageNet MobileNetV1). It then exports the legacy-contract inference model (image +
 im_size, yolo_box, multiclass_nms with the 0.x settings), scores it with the zoo's COCO evaluation
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -64,9 +64,10 @@ OBJ_PRIOR_BIAS = -4.6  # log(0.01 / 0.99)
 PREPROCESS = Preprocess(backend=Backend.cv2, resize=EVAL_SIZES[0], interpolation=Interpolation.bicubic, scale=True,
                         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 MAX_BOXES = 8  # more than any canvas holds (zoo.data.digits_det: at most 5)
+CANVASES_PER_EPOCH = 1200  # as many as the train2017 split holds, drawn afresh every epoch
 SEED = 2024
 BATCH = 16
-EPOCHS = 16
+EPOCHS = 40
 LR = 0.02
 WARMUP = 100  # iterations
 
@@ -79,27 +80,20 @@ def seed_everything(seed: int) -> None:
     paddle.seed(seed)
 
 
-def yolo_targets(boxes: np.ndarray, classes: np.ndarray, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """xyxy boxes in original pixels (x2, y2 the last ink pixel) -> yolo_loss's normalized (cx, cy, w, h), padded."""
-    gt_box = np.zeros((MAX_BOXES, 4), dtype=np.float32)
-    gt_label = np.zeros((MAX_BOXES,), dtype=np.int32)
-    n = min(len(boxes), MAX_BOXES)
-    if n:
-        b = boxes[:n].astype(np.float32)
-        bw, bh = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
-        gt_box[:n] = np.stack([(b[:, 0] + bw / 2) / width, (b[:, 1] + bh / 2) / height, bw / width, bh / height], axis=1)
-        gt_label[:n] = classes[:n]
-    return gt_box, gt_label
+def epoch_canvases(epoch: int, digits: Sequence[Tuple[np.ndarray, int]]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """CANVASES_PER_EPOCH fresh training canvases for `epoch`: (RGB image, xyxy boxes, class indices).
 
+    Drawn by the dataset's own composer from the train digits only (the val canvases' digits are
+    never seen), from a generator seeded by (SEED, epoch), so a resumed run sees the same canvases.
+    """
+    from zoo.data.digits_det import compose
 
-def load_train(root: Path) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Every train canvas decoded once: (RGB image, xyxy boxes, class indices)."""
-    from zoo.data.coco import CocoDataset
-
-    dataset = CocoDataset(root, "train2017")
+    rng = np.random.default_rng([SEED, epoch])
     out = []
-    for i, record in enumerate(dataset.records):
-        out.append((dataset.load_image(i), np.asarray(record["boxes"], np.float32), np.asarray(record["classes"], np.int64)))
+    for _ in range(CANVASES_PER_EPOCH):
+        image, objects = compose(rng, list(digits))
+        boxes = np.array([[x, y, x + w - 1, y + h - 1] for (x, y, w, h), _ in objects], np.float32).reshape(-1, 4)
+        out.append((image, boxes, np.array([label for _, label in objects], np.int64)))
     return out
 
 
@@ -159,57 +153,73 @@ def classifier_backbone(network) -> int:  # type: ignore[no-untyped-def]
     return len(tensors)
 
 
-def yolo_loss(outputs: Sequence, gt_box, gt_label):
-    """The YOLOv3 loss summed over the three levels, averaged over the batch (as PaddleDetection does)."""
+def train(epochs: int, checkpoint: Optional[Path] = None, eval_every: int = 0, root: Optional[Path] = None,
+          log=print):  # type: ignore[no-untyped-def]
+    """Momentum SGD with linear warm-up and cosine decay over fresh canvases each epoch.
+
+    Every epoch's randomness (canvases, order, training sizes) comes from (SEED, epoch), so a run
+    resumed from `checkpoint` (written after each epoch) ends with the same weights as one that was
+    never interrupted. `eval_every` N prints the box AP at the largest size after every N epochs.
+    """
     import paddle
 
-    flat = [v for a in ANCHORS for v in a]
-    total = 0
-    for out, mask, ratio in zip(outputs, ANCHOR_MASKS, DOWNSAMPLE):
-        # label smoothing off: with 10 classes Paddle's smoothing would cap class scores at 0.9
-        total = total + paddle.vision.ops.yolo_loss(out, gt_box, gt_label, flat, list(mask), NUM_CLASSES,
-                                                   IGNORE_THRESH, ratio, use_label_smooth=False)
-    return total.mean()
-
-
-def train(samples, epochs: int, log=print):  # type: ignore[no-untyped-def]
-    """Momentum SGD with linear warm-up and cosine decay; one training size per batch drawn from a seeded rng."""
-    import paddle
-
+    from zoo.data.digits_det import source_digits
     from zoo.data.transforms import eval_transform
+    from zoo.models.yolov3_train import gt_targets, yolov3_loss
 
     seed_everything(SEED)
     transforms = {size: eval_transform(PREPROCESS, size) for size in TRAIN_SIZES}
+    digits = source_digits()["train2017"]
     model = build_network()
     if PRETRAINED_ENTRY:
         log(f"  backbone: {classifier_backbone(model)} tensors from {PRETRAINED_ENTRY}'s FP32 classifier")
-    per_epoch = (len(samples) + BATCH - 1) // BATCH
+    per_epoch = (CANVASES_PER_EPOCH + BATCH - 1) // BATCH
     steps = epochs * per_epoch
-    cosine = paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=LR, T_max=steps - WARMUP)
+    cosine = paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=LR, T_max=max(1, steps - WARMUP))
     schedule = paddle.optimizer.lr.LinearWarmup(cosine, warmup_steps=WARMUP, start_lr=LR / 20, end_lr=LR)
     # momentum SGD as the 0.x YOLOv3 configs (Adam stalls here at the "no object anywhere" loss)
     opt = paddle.optimizer.Momentum(learning_rate=schedule, momentum=0.9, parameters=model.parameters(),
                                     weight_decay=paddle.regularizer.L2Decay(5e-4))
-    rng = np.random.default_rng(SEED)
-    for epoch in range(epochs):
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = paddle.load(str(checkpoint))
+        if state.get("epochs") == epochs:
+            model.set_state_dict(state["model"])
+            opt.set_state_dict(state["opt"])
+            start = int(state["epoch"])
+            log(f"  resumed after epoch {start} from {checkpoint}")
+    for epoch in range(start, epochs):
         model.train()
+        samples = epoch_canvases(epoch, digits)
+        rng = np.random.default_rng([SEED, epoch, 1])
         order = rng.permutation(len(samples))
         losses = []
         t0 = time.time()
-        for start in range(0, len(order), BATCH):
+        for begin in range(0, len(order), BATCH):
             size = int(rng.choice(TRAIN_SIZES))
-            batch = [samples[i] for i in order[start:start + BATCH]]
+            batch = [samples[i] for i in order[begin:begin + BATCH]]
             images = np.stack([transforms[size](img) for img, _, _ in batch])
-            targets = [yolo_targets(boxes, classes, img.shape[0], img.shape[1]) for img, boxes, classes in batch]
+            targets = [gt_targets(boxes, classes, img.shape[0], img.shape[1], MAX_BOXES) for img, boxes, classes in batch]
             gt_box = paddle.to_tensor(np.stack([t[0] for t in targets]))
             gt_label = paddle.to_tensor(np.stack([t[1] for t in targets]))
-            loss = yolo_loss(model(paddle.to_tensor(images)), gt_box, gt_label)
+            # label smoothing off: with 10 classes Paddle's smoothing would cap class scores at 0.9
+            loss = yolov3_loss(model, model(paddle.to_tensor(images)), gt_box, gt_label, IGNORE_THRESH)
             loss.backward()
             opt.step()
             opt.clear_grad()
             schedule.step()
             losses.append(float(loss))
         log(f"  epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} ({time.time() - t0:.0f} s)")
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            paddle.save({"epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict()},
+                        str(checkpoint) + ".tmp")
+            os.replace(str(checkpoint) + ".tmp", checkpoint)
+        if eval_every and root is not None and (epoch + 1) % eval_every == 0 and epoch + 1 < epochs:
+            model.eval()
+            with tempfile.TemporaryDirectory() as tmp:
+                scores = evaluate(export(model, Path(tmp) / NAME), root, EVAL_SIZES[:1])
+            log(f"  after epoch {epoch + 1}: box AP {scores[EVAL_SIZES[0]]['box_ap']} at {EVAL_SIZES[0]}")
     model.eval()
     return model
 
@@ -221,14 +231,14 @@ def export(model, out: Path):  # type: ignore[no-untyped-def]
     return export_legacy(model, out, EVAL_SIZES[0])
 
 
-def evaluate(files, root: Path) -> Dict[int, Dict[str, float]]:
+def evaluate(files, root: Path, sizes: Sequence[int] = EVAL_SIZES) -> Dict[int, Dict[str, float]]:
     """Box AP / AP50 (percent) on the val2017 split at each of EVAL_SIZES, as `zoo eval` scores it."""
     from zoo.data.coco import CocoDataset
     from zoo.evaluate.detection import evaluate_detection
 
     dataset = CocoDataset(root, "val2017")
     scores = {}
-    for size in EVAL_SIZES:
+    for size in sizes:
         result = evaluate_detection(files, dataset, size, PREPROCESS, batch_size=8, threads=1)
         scores[size] = {"box_ap": round(float(result["box_ap"]), 2), "ap50": round(float(result["ap50"]), 2),
                         "images": int(result["images"])}
@@ -256,6 +266,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "zoo" / "assets")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="override the epochs (quick checks)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="write the training state here after every epoch and resume from it when it exists")
+    parser.add_argument("--eval-every", type=int, default=0, help="print the box AP at the largest size every N epochs")
     parser.add_argument("--update-recipes", action="store_true",
                         help="write the new sha256/size and FP32 box AP into recipes/digits_yolov3_*.yaml")
     args = parser.parse_args()
@@ -270,8 +283,7 @@ def main() -> int:
 
     root = materialize()
     start = time.time()
-    samples = load_train(root)
-    model = train(samples, args.epochs, log=lambda line: print(line, flush=True))
+    model = train(args.epochs, args.checkpoint, args.eval_every, root, log=lambda line: print(line, flush=True))
     train_seconds = round(time.time() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

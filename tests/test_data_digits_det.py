@@ -64,7 +64,7 @@ def test_boxes_are_tight_around_the_ink(det_dir: Path) -> None:
 
 
 def test_val_digits_are_held_out() -> None:
-    sources = digits_det._source_digits()
+    sources = digits_det.source_digits()
     assert len(sources["train2017"]) + len(sources["val2017"]) == 1797
     train = {p.tobytes() for p, _ in sources["train2017"]}
     assert sum(p.tobytes() in train for p, _ in sources["val2017"]) <= 2  # sklearn's digits repeat a few images
@@ -79,7 +79,7 @@ def test_deterministic(det_dir: Path, tmp_path: Path) -> None:
 
 
 def test_compose_draws_only_from_its_rng() -> None:
-    digits = digits_det._source_digits()["val2017"]
+    digits = digits_det.source_digits()["val2017"]
     a = digits_det.compose(np.random.default_rng(3), digits)
     b = digits_det.compose(np.random.default_rng(3), digits)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]

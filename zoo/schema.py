@@ -339,6 +339,7 @@ class DetectionConfig(Strict):
     downsample_ratios: List[int] = Field(default_factory=lambda: [32, 16, 8])
     conf_threshold: float = Field(0.01, ge=0, le=1, description="yolo_box: boxes below it are zeroed")
     clip_bbox: bool = True
+    ignore_thresh: float = Field(0.7, gt=0, le=1, description="yolo_loss: predictions overlapping a box this much are not negatives")
     nms: NmsConfig = NmsConfig()
 
     @model_validator(mode="after")

@@ -59,7 +59,7 @@ def _is_complete(folder: Path) -> bool:
     return meta.get("version") == FORMAT_VERSION and all(annotation_file(folder, s).is_file() for s in SPLITS)
 
 
-def _source_digits() -> Dict[str, List[Tuple[np.ndarray, int]]]:
+def source_digits() -> Dict[str, List[Tuple[np.ndarray, int]]]:
     """The 8x8 digits (0..16) per split, held out exactly as the classification digits data does."""
     from sklearn.datasets import load_digits
 
@@ -157,7 +157,7 @@ def _write_split(staging: Path, split: str, digits: List[Tuple[np.ndarray, int]]
 
 
 def _write(staging: Path) -> dict:
-    sources = _source_digits()
+    sources = source_digits()
     rng = np.random.default_rng(SEED)
     meta: dict = {"version": FORMAT_VERSION, "seed": SEED, "num_classes": NUM_CLASSES,
                   "category_ids": list(CATEGORY_IDS),

@@ -20,7 +20,7 @@ import difflib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -191,6 +191,13 @@ def decode_legacy(network: YOLOv3, outputs: Sequence[paddle.Tensor], im_size: Un
     return [rows[end - n:end] for n, end in zip(counts, ends)]
 
 
+Saver = Callable[[nn.Layer, str, List[paddle.static.InputSpec]], None]
+
+
+def _jit_save(layer: nn.Layer, prefix: str, spec: List[paddle.static.InputSpec]) -> None:
+    paddle.jit.save(layer, prefix, input_spec=spec)
+
+
 class _LegacyInference(nn.Layer):
     """The network plus the legacy post-processing, as one traceable layer."""
 
@@ -207,12 +214,14 @@ class _LegacyInference(nn.Layer):
 
 def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
                   conf_thresh: float = LEGACY_NMS.score_threshold, nms: LegacyNMS = LEGACY_NMS,
-                  legacy_names: bool = False) -> ModelFiles:
+                  legacy_names: bool = False, saver: Optional[Saver] = None) -> ModelFiles:
     """Write `network` as an inference model with the legacy 0.x contract (see the module docstring).
 
     Files: `inference.pdmodel`/`.pdiparams`, or `__model__`/`__params__` with `legacy_names` (the
     layout of the published archives). They appear in `out_dir` only once both are written and
-    verified; `image` is declared [-1, 3, input_size, input_size].
+    verified; `image` is declared [-1, 3, input_size, input_size]. `saver(layer, path_prefix,
+    input_spec)` writes the traced layer (default `paddle.jit.save`; quant-aware training passes
+    its quantizer's save, which turns the fake-quant layers into the program's quant ops).
     """
     from zoo.fsutil import scratch_dir
     from zoo.modelcheck import is_no_space, no_space_error, verify_saved
@@ -242,7 +251,7 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
         wrapper = _LegacyInference(network, conf_thresh, nms)
         wrapper.eval()
         with silenced():
-            paddle.jit.save(wrapper, str(staging / "inference"), input_spec=spec)
+            (saver or _jit_save)(wrapper, str(staging / "inference"), spec)
         for name in ("inference.pdmodel", "inference.pdiparams"):
             if not (staging / name).is_file():
                 raise ModelError(f"paddle.jit.save did not write {name}")

@@ -88,18 +88,6 @@ def make_optimizer(train: TrainConfig, schedule: Any, parameters: Any) -> Any:
     return paddle.optimizer.SGD(learning_rate=schedule, parameters=parameters, weight_decay=decay)
 
 
-def classification_loss(logits: Any, labels: Any, num_classes: int, label_smoothing: float) -> Any:
-    """Cross entropy, with label smoothing when the recipe asks for it."""
-    import paddle
-    import paddle.nn.functional as F
-
-    labels = paddle.reshape(labels, [-1])
-    if label_smoothing > 0:
-        soft = F.label_smooth(F.one_hot(labels, num_classes), epsilon=label_smoothing)
-        return paddle.mean(F.cross_entropy(logits, soft, soft_label=True))
-    return paddle.mean(F.cross_entropy(logits, labels))
-
-
 def _interrupt_epoch() -> Optional[int]:
     value = os.environ.get(INTERRUPT_ENV, "").strip()
     return int(value) if value.isdigit() else None
@@ -160,13 +148,18 @@ class QATStrategy(QuantStrategy):
         if not options.resume:
             ckpt.clear()
 
+        from zoo.tasks import get_task
+
+        task = get_task(recipe.task)
         seed_everything(options.seed)
         paddle.disable_static()
         device.activate()
         network.to(device=str(device))  # a network built before the device was chosen moves with it
         quanter = make_quanter(recipe.quant)
+        task.prepare_qat(recipe, network)
         with _quiet():
             quanter.quantize(network)
+        objective = task.training_loss(recipe, network)
         schedule = make_schedule(train, steps_per_epoch, total_steps)
         optimizer = make_optimizer(train, schedule, network.parameters())
         start = ckpt.load_latest(network, optimizer) if options.resume else 0
@@ -181,7 +174,6 @@ class QATStrategy(QuantStrategy):
         else:
             sampler = paddle.io.BatchSampler(dataset, batch_size=rank_batch, shuffle=True, drop_last=True)
         loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=0, return_list=True)
-        num_classes = recipe.dataset.num_classes
         interrupt = _interrupt_epoch()
         steps_done = start * steps_per_epoch
         run_epochs: List[int] = []
@@ -196,9 +188,8 @@ class QATStrategy(QuantStrategy):
                 sampler.set_epoch(epoch)
             network.train()
             began, losses = time.time(), []
-            for images, labels in loader:
-                logits = trainee(images)
-                loss = classification_loss(logits, labels, num_classes, train.label_smoothing)
+            for batch in loader:
+                loss = objective(trainee, batch)
                 loss.backward()
                 optimizer.step()
                 optimizer.clear_grad()
@@ -229,11 +220,9 @@ class QATStrategy(QuantStrategy):
         }
         network.eval()
         stage = staging_dir(Path(out_dir))
-        c, h, w = source.input_shape
-        spec = [paddle.static.InputSpec(shape=[None, c, h, w], dtype="float32", name="x")]
         try:
             with _quiet(), writing_model(Path(out_dir), TrainError):
-                quanter.save_quantized_model(network, str(stage.path / "inference"), input_spec=spec)
+                task.save_quantized(recipe, network, quanter, stage.path, source.input_shape)
             return stage.commit()
         except BaseException:
             stage.discard()

@@ -113,3 +113,17 @@ class ModelTask(ABC):
     def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
         """The tensor-name patterns of `files` whose ops the recipe's `quant.skip` leaves in FP32 (default: as written)."""
         return list(recipe.quant.skip)
+
+    # --- quant-aware training -------------------------------------------------------------------
+
+    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
+        """Mark the layers quant-aware training must leave in float (default: none)."""
+
+    @abstractmethod
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        """loss(trainee, batch): the scalar training loss of one batch of the task's training set."""
+
+    @abstractmethod
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        """Write the quant-aware-trained `network` into `folder` as an inference model with the task's contract."""

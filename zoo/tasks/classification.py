@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zoo.errors import DataError, UsageError
 from zoo.modelfiles import ModelFiles
@@ -155,3 +155,32 @@ class ClassificationTask(ModelTask):
         from zoo.data.imagenet import image_batches
 
         return image_batches(dataset, batch_size)
+
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        num_classes = recipe.dataset.num_classes
+        smoothing = recipe.train.label_smoothing if recipe.train else 0.0
+
+        def loss(trainee: Any, batch: Sequence[Any]) -> Any:
+            images, labels = batch
+            return classification_loss(trainee(images), labels, num_classes, smoothing)
+
+        return loss
+
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        import paddle
+
+        spec = [paddle.static.InputSpec(shape=[None, *input_shape], dtype="float32", name="x")]
+        quanter.save_quantized_model(network, str(Path(folder) / "inference"), input_spec=spec)
+
+
+def classification_loss(logits: Any, labels: Any, num_classes: int, label_smoothing: float) -> Any:
+    """Cross entropy, with label smoothing when the recipe asks for it."""
+    import paddle
+    import paddle.nn.functional as F
+
+    labels = paddle.reshape(labels, [-1])
+    if label_smoothing > 0:
+        soft = F.label_smooth(F.one_hot(labels, num_classes), epsilon=label_smoothing)
+        return paddle.mean(F.cross_entropy(logits, soft, soft_label=True))
+    return paddle.mean(F.cross_entropy(logits, labels))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -188,6 +188,36 @@ class DetectionTask(ModelTask):
             out.extend(w for w in weights if w not in out)
         return out
 
+
+    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
+        # quant.skip's yolo_output (the published quant-aware configs' not_quant_pattern) keeps the head's
+        # output convs in float; PaddleSlim's dygraph QAT leaves a layer with `skip_quant` alone
+        if YOLO_OUTPUT_SCOPE in recipe.quant.skip:
+            for conv in network.outputs:
+                conv.skip_quant = True
+
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        from zoo.models.yolov3_train import yolov3_loss
+
+        det = recipe.detection
+        assert det is not None  # the schema gives every detection entry its section
+        smooth = bool(recipe.train and recipe.train.label_smoothing > 0)
+
+        def loss(trainee: Any, batch: Sequence[Any]) -> Any:
+            images, gt_box, gt_label = batch
+            return yolov3_loss(network, trainee(images), gt_box, gt_label, det.ignore_thresh, smooth)
+
+        return loss
+
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        from zoo.models.yolov3 import LegacyNMS, export_legacy
+
+        det = recipe.detection
+        assert det is not None
+        export_legacy(network, Path(folder), int(input_shape[-1]), conf_thresh=det.conf_threshold,
+                      nms=LegacyNMS(**det.nms.model_dump()),
+                      saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
 
 # the name scope PaddleDetection 0.x gave YOLOv3's three output convs (not_quant_pattern: yolo_output)
 YOLO_OUTPUT_SCOPE = "yolo_output"
