@@ -27,7 +27,7 @@ from zoo.deploy.lite import bench_nb, convert
 from zoo.deploy.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import find_converter
-from zoo.deploy.validate import make_inputs
+from zoo.deploy.validate import detection_contract, make_inputs
 from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import ExportError, UsageError
 from zoo.modelfiles import ModelFiles
@@ -282,6 +282,9 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
     if "int8" not in programs or not rows:
         return
     files, info = programs["int8"]
+    if detection_contract(info) is not None:
+        _check_int8_detections(rows, files, info, threads, source, data, result)
+        return
     inputs = make_inputs(info, batch=CHECK_BATCH, size=source.input_size, seed=2)
     reference = open_runtime("paddle", files, workdir / "ref", threads=threads)
     expected = reference.run(list(inputs))
@@ -302,6 +305,32 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
 
             row.check["data"] = {"top1": row.top1, "top1_agreement": agree, "min_agreement": INT8_MIN_AGREEMENT_REAL,
                                  "passed": agree is not None and agree >= INT8_MIN_AGREEMENT_REAL}
+
+
+def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: ProgramInfo, threads: int, source: Source,
+                           data: Optional[Path], result: BenchResult) -> None:
+    """A detector's INT8 paths against Paddle's fake-quant graph, box by box (zoo.evaluate.detection.match_detections)
+    on real images of its data when at hand (decisive), else on generated inputs."""
+    from zoo.deploy.validate import (INT8_DET_IOU, INT8_DET_MIN_MATCHED, INT8_DET_SCORE_TOL, paddle_detections,
+                                     real_detection_inputs)
+    from zoo.evaluate.detection import match_detections
+
+    contract = detection_contract(info)
+    real = real_detection_inputs(source.recipe, info, data=data)
+    inputs = real if real is not None else make_inputs(info, batch=8, size=source.input_size, seed=2)
+    if real is not None:
+        result.data = str(data) if data is not None else f"{source.label}'s data"
+    reference = paddle_detections(files, inputs, contract, threads=threads)
+    for row in rows:
+        if row.runtime != "paddle-int8":
+            row.note = (row.note + "; " if row.note else "") + "detections not checked on this runtime"
+            continue
+        found = match_detections(reference, paddle_detections(files, inputs, contract, int8=True, threads=threads),
+                                 iou=INT8_DET_IOU, score_tol=INT8_DET_SCORE_TOL)
+        share = found["matched"] / found["top_boxes"] if found["top_boxes"] else 1.0
+        found.update(matched_share=round(share, 4), min_matched_share=INT8_DET_MIN_MATCHED,
+                     passed=share >= INT8_DET_MIN_MATCHED, images=len(inputs[0]))
+        row.check = {"data" if real is not None else "noise_inputs": found}
 
 
 def _data_batches(source: Source, data: Path, max_samples: Optional[int]) -> List[tuple]:
@@ -355,7 +384,11 @@ def _fastest(result: BenchResult) -> None:
     else:
         text += " (Paddle Inference FP32 not run: add --backend all for the speed-up)"
     data_check = (best.check or {}).get("data")
-    if data_check:
+    if data_check and "matched_share" in data_check:  # a detector: its boxes matched on real images
+        fastest.update(matched_share=data_check["matched_share"])
+        text += (f"; {data_check['matched']} of {data_check['top_boxes']} top boxes of Paddle's fake-quant graph found "
+                 f"again on {data_check['images']} images of {result.data}")
+    elif data_check:
         fastest.update(top1=best.top1, top1_agreement=data_check["top1_agreement"])
         text += (f"; top-1 {best.top1:.2f}% on {result.data} (Paddle fake-quant: {result.reference_top1:.2f}%, "
                  f"agreement {data_check['top1_agreement']:.1%})")

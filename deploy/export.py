@@ -18,8 +18,8 @@ from zoo.deploy.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from zoo.deploy.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import ARCHES, find_converter
-from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, real_images, validate_inference,
-                                 validate_lite_x86, validate_onnx)
+from zoo.deploy.validate import (check_nb_structure, detection_contract, load_inputs, make_inputs, real_detection_inputs,
+                                 real_images, validate_inference, validate_lite_x86, validate_onnx)
 from zoo.errors import ExportError, UsageError
 from zoo.modelcheck import check_model, writing_model
 from zoo.modelfiles import model_sha256
@@ -136,11 +136,21 @@ def export_model(
         raise UsageError(f"--out {out} exists and is not a folder")
     inputs = (load_inputs(inputs_path, info) if inputs_path else
               make_inputs(info, batch=batch, size=source.input_size)) if validate else []
+    detector = validate and not inputs_path and detection_contract(info) is not None
+    real_det = real_detection_inputs(source.recipe, info, data=data) if detector else None
+    if real_det is not None:  # boxes on noise images say little: a detector is checked on real images when at hand
+        inputs = real_det
     src_hash = model_sha256(source.primary)
     result = ExportResult(target=target, out=out, source={
         "model": model, "kind": source.kind, "path": str(source.primary.folder), "precision": info.precision,
         "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),
     })
+    if detector:
+        where = data if data is not None else f"{source.label}'s data"
+        result.notes.append(f"detections validated on {len(inputs[0])} real images ({where})"
+                            if real_det is not None else
+                            "detections validated on generated inputs (noise images, valid im_size / scale_factor): "
+                            "pass --data DIR for real images")
     if target == "lite" and valid:
         result.notes += [f"{arch}: not among {source.recipe}'s validated Lite targets ({', '.join(valid)}); "
                          "the artifact is checked here, but the entry was not published for it"

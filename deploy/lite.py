@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -188,12 +188,22 @@ def _run_worker(args: List[str], what: str, timeout: float = 900) -> subprocess.
 
 def run_nb(nb: Path, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
     """Run an x86 `.nb` with Lite's own MobileConfig runtime (the x86 toolchain) on one batch."""
+    return run_nb_lod(nb, inputs)[0]
+
+
+def run_nb_lod(nb: Path, inputs: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], List[List[List[int]]]]:
+    """Like run_nb, with each output's LoD (offsets per level; [] for a plain tensor), as Predictor.output_lods."""
     with tempfile.TemporaryDirectory(prefix="zoo-lite-") as tmp:
         src, dst = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         _save_inputs(inputs, src)
         _run_worker(["run", "--nb", str(nb), "--inputs", str(src), "--output", str(dst)], f"running {nb.name}")
         with np.load(dst) as data:
-            return [data[k] for k in sorted(data.files, key=int)]
+            outputs = [data[k] for k in sorted((k for k in data.files if k.isdigit()), key=int)]
+            lods: List[List[List[int]]] = [[] for _ in outputs]
+            for key in sorted((k for k in data.files if k.startswith("lod")), key=lambda k: int(k.split("_")[1])):
+                index = int(key[3:].split("_")[0])
+                lods[index].append([int(v) for v in data[key]])
+            return outputs, lods
 
 
 def bench_nb(nb: Path, inputs: Sequence[np.ndarray], warmup: int, repeat: int) -> dict:

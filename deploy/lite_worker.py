@@ -5,7 +5,7 @@ paddlelite 2.12 for x86), so it imports nothing from the zoo and stays Python 3.
 A crash of Lite's C++ code kills only this process; the caller turns its exit status into an error.
 
     python lite_worker.py opt --model_file M --param_file P --optimize_out OUT --valid_targets arm
-    python lite_worker.py run --nb FILE --inputs in.npz --output out.npz
+    python lite_worker.py run --nb FILE --inputs in.npz --output out.npz   (outputs "0", "1", ...; LoDs "lod<i>_<level>")
     python lite_worker.py bench --nb FILE --inputs in.npz --warmup 5 --repeat 50
 """
 import argparse
@@ -98,7 +98,11 @@ def cmd_run(args):
     predictor.run()
     outputs = {}
     for i, _name in enumerate(predictor.get_output_names()):
-        outputs[str(i)] = np.array(predictor.get_output(i).numpy(), copy=True)
+        tensor = predictor.get_output(i)
+        outputs[str(i)] = np.array(tensor.numpy(), copy=True)
+        # a detection model's NMS output marks each image's rows only in its LoD: keep every level
+        for level, offsets in enumerate(tensor.lod()):
+            outputs["lod%d_%d" % (i, level)] = np.asarray(offsets, dtype=np.int64)
     np.savez(args.output, **outputs)
     del arrays
     return 0

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb
+from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb, run_nb_lod
 from zoo.deploy.program import ProgramInfo, concrete_shape
 from zoo.errors import ExportError, ModelError, ValidationError
 from zoo.modelfiles import ModelFiles
@@ -37,8 +37,38 @@ class Check:
         return data
 
 
+def detection_contract(info: ProgramInfo) -> Optional[Any]:
+    """The detection contract (zoo.schema.Contract) of a program that decodes or suppresses boxes; None otherwise."""
+    from zoo.evaluate.detection import DETECTION_OPS, contract_of
+
+    if not set(info.op_types) & DETECTION_OPS:
+        return None
+    try:
+        return contract_of([s.name for s in info.inputs])
+    except ModelError:
+        return None
+
+
+def _image_side(info: ProgramInfo, size: Optional[int]) -> int:
+    image = next((s for s in info.inputs if len(s.shape) == 4), None)
+    side = image.shape[2] if image is not None and image.shape[2] > 0 else size
+    if not side:
+        raise ModelError("the detection model's image input has no fixed size", hint="Pass --input-size.")
+    return int(side)
+
+
 def make_inputs(info: ProgramInfo, batch: int = 2, seed: int = 0, size: Optional[int] = None) -> List[np.ndarray]:
-    """Deterministic inputs for every model input: normal noise for floats, image sizes for ints."""
+    """Deterministic inputs for every model input: normal noise for floats, image sizes for ints.
+
+    A detection model gets noise images and valid original sizes (integer im_size; im_shape and a
+    positive scale_factor) for its contract.
+    """
+    contract = detection_contract(info)
+    if contract is not None:
+        from zoo.evaluate.detection import generated_feeds
+
+        feeds = generated_feeds(contract, _image_side(info, size), batch=batch, seed=seed)
+        return [np.ascontiguousarray(feeds[s.name].astype(s.dtype)) for s in info.inputs]
     rng = np.random.RandomState(seed)
     arrays: List[np.ndarray] = []
     spatial: Optional[Sequence[int]] = None
@@ -109,8 +139,55 @@ def validate_inference(source: ModelFiles, exported: ModelFiles, inputs: Sequenc
     return check
 
 
+def paddle_detections(files: ModelFiles, inputs: Sequence[np.ndarray], contract: Any, int8: bool = False,
+                      threads: int = 1) -> List[np.ndarray]:
+    """Per image of the batch, the (K, 6) detection rows Paddle Inference returns (plain kernels; with `int8`,
+    oneDNN and its INT8 kernels)."""
+    from zoo.evaluate.detection import split_outputs
+    from zoo.predictor import Predictor
+
+    with silenced():
+        predictor = Predictor(files, threads=threads, mkldnn=int8, int8=int8)
+        outputs = predictor.run(list(inputs))
+        return split_outputs(contract, outputs, predictor.output_lods(), len(inputs[0]))
+
+
+LITE_SCORE_TOL = 1e-3  # FP32 against FP32: only summation order differs
+# INT8 kernels against Paddle's fake-quant graph: single quantization steps flip, so boxes move a little
+# (IoU 0.5: the same object, as COCO counts it; most of the top boxes, not every low-score one)
+INT8_DET_IOU, INT8_DET_SCORE_TOL, INT8_DET_MIN_MATCHED = 0.5, 0.1, 0.8
+
+
+def validate_lite_x86_detections(source: ModelFiles, nb: Path, inputs: Sequence[np.ndarray], contract: Any) -> Check:
+    """A detection `.nb` run by Lite against Paddle Inference, box by box: NMS output order is not compared,
+    the top boxes of every image must be found again (same label, IoU >= 0.95, score within 1e-3)."""
+    from zoo.evaluate.detection import match_detections, split_outputs
+
+    reference = paddle_detections(source, inputs, contract)
+    outputs, lods = run_nb_lod(nb, inputs)
+    candidate = split_outputs(contract, outputs, lods, len(inputs[0]))
+    if not all(np.isfinite(np.asarray(c)).all() for c in candidate):
+        raise ValidationError(f"{nb.name} run by Paddle Lite returns NaN or infinite boxes",
+                              hint="Nothing was written; try --arch arm or report the model.")
+    result = match_detections(reference, candidate, score_tol=LITE_SCORE_TOL)
+    detail = f"Paddle Lite x86 (MobileConfig) vs Paddle Inference, detections matched: {result['detail']}"
+    extra = {k: v for k, v in result.items() if k not in ("passed", "detail")}
+    extra["kernels"] = kernel_summary(nb_kernels(nb))
+    check = Check("detections", bool(result["passed"]), detail, extra=extra)
+    if not check.passed:
+        raise ValidationError(f"{nb.name} run by Paddle Lite does not find the boxes Paddle Inference finds: "
+                              f"{result['detail']}", hint="Nothing was written; try --arch arm or report the model.")
+    return check
+
+
 def validate_lite_x86(source: ModelFiles, nb: Path, inputs: Sequence[np.ndarray]) -> Check:
-    """An FP32 x86 `.nb`, run by Lite's MobileConfig, against Paddle Inference (rel. error < 1e-4)."""
+    """An FP32 x86 `.nb`, run by Lite's MobileConfig, against Paddle Inference (rel. error < 1e-4; a detection
+    model's boxes are matched instead)."""
+    from zoo.deploy.program import read_program
+
+    contract = detection_contract(read_program(source))
+    if contract is not None:
+        return validate_lite_x86_detections(source, nb, inputs, contract)
     reference = paddle_outputs(source, inputs)
     err = max_rel_error(reference, run_nb(nb, inputs))
     check = Check("outputs", err < LITE_RTOL, "Paddle Lite x86 (MobileConfig) vs Paddle Inference", err, LITE_RTOL,
@@ -130,6 +207,16 @@ def check_nb_structure(nb: Path, info: ProgramInfo, arch: str) -> Check:
     wanted = len(info.quantized)
     extra: Dict[str, Any] = {"kernels": kernel_summary(kernels), "int8_kernels": len(int8_kernels),
                              "int8_ops_in_source": wanted}
+    from zoo.evaluate.detection import DETECTION_OPS
+
+    decoding = sorted({op.type for op in info.ops} & DETECTION_OPS)
+    if decoding:  # a detector's .nb must still decode and suppress boxes itself
+        have = {k.op for k in kernels}
+        missing = [op for op in decoding if op not in have]
+        if missing:
+            raise ValidationError(f"{nb.name}: the source's {', '.join(missing)} op(s) have no kernel in the .nb",
+                                  hint="The converter dropped the detection post-processing; check the Lite version.")
+        extra["detection_ops"] = {op: sum(1 for k in kernels if k.op == op) for op in decoding}
     if info.is_int8 and wanted and not int8_kernels:
         raise ValidationError(
             f"{nb.name}: the source quantizes {wanted} op(s) ({', '.join(sorted(set(info.quantized)))}) but the .nb "
@@ -220,6 +307,36 @@ def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarr
         raise ValidationError(f"{onnx_file.name} run by ONNX Runtime differs from Paddle Inference: {detail} ({limits})",
                               hint="Nothing was written; report the model with the command that made it.")
     return check
+
+
+def real_detection_inputs(recipe: Any, info: ProgramInfo, count: int = 8,
+                          data: Optional[Path] = None) -> Optional[List[np.ndarray]]:
+    """The first `count` validation images of a detection entry (name or recipe), fed as the model's contract
+    says at its declared size with the entry's preprocessing; None when the data is not at hand."""
+    contract = detection_contract(info)
+    if contract is None or (not recipe and data is None):
+        return None
+    from zoo.data.coco import CocoDataset
+    from zoo.errors import DataError, UnknownModelError
+    from zoo.evaluate.detection import real_feeds
+    from zoo.registry import load_registry
+    from zoo.tasks import get_task
+
+    try:
+        if recipe:  # an entry: its data (bundled for digits, else `data`) and its preprocessing
+            entry = load_registry().get(str(recipe.get("name") if isinstance(recipe, dict) else recipe))
+            if entry.task.value != "detection":
+                return None
+            task = get_task(entry.task)
+            folder, split, pre = task.resolve_data(entry, data), entry.dataset.split, entry.preprocess
+        else:  # a plain folder: the COCO folder given, the task's folder convention
+            task = get_task("detection")
+            folder, split, pre = Path(data), task.folder_split, task.folder_preprocess()  # type: ignore[arg-type]
+        dataset = CocoDataset(folder, split, count)
+        feeds = real_feeds(dataset, contract, pre, _image_side(info, None), count)
+    except (DataError, UnknownModelError, ModelError):
+        return None
+    return [np.ascontiguousarray(feeds[s.name].astype(s.dtype)) for s in info.inputs]
 
 
 def real_images(recipe: Any, input_size: Optional[int], count: int = 64,

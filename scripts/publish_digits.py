@@ -5,8 +5,10 @@
 
 The digits entries have no outside publication: the zoo publishes its own reproduction. This
 script runs `zoo reproduce` for each bundled recipe (same code path as the CLI), then rewrites
-the INT8 `top1` / `top5` of the recipe's `published` row (the FP32 numbers come from the
-training script and are left alone). Rerunning it on the same machine gives the same numbers.
+the INT8 numbers of the recipe's `published` rows: `top1` / `top5` of a classification entry,
+`box_ap` of each input size of a detection entry (added to a row that publishes only FP32). The
+FP32 numbers come from the training scripts and are left alone. Rerunning it on the same machine
+gives the same numbers.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # what `zoo reproduce` runs wit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act")
+ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act", "digits_yolov3_mobilenetv1_ptq")
 
 
 def rewrite_published(text: str, top1: float, top5: float) -> str:
@@ -37,6 +39,28 @@ def rewrite_published(text: str, top1: float, top5: float) -> str:
     if not n1 or not n5:
         raise SystemExit("the published row has no top1/top5 to rewrite")
     return "".join(lines[:start]) + new + "".join(lines[end:])
+
+
+def rewrite_box_ap(text: str, box_ap: dict) -> str:
+    """Set `box_ap` of each published row (by its `input_size`) to the measured INT8 number, keeping the rest."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("published:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "-", "\n", "#")), len(lines))
+    done = set()
+    for i in range(start + 1, end):
+        m = re.search(r"(?<![\w])input_size:\s*(\d+)", lines[i])
+        if not m or int(m.group(1)) not in box_ap:
+            continue
+        size = int(m.group(1))
+        value = f"box_ap: {box_ap[size]:.2f}"
+        line, n = re.subn(r"(?<![\w])box_ap:\s*[0-9.]+", value, lines[i], count=1)
+        if not n:  # a row that published FP32 only: the INT8 number goes right after the size
+            line = lines[i][:m.end()] + f", {value}" + lines[i][m.end():]
+        lines[i] = line
+        done.add(size)
+    if done != set(box_ap):
+        raise SystemExit(f"the published rows have no input_size {sorted(set(box_ap) - done)} to rewrite")
+    return "".join(lines)
 
 
 def main() -> int:
@@ -56,13 +80,22 @@ def main() -> int:
         began = time.time()
         with tempfile.TemporaryDirectory(prefix=f"publish-{name}-") as out:
             report = reproduce(recipe, ReproduceOptions(out=Path(out)))
+        path = REPO / "recipes" / f"{name}.yaml"
+        if recipe.task.value == "detection":  # one INT8 box AP per published size
+            box_ap = {s["input_size"]: s["metrics"]["box_ap"]["measured"] for s in report["settings"]}
+            fp32 = {s["input_size"]: s["fp32"]["box_ap"]["measured"] for s in report["settings"]}
+            print(f"{name}: " + " | ".join(f"{size}: INT8 box AP {box_ap[size]:.2f} FP32 {fp32[size]:.2f} "
+                                           f"drop {fp32[size] - box_ap[size]:.2f}" for size in box_ap)
+                  + f" | {time.time() - began:.1f} s")
+            if not args.dry_run:
+                path.write_text(rewrite_box_ap(path.read_text(), box_ap))
+            continue
         setting = report["settings"][0]
         top1 = setting["metrics"]["top1"]["measured"]
         top5 = setting["metrics"].get("top5", {}).get("measured")
         fp32 = setting["fp32"]["top1"]["measured"]
         print(f"{name}: INT8 top1 {top1:.2f} top5 {top5:.2f} | FP32 top1 {fp32:.2f} | drop {fp32 - top1:.2f} | {time.time() - began:.1f} s")
         if not args.dry_run:
-            path = REPO / "recipes" / f"{name}.yaml"
             path.write_text(rewrite_published(path.read_text(), top1, top5))
     return 0
 

@@ -45,3 +45,19 @@ def test_publish_script_rewrites_only_the_int8_numbers() -> None:
     out = mod.rewrite_published(text, 96.123, 99.7)
     assert "top1: 96.12, top5: 99.70, fp32_top1: 97.5, fp32_top5: 99.9" in out
     assert out.endswith("tolerance: {eval: 0.1}\n")
+
+
+def test_publish_script_writes_box_ap_per_size() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("publish_digits", Path(__file__).parents[1] / "scripts" / "publish_digits.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    text = ("name: x\npublished:\n  - {input_size: 160, fp32_box_ap: 10.97, note: \"FP32 by the script\"}\n"
+            "  - {input_size: 128, box_ap: 1.0, fp32_box_ap: 11.47}\ntolerance: {eval: 0.1}\n")
+    out = mod.rewrite_box_ap(text, {160: 9.982, 128: 10.4})
+    assert "{input_size: 160, box_ap: 9.98, fp32_box_ap: 10.97, note: \"FP32 by the script\"}" in out
+    assert "{input_size: 128, box_ap: 10.40, fp32_box_ap: 11.47}" in out
+    assert out.endswith("tolerance: {eval: 0.1}\n")
+    with pytest.raises(SystemExit):
+        mod.rewrite_box_ap(text, {96: 5.0})

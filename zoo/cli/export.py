@@ -33,7 +33,8 @@ def export_cmd(
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="A paddle_lite_opt-compatible converter (else ZOO_LITE_OPT, else the `make setup` environments)."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npy (one input) or .npz keyed by input name; default random."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset of --target onnx (default 13)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="--target onnx: ImageNet-layout folder whose images validate the export (digits entries use their bundled data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Real images that validate the export: --target onnx, an ImageNet-layout folder; a detection model, "
+                                                             "a COCO folder (val2017) for every target (digits entries use their bundled data)."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip validating the artifacts against the source."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -59,6 +60,8 @@ def export_cmd(
             check = f"ORT top-1 {v['onnxruntime']['top1_agreement']:.0%}, rel.err {v['max_rel_error']:.0e}"
         elif v["kind"] == "outputs":
             check = f"ran: rel.err {v['max_rel_error']:.1e}"
+        elif v["kind"] == "detections":
+            check = f"ran: {v['matched']}/{v['top_boxes']} top boxes matched"
         elif art.precision == "int8":
             check = f"{v['int8_kernels']} INT8 kernels / {v['int8_ops_in_source']} ops"
         else:
@@ -84,6 +87,9 @@ def export_cmd(
         if kernels and art.precision == "int8":
             int8 = ", ".join(f"{k} x{n}" for k, n in kernels.items() if "/int8" in k and not k.startswith("calib"))
             console.print(f"{art.path.name}: INT8 kernels: {int8 or 'none'}")
+        decoding = (art.validation or {}).get("detection_ops")
+        if decoding:
+            console.print(f"{art.path.name}: detection ops: " + ", ".join(f"{k} x{n}" for k, n in decoding.items()))
         fallback = (art.validation or {}).get("float_fallback")
         if fallback:
             console.print(f"[yellow]{art.path.name}: the converter left quantized op(s) in float: {', '.join(fallback)}[/]")

@@ -220,3 +220,83 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
     box_ap, ap50 = coco_box_ap(dataset.coco(), detections, dataset.image_ids)
     return {"box_ap": box_ap, "ap50": ap50, "images": done, "detections": len(detections),
             "contract": contract.value, "input_size": int(size)}
+
+
+# --- agreement of two runs of one detection model (an export against its source) --------------------
+
+MATCH_TOP = 20  # the highest-scoring boxes of each image that must be found again
+MATCH_IOU = 0.95
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` (N, 4) with every box in `b` (M, 4), boxes [x1, y1, x2, y2] in pixels (no +1)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    # boxes clipped to a line have no area: two of them coincide or do not overlap at all
+    same = np.all(np.abs(a[:, None, :] - b[None, :, :]) <= 1e-6, axis=2)
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), same * 1.0)
+
+
+def match_detections(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], top: int = MATCH_TOP,
+                     iou: float = MATCH_IOU, score_tol: float = 1e-3) -> Dict[str, Any]:
+    """Whether `candidate` finds the boxes `reference` finds, per image (rows [label, score, x1, y1, x2, y2]).
+
+    NMS output order is an implementation detail (grouped by label, ties in any order), so boxes are matched,
+    not compared position by position: each of the `top` highest-scoring reference boxes of an image needs a
+    candidate box of the same label with IoU >= `iou` and a score within `score_tol` (each candidate used once).
+    """
+    if len(reference) != len(candidate):
+        return {"passed": False, "detail": f"{len(candidate)} images of detections, the source gives {len(reference)}"}
+    wanted = matched = 0
+    worst_iou, worst_score = 1.0, 0.0
+    for ref, cand in zip(reference, candidate):
+        ref = np.asarray(ref, np.float64).reshape(-1, 6)
+        cand = np.asarray(cand, np.float64).reshape(-1, 6)
+        ref = ref[np.argsort(-ref[:, 1], kind="stable")][:top]
+        free = np.ones(len(cand), bool)
+        overlaps = box_iou(ref[:, 2:], cand[:, 2:]) if len(ref) and len(cand) else np.zeros((len(ref), 0))
+        for i, row in enumerate(ref):
+            wanted += 1
+            ok = free & (cand[:, 0] == row[0]) & (np.abs(cand[:, 1] - row[1]) <= score_tol) if len(cand) else free
+            best = int(np.argmax(np.where(ok, overlaps[i], -1.0))) if ok.any() else -1
+            if best >= 0:
+                worst_iou = min(worst_iou, float(overlaps[i, best]))
+                worst_score = max(worst_score, float(abs(cand[best, 1] - row[1])))
+            if best >= 0 and overlaps[i, best] >= iou:
+                matched += 1
+                free[best] = False
+    counts = ([int(np.asarray(r).reshape(-1, 6).shape[0]) for r in reference],
+              [int(np.asarray(c).reshape(-1, 6).shape[0]) for c in candidate])
+    return {"passed": matched == wanted, "top_boxes": wanted, "matched": matched, "min_iou": round(worst_iou, 6),
+            "max_score_diff": round(worst_score, 6), "iou_threshold": iou, "score_tolerance": score_tol,
+            "boxes_per_image": {"source": counts[0], "artifact": counts[1]},
+            "detail": f"{matched} of the {wanted} top boxes found again (same label, IoU >= {iou:g}, "
+                      f"score within {score_tol:g})"}
+
+
+def generated_feeds(contract: Contract, side: int, batch: int = 2, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Valid inputs for a detection model when no image is at hand: noise images at `side` and original sizes of
+    several shapes (integer im_size; positive scale_factor)."""
+    rng = np.random.RandomState(seed)
+    images = rng.standard_normal((batch, 3, side, side)).astype(np.float32)
+    shapes = [(side, side), (max(1, side * 3 // 4), side * 5 // 4), (side * 3 // 2, max(1, side * 2 // 3))]
+    return feeds_for(contract, images, [shapes[i % len(shapes)] for i in range(batch)])
+
+
+def real_feeds(dataset: CocoDataset, contract: Contract, preprocess: Preprocess, side: int,
+               count: int) -> Dict[str, np.ndarray]:
+    """The first `count` images of `dataset` fed as `contract` says, at `side` with `preprocess`."""
+    from zoo.data.transforms import eval_transform
+
+    transform = eval_transform(preprocess, side)
+    indices = list(range(min(count, len(dataset))))
+    images = np.stack([transform(dataset.load_image(i)) for i in indices]).astype(np.float32)
+    records = [dataset.records[i] for i in indices]
+    return feeds_for(contract, np.ascontiguousarray(images), [(r["height"], r["width"]) for r in records])
