@@ -58,11 +58,7 @@ def test_gpu_on_a_cpu_build_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no CUDA support" in result.text
 
 
-def test_quant_aware_detection_entries_are_refused() -> None:
-    result = _run("yolov3_r34_coco_quant_aware")
-    assert result.exit_code == 2 and "quant-aware" in result.text and "zoo eval yolov3_r34_coco_quant_aware" in result.text
-
-
-def test_a_post_training_detection_entry_asks_for_its_coco_data() -> None:
-    result = _run("yolov3_r34_coco_quant_post")
+@pytest.mark.parametrize("name", ["yolov3_r34_coco_quant_post", "yolov3_r34_coco_quant_aware"])
+def test_a_detection_entry_asks_for_its_coco_data(name: str) -> None:
+    result = _run(name)
     assert result.exit_code == 1 and "--data" in result.text and "instances_val2017.json" in result.text
