@@ -6,7 +6,9 @@
 The digits entries have no outside publication: the zoo publishes its own reproduction. This
 script runs `zoo reproduce` for each bundled recipe (same code path as the CLI), then rewrites
 the INT8 numbers of the recipe's `published` rows: `top1` / `top5` of a classification entry,
-`box_ap` of each input size of a detection entry (added to a row that publishes only FP32). The
+`box_ap` of each input size of a detection entry (added to a row that publishes only FP32), and
+stores beside them, in zoo/assets/digits_published.json, what they were measured with (package
+versions, the FP32 model's sha256, the recipe's sha256 before the rewrite, device, time). The
 FP32 numbers come from the training scripts and are left alone. Rerunning it on the same machine
 gives the same numbers.
 """
@@ -25,7 +27,20 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # what `zoo reproduce` runs wit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act", "digits_yolov3_mobilenetv1_ptq")
+ENTRIES = ("digits_mobilenetv1_ptq", "digits_mobilenetv1_qat", "digits_mobilenetv3_act", "digits_yolov3_mobilenetv1_ptq",
+           "digits_yolov3_mobilenetv1_qat")
+# what each publication was measured with, beside the numbers: versions, FP32 model sha256, recipe sha256
+PROVENANCE = REPO / "zoo" / "assets" / "digits_published.json"
+
+
+def record_provenance(name: str, report: dict, published: dict, seconds: float) -> None:
+    """Store the versions, the FP32 model's and the recipe's sha256 and the numbers of one publication."""
+    import json
+
+    doc = json.loads(PROVENANCE.read_text()) if PROVENANCE.is_file() else {}
+    doc[name] = {"published": published, "fp32_sha256": report["fp32_sha256"], "recipe_sha256": report["recipe_sha256"],
+                 "versions": report["versions"], "device": report.get("device"), "seconds": round(seconds, 1)}
+    PROVENANCE.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def rewrite_published(text: str, top1: float, top5: float) -> str:
@@ -89,6 +104,8 @@ def main() -> int:
                   + f" | {time.time() - began:.1f} s")
             if not args.dry_run:
                 path.write_text(rewrite_box_ap(path.read_text(), box_ap))
+                record_provenance(name, report, {"box_ap": {str(k): round(v, 2) for k, v in box_ap.items()}},
+                                  time.time() - began)
             continue
         setting = report["settings"][0]
         top1 = setting["metrics"]["top1"]["measured"]
@@ -97,6 +114,7 @@ def main() -> int:
         print(f"{name}: INT8 top1 {top1:.2f} top5 {top5:.2f} | FP32 top1 {fp32:.2f} | drop {fp32 - top1:.2f} | {time.time() - began:.1f} s")
         if not args.dry_run:
             path.write_text(rewrite_published(path.read_text(), top1, top5))
+            record_provenance(name, report, {"top1": round(top1, 2), "top5": round(top5, 2)}, time.time() - began)
     return 0
 
 
