@@ -10,10 +10,11 @@ from zoo.models.yolov3_train import DetectionTrainSet, gt_targets, yolov3_loss
 
 
 def test_targets_are_normalized_centres_and_sizes_padded() -> None:
-    # a box from x 10..29, y 20..59 (inclusive pixels: 20 x 40) in a 100 x 200 (H x W) image
+    # a box over pixels x 10..29, y 20..59 (COCO w x h 20 x 40) in a 100 x 200 (H x W) image: 0.x learns
+    # it as 19 x 39 around (19.5, 39.5), and its json adds the pixel back (x2 - x1 + 1)
     box, label = gt_targets(np.array([[10, 20, 29, 59]], np.float32), np.array([3]), height=100, width=200, max_boxes=4)
     assert box.shape == (4, 4) and label.shape == (4,) and label.dtype == np.int32
-    np.testing.assert_allclose(box[0], [20 / 200, 40 / 100, 20 / 200, 40 / 100])
+    np.testing.assert_allclose(box[0], [19.5 / 200, 39.5 / 100, 19 / 200, 39 / 100])
     assert label[0] == 3 and not box[1:].any() and not label[1:].any()
     box, _ = gt_targets(np.zeros((7, 4), np.float32), np.zeros(7), 10, 10, max_boxes=5)  # more boxes than room
     assert box.shape == (5, 4)
@@ -38,7 +39,7 @@ def test_flip_mirrors_the_image_and_its_boxes() -> None:
     plain = DetectionTrainSet(coco, lambda img: img.astype(np.float32), max_boxes=2)
     image, box, label = plain[0]
     np.testing.assert_array_equal(image, coco.image)
-    np.testing.assert_allclose(box[0], [2 / 6, 2 / 4, 2 / 6, 4 / 4])  # x 1..2 -> centre 2, width 2
+    np.testing.assert_allclose(box[0], [1.5 / 6, 1.5 / 4, 1 / 6, 3 / 4])  # x 1..2 -> centre 1.5, width 1
     flipped = DetectionTrainSet(coco, lambda img: img.astype(np.float32), max_boxes=2, flip=True)
     seen = set()
     np.random.seed(0)
@@ -46,8 +47,8 @@ def test_flip_mirrors_the_image_and_its_boxes() -> None:
         image, box, label = flipped[0]
         mirrored = bool(np.array_equal(image, coco.image[:, ::-1]))
         assert mirrored or np.array_equal(image, coco.image)
-        # mirrored: columns 1..2 become 3..4 of 0..5, centre 4
-        np.testing.assert_allclose(box[0], [(4 if mirrored else 2) / 6, 2 / 4, 2 / 6, 1.0])
+        # mirrored: columns 1..2 become 3..4 of 0..5, centre 3.5
+        np.testing.assert_allclose(box[0], [(3.5 if mirrored else 1.5) / 6, 1.5 / 4, 1 / 6, 3 / 4])
         assert label[0] == 5
         seen.add(mirrored)
     assert seen == {True, False}

@@ -3,8 +3,10 @@
 The loss is PaddleDetection 0.x's `YOLOv3Loss` with `use_fine_grained_loss: false`: per output
 level one `paddle.vision.ops.yolo_loss` (Paddle's `yolov3_loss` op) with the level's anchor mask
 and downsample ratio, summed over the levels and averaged over the batch. Targets are the 0.x
-reader's `gt_bbox` (center x, center y, w, h normalized by the original image size; 0.x counts a
-box's width as x2 - x1 + 1) and `gt_class`, padded with zero boxes to a fixed count.
+reader's `gt_bbox` and `gt_class`, padded with zero boxes to a fixed count: the COCO loader's
+inclusive corners (x2 = x + w - 1) turned into center and size by BboxXYXY2XYWH (w = x2 - x1,
+cx = (x1 + x2) / 2), normalized by the original image size. So a box is learnt one pixel smaller
+than COCO counts it, and the legacy json's `x2 - x1 + 1` gives the pixel back at evaluation.
 """
 from __future__ import annotations
 
@@ -20,14 +22,16 @@ IGNORE_THRESH = 0.7  # the published YOLOv3 configs
 
 def gt_targets(boxes: np.ndarray, classes: np.ndarray, height: int, width: int,
                max_boxes: int = MAX_BOXES) -> Tuple[np.ndarray, np.ndarray]:
-    """xyxy boxes in original pixels (x2, y2 inclusive) -> yolo_loss's (max_boxes, 4) normalized cxcywh and labels."""
+    """xyxy boxes in original pixels (x2, y2 inclusive) -> yolo_loss's (max_boxes, 4) normalized cxcywh and labels
+    (0.x's convention: w = x2 - x1, cx = (x1 + x2) / 2)."""
     gt_box = np.zeros((max_boxes, 4), dtype=np.float32)
     gt_label = np.zeros((max_boxes,), dtype=np.int32)
     n = min(len(boxes), max_boxes)
     if n:
         b = np.asarray(boxes[:n], dtype=np.float32).reshape(n, 4)
-        bw, bh = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
-        gt_box[:n] = np.stack([(b[:, 0] + bw / 2) / width, (b[:, 1] + bh / 2) / height, bw / width, bh / height], axis=1)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        gt_box[:n] = np.stack([(b[:, 0] + b[:, 2]) / 2 / width, (b[:, 1] + b[:, 3]) / 2 / height, bw / width, bh / height],
+                              axis=1)
         gt_label[:n] = np.asarray(classes[:n], dtype=np.int32)
     return gt_box, gt_label
 
