@@ -61,7 +61,7 @@ def recipe_lite_targets(name: Any) -> List[str]:
 
     `name` is an entry name, or the recipe a `zoo reproduce` report carries.
     """
-    from zoo.errors import UnknownModelError
+    from zoo.errors import UnknownNameError
     from zoo.registry import load_registry
 
     if isinstance(name, dict):
@@ -70,7 +70,7 @@ def recipe_lite_targets(name: Any) -> List[str]:
         return []
     try:
         return list(load_registry().get(str(name)).export.lite.valid_targets)
-    except UnknownModelError:  # a reproduce folder of a recipe that is no longer registered
+    except UnknownNameError:  # a reproduce folder of a recipe that is no longer registered
         return []
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from zoo.errors import ModelError, UnknownModelError
+from zoo.errors import ModelError, UnknownNameError
 from zoo.modelfiles import ModelFiles, find_model_files
 
 
@@ -90,7 +90,7 @@ def resolve_source(model: str, prefer: str = "int8", fetch_baseline: bool = Fals
         return Source(kind="folder", label=files.folder.resolve().name or "model", primary=files)
     try:
         return _from_recipe(model, prefer, fetch_baseline)
-    except UnknownModelError as exc:
+    except UnknownNameError as exc:
         raise ModelError(
             f"{model!r} is neither a folder nor a zoo entry",
             hint="Pass a recipe name (`zoo list`), a `zoo reproduce` output folder or a Paddle inference model folder.",

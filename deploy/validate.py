@@ -317,7 +317,7 @@ def real_detection_inputs(recipe: Any, info: ProgramInfo, count: int = 8,
     if contract is None or (not recipe and data is None):
         return None
     from zoo.data.coco import CocoDataset
-    from zoo.errors import DataError, UnknownModelError
+    from zoo.errors import DataError, UnknownNameError
     from zoo.evaluate.detection import real_feeds
     from zoo.registry import load_registry
     from zoo.tasks import get_task
@@ -334,7 +334,7 @@ def real_detection_inputs(recipe: Any, info: ProgramInfo, count: int = 8,
             folder, split, pre = Path(data), task.folder_split, task.folder_preprocess()  # type: ignore[arg-type]
         dataset = CocoDataset(folder, split, count)
         feeds = real_feeds(dataset, contract, pre, _image_side(info, None), count)
-    except (DataError, UnknownModelError, ModelError):
+    except (DataError, UnknownNameError, ModelError):
         return None
     return [np.ascontiguousarray(feeds[s.name].astype(s.dtype)) for s in info.inputs]
 
@@ -350,7 +350,7 @@ def real_images(recipe: Any, input_size: Optional[int], count: int = 64,
     from zoo.data import resolve_data
     from zoo.data.imagenet import ImageListDataset, iterate_batches
     from zoo.data.transforms import eval_transform
-    from zoo.errors import DataError, UnknownModelError
+    from zoo.errors import DataError, UnknownNameError
     from zoo.registry import load_registry
 
     name = recipe.get("name") if isinstance(recipe, dict) else recipe  # a reproduce report carries the recipe
@@ -360,6 +360,6 @@ def real_images(recipe: Any, input_size: Optional[int], count: int = 64,
         size = input_size or entry.headline().input_size
         dataset = ImageListDataset(folder, entry.dataset.split, eval_transform(entry.preprocess, size), count)
         images = [np.asarray(x, dtype=np.float32) for x, _ in iterate_batches(dataset, count, 0)]
-    except (DataError, UnknownModelError, ModelError):
+    except (DataError, UnknownNameError, ModelError):
         return None
     return np.ascontiguousarray(np.concatenate(images)) if images else None

@@ -144,7 +144,7 @@ def test_real_process_unknown_name() -> None:
 def test_real_process_debug_shows_traceback() -> None:
     proc = _zoo("info", "nope", ZOO_DEBUG="1")
     assert proc.returncode == 1
-    assert "Traceback" in proc.stderr and "UnknownModelError" in proc.stderr
+    assert "Traceback" in proc.stderr and "UnknownNameError" in proc.stderr
 
 
 def test_real_process_list_in_a_pipe_fits_80_columns() -> None:

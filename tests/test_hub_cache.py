@@ -151,7 +151,7 @@ def test_clean_an_entry_removed_from_the_registry(hub_env, file_server):
     removed = clean_cache("retired")
     assert not got.path.exists() and Store(hub_env.home).read_pins() == {}
     assert any("pin of" in str(r) for r in removed)
-    from zoo.errors import UnknownModelError
+    from zoo.errors import UnknownNameError
 
-    with pytest.raises(UnknownModelError):
+    with pytest.raises(UnknownNameError):
         clean_cache("never-existed")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo.errors import ModelError
+from zoo.errors import DuplicateNameError, ModelError, UnknownNameError
 from zoo.models import INFERENCE_MODEL, available_models, build_model, register_model, save_inference
 
 
@@ -16,9 +16,9 @@ def test_builtin_archs_are_registered() -> None:
 
 
 def test_duplicate_name_raises() -> None:
-    with pytest.raises(ModelError, match="already registered"):
+    with pytest.raises(DuplicateNameError, match="already registered"):
         register_model("mobilenet_v1")(lambda: None)
-    with pytest.raises(ModelError, match="already registered"):
+    with pytest.raises(DuplicateNameError, match="already registered"):
         register_model(INFERENCE_MODEL)(lambda: None)
 
 
@@ -31,7 +31,7 @@ def test_register_and_build_custom() -> None:
 
 
 def test_unknown_and_inference_model_arch() -> None:
-    with pytest.raises(ModelError, match="unknown architecture 'nope'") as err:
+    with pytest.raises(UnknownNameError, match="unknown architecture 'nope'") as err:
         build_model("nope")
     assert "digits_mobilenet_v1" in err.value.hint
     with pytest.raises(ModelError, match="no network definition"):

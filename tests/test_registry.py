@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo.errors import RecipeError, UnknownModelError
+from zoo.errors import DuplicateNameError, RecipeError, UnknownNameError
 from zoo.registry import Registry, builtin_recipe_dir, load_recipe_file, load_registry
 from zoo.schema import Role, Strategy, Task
 
@@ -66,7 +66,7 @@ def test_aliases_resolve() -> None:
 
 
 def test_unknown_name_suggests_close_matches() -> None:
-    with pytest.raises(UnknownModelError) as info:
+    with pytest.raises(UnknownNameError) as info:
         load_registry().get("mobilenetv3_actt")
     assert "mobilenetv3_act" in info.value.hint
 
@@ -173,7 +173,7 @@ def test_not_yaml(tmp_path: Path) -> None:
 
 def test_duplicate_name_across_folders_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, _good())
-    with pytest.raises(RecipeError, match="duplicate name 'mobilenetv3_act'"):
+    with pytest.raises(DuplicateNameError, match="duplicate name 'mobilenetv3_act'"):
         Registry.from_dirs([builtin_recipe_dir(), tmp_path])
 
 
@@ -182,7 +182,7 @@ def test_duplicate_alias_is_refused(tmp_path: Path) -> None:
     data["name"] = "another"
     data["aliases"] = ["mobilenetv3_act"]
     _write(tmp_path, data, name="another")
-    with pytest.raises(RecipeError, match="duplicate name"):
+    with pytest.raises(DuplicateNameError, match="duplicate name"):
         Registry.from_dirs([builtin_recipe_dir(), tmp_path])
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests.det_models import build_box_model, write_coco
 from tests.httpserver import file_server, hub_env, make_tar  # noqa: F401
 from zoo.cli.main import app
-from zoo.errors import RecipeError, UsageError
+from zoo.errors import DuplicateNameError, RecipeError, UnknownNameError, UsageError
 from zoo.modelfiles import find_model_files
 from zoo.registry import load_recipe_file
 from zoo.tasks import ModelTask, get_task, register_task, task_names, task_of_model
@@ -39,9 +39,9 @@ def boxes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
 def test_registry_names_and_refusals() -> None:
     assert task_names() == ["classification", "detection"]
     assert get_task("detection").metrics == ("box_ap",) and get_task("classification").metrics == ("top1", "top5")
-    with pytest.raises(UsageError, match="unknown task 'segmentation'"):
+    with pytest.raises(UnknownNameError, match="unknown task 'segmentation'"):
         get_task("segmentation")
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(DuplicateNameError, match="already registered"):
         @register_task("detection")
         class Other(ModelTask):  # type: ignore[misc]  # abstract: never instantiated
             pass

@@ -36,10 +36,16 @@ class RecipeError(ZooError):
     default_hint = "Fix the recipe file named above; `zoo info NAME` shows a valid entry for comparison."
 
 
-class UnknownModelError(ZooError):
-    """A name is not in the registry."""
+class UnknownNameError(ZooError):
+    """A name is in none of the zoo's registries of its kind (entries, architectures, strategies, tasks)."""
 
     default_hint = "Run `zoo list` to see every entry."
+
+
+class DuplicateNameError(ZooError):
+    """A name (or alias) is registered twice in one registry."""
+
+    default_hint = "Every name and alias in a registry must be unique."
 
 
 class UsageError(ZooError):

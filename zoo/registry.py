@@ -5,7 +5,6 @@ unique across all of them.
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 from functools import lru_cache
@@ -15,7 +14,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import yaml
 from pydantic import ValidationError
 
-from zoo.errors import RecipeError, UnknownModelError
+from zoo.errors import RecipeError
+from zoo.names import NameRegistry
 from zoo.schema import Recipe, Strategy, Task, validation_messages
 
 
@@ -65,27 +65,22 @@ def load_recipe_file(path: Path) -> Recipe:
 
 
 class Registry:
-    """All recipes, keyed by name, with aliases."""
+    """All recipes, keyed by name, with aliases (a NameRegistry of recipes plus the recipe files they came from)."""
 
     def __init__(self, recipes: Iterable[Recipe], origins: Optional[Dict[str, Path]] = None) -> None:
-        self._recipes: Dict[str, Recipe] = {}
-        self._aliases: Dict[str, str] = {}
+        self._recipes: NameRegistry[Recipe] = NameRegistry(
+            "recipe",
+            unknown_message="no zoo entry named {name!r}",
+            unknown_hint="Run `zoo list` to see every entry.",
+            duplicate_hint="Every recipe name and alias must be unique.",
+        )
         self.origins: Dict[str, Path] = dict(origins or {})
         for recipe in recipes:
             self.add(recipe, self.origins.get(recipe.name))
 
     def add(self, recipe: Recipe, origin: Optional[Path] = None) -> None:
-        """Register one recipe; a name or alias used twice is an error."""
-        for key in [recipe.name, *recipe.aliases]:
-            if key in self._recipes or key in self._aliases:
-                first = self.origins.get(self._aliases.get(key, key))
-                raise RecipeError(
-                    f"{origin or recipe.name}: duplicate name {key!r} (already defined in {first or 'the registry'})",
-                    hint="Every recipe name and alias must be unique.",
-                )
-        self._recipes[recipe.name] = recipe
-        for alias in recipe.aliases:
-            self._aliases[alias] = recipe.name
+        """Register one recipe; a name or alias used twice raises DuplicateNameError naming both files."""
+        self._recipes.register(recipe.name, recipe, recipe.aliases, str(origin) if origin is not None else None)
         if origin is not None:
             self.origins[recipe.name] = origin
 
@@ -101,22 +96,17 @@ class Registry:
         return registry
 
     def names(self) -> List[str]:
-        return sorted(self._recipes)
+        return self._recipes.names()
 
     def __len__(self) -> int:
         return len(self._recipes)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._recipes or name in self._aliases
+        return name in self._recipes
 
     def get(self, name: str) -> Recipe:
-        """The recipe of a name or alias; an unknown name suggests close matches."""
-        key = self._aliases.get(name, name)
-        if key in self._recipes:
-            return self._recipes[key]
-        close = difflib.get_close_matches(name, list(self._recipes) + list(self._aliases), n=3, cutoff=0.5)
-        hint = f"Did you mean: {', '.join(close)}?" if close else "Run `zoo list` to see every entry."
-        raise UnknownModelError(f"no zoo entry named {name!r}", hint=hint)
+        """The recipe of a name or alias; an unknown name raises UnknownNameError suggesting close matches."""
+        return self._recipes.get(name)
 
     def filter(
         self,
@@ -129,7 +119,7 @@ class Registry:
             pattern = f"*{pattern}*"
         out = []
         for name in self.names():
-            recipe = self._recipes[name]
+            recipe = self._recipes.get(name)
             if pattern and not fnmatch.fnmatch(name, pattern):
                 continue
             if task is not None and recipe.task is not task:

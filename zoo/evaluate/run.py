@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from pydantic import ValidationError as PydanticValidationError
 
 from zoo.device import DeviceLike, require_device
-from zoo.errors import ModelError, UnknownModelError, UsageError
+from zoo.errors import ModelError, UnknownNameError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.protocol import Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
@@ -67,8 +67,8 @@ def resolve_target(target: str) -> Tuple[Optional[Recipe], Optional[Path]]:
         raise ModelError(f"{path} does not exist", hint="Pass a Paddle inference model folder or a zoo entry name (`zoo list`).")
     try:
         registry.get(target)
-    except UnknownModelError as exc:
-        raise UnknownModelError(f"{target!r} is neither a zoo entry nor an existing model folder", hint=exc.hint) from None
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{target!r} is neither a zoo entry nor an existing model folder", hint=exc.hint) from None
     raise AssertionError("unreachable")
 
 

@@ -124,7 +124,7 @@ def clean_cache(name: Optional[str] = None, store: Optional[Store] = None) -> Li
         refs = [ref for ref, pin in store.read_pins().items()
                 if any(label.split("/")[0] == name for label in pin.get("names", []))]
         if not refs:
-            registry.get(name)  # raises UnknownModelError with close matches
+            registry.get(name)  # raises UnknownNameError with close matches
         return _clean(store, refs, set(), [])
     removed: List[object] = []
     for path in (store.blobs, store.extracted, store.partial, store.tmp, store.pins_file):

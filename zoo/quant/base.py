@@ -7,21 +7,21 @@ Recipes name their strategy (`ptq`, `qat`, `act`); `get_strategy(recipe.strategy
 """
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
 from zoo.device import DeviceLike
-from zoo.errors import QuantizeError, UsageError
+from zoo.errors import QuantizeError
 from zoo.fsutil import replace_dir, scratch_dir
 from zoo.modelcheck import check_model, load_inference_program, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.names import NameRegistry
 from zoo.schema import Recipe
 
 CalibFn = Callable[[], Iterable[np.ndarray]]
@@ -126,23 +126,20 @@ class QuantStrategy(ABC):
         """Write the quantized inference model into `out_dir` and return its files."""
 
 
-_REGISTRY: Dict[str, Type[QuantStrategy]] = {}
-# Strategies shipped with the zoo, imported on first use (they import paddle/paddleslim).
-_BUILTIN_MODULES: Dict[str, str] = {
-    "ptq": "zoo.quant.ptq_strategy",
-    "qat": "zoo.quant.qat",
-    "act": "zoo.quant.act",
-}
+# Strategies shipped with the zoo are imported on first use (they import paddle/paddleslim).
+STRATEGIES: NameRegistry[Type[QuantStrategy]] = NameRegistry(
+    "quantization strategy",
+    plural="strategies",
+    builtin={"ptq": "zoo.quant.ptq_strategy", "qat": "zoo.quant.qat", "act": "zoo.quant.act"},
+)
 
 
 def register_strategy(name: str) -> Callable[[Type[QuantStrategy]], Type[QuantStrategy]]:
-    """Class decorator: register a strategy under `name`; a name used twice raises."""
+    """Class decorator: register a strategy under `name`; a name used twice raises DuplicateNameError."""
 
     def deco(cls: Type[QuantStrategy]) -> Type[QuantStrategy]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"quantization strategy {name!r} is already registered ({_REGISTRY[name].__name__})")
-        cls.name = name
-        _REGISTRY[name] = cls
+        STRATEGIES.register(name, cls)
+        cls.name = name  # after registering: a refused class keeps its name
         return cls
 
     return deco
@@ -150,19 +147,12 @@ def register_strategy(name: str) -> Callable[[Type[QuantStrategy]], Type[QuantSt
 
 def strategy_names() -> List[str]:
     """Every known strategy name (built-in and registered)."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> QuantStrategy:
     """An instance of the strategy registered as `name`."""
-    if name not in _REGISTRY and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _REGISTRY:
-        raise UsageError(
-            f"unknown quantization strategy {name!r}",
-            hint=f"Known strategies: {', '.join(strategy_names())}.",
-        )
-    return _REGISTRY[name]()
+    return STRATEGIES.get(name)()
 
 
 # helpers shared by the strategies

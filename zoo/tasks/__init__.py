@@ -8,31 +8,27 @@ task themselves.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Dict, List, Optional, Type, Union
+from typing import Callable, List, Optional, Type, Union
 
-from zoo.errors import UsageError
 from zoo.modelfiles import ModelFiles
+from zoo.names import NameRegistry
 from zoo.schema import Task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
-_REGISTRY: Dict[str, Type[ModelTask]] = {}
-_BUILTIN_MODULES: Dict[str, str] = {
-    "classification": "zoo.tasks.classification",
-    "detection": "zoo.tasks.detection",
-}
+# the built-in tasks are imported on first use
+TASKS: NameRegistry[Type[ModelTask]] = NameRegistry(
+    "task", builtin={"classification": "zoo.tasks.classification", "detection": "zoo.tasks.detection"}
+)
 # a folder whose program shows no task-specific op is scored as this task
 FALLBACK_TASK = "classification"
 
 
-def register_task(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator: register a task under `name` (a recipe's `task`); a name used twice raises."""
+def register_task(name: str) -> Callable[[Type[ModelTask]], Type[ModelTask]]:
+    """Class decorator: register a task under `name` (a recipe's `task`); a name used twice raises DuplicateNameError."""
 
     def deco(cls: Type[ModelTask]) -> Type[ModelTask]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"task {name!r} is already registered ({_REGISTRY[name].__name__})")
-        cls.name = name
-        _REGISTRY[name] = cls
+        TASKS.register(name, cls)
+        cls.name = name  # after registering: a refused class keeps its name
         return cls
 
     return deco
@@ -40,17 +36,12 @@ def register_task(name: str):  # type: ignore[no-untyped-def]
 
 def task_names() -> List[str]:
     """Every known task name."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+    return TASKS.names()
 
 
 def get_task(task: Union[Task, str]) -> ModelTask:
     """The task registered under `task` (a schema Task or its name)."""
-    name = task.value if isinstance(task, Task) else str(task)
-    if name not in _REGISTRY and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown task {name!r}", hint=f"Known tasks: {', '.join(task_names())}.")
-    return _REGISTRY[name]()
+    return TASKS.get(task.value if isinstance(task, Task) else str(task))()
 
 
 def task_of_model(files: ModelFiles, asked: Optional[str] = None) -> ModelTask:
