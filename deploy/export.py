@@ -5,13 +5,12 @@ artifact converted and validated, so a failure leaves nothing half-written.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from zoo.fsutil import scratch_dir
+from zoo.fsutil import StagedDir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
 from zoo.deploy.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
@@ -155,19 +154,14 @@ def export_model(
         result.notes += [f"{arch}: not among {source.recipe}'s validated Lite targets ({', '.join(valid)}); "
                          "the artifact is checked here, but the entry was not published for it"
                          for arch in arches if arch not in valid]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = scratch_dir(out.parent, out.name)
-    try:
-        with writing_model(out, ExportError):
-            if target == "inference":
-                _export_inference(source, info, src_hash, stage, inputs, validate, result)
-            elif target == "onnx":
-                _export_onnx(source, info, stage, opset, inputs_path is not None, inputs, validate, data, result)
-            else:
-                _export_lite(source, info, arches, stage, opt_bin, inputs, validate, result)
-            _commit(stage, out, result)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with StagedDir(out) as stage, writing_model(out, ExportError):
+        if target == "inference":
+            _export_inference(source, info, src_hash, stage.path, inputs, validate, result)
+        elif target == "onnx":
+            _export_onnx(source, info, stage.path, opset, inputs_path is not None, inputs, validate, data, result)
+        else:
+            _export_lite(source, info, arches, stage.path, opt_bin, inputs, validate, result)
+        _commit(stage, result)
     return result
 
 
@@ -279,14 +273,9 @@ def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional
     })
 
 
-def _commit(stage: Path, out: Path, result: ExportResult) -> None:
-    """Move every staged file into `out` (created now, not before)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in sorted(stage.iterdir()):
-        target = out / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(item, target)
+def _commit(stage: StagedDir, result: ExportResult) -> None:
+    """Move every staged file into the output folder (created now, not before)."""
+    out = stage.merge()
     for art in result.artifacts:
         art.path = (out / art.path).resolve()
     result.out = out.resolve()

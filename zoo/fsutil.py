@@ -6,13 +6,14 @@ beside their target, so a later run can tell which ones a killed process left be
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 SCRATCH_SUFFIX = ".zoo-tmp"
 _SCRATCH_RE = re.compile(r"^\..*\.(\d+)-[^.]+\.zoo-tmp$")
@@ -32,22 +33,31 @@ def follow_umask(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a synced temp file in the same folder and os.replace."""
+@contextlib.contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on a normal exit it is synced and replaces `path`.
+
+    On any exception the temporary file is removed and `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=SCRATCH_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb") as fh:  # the bytes reach the disk before the name does
             os.fsync(fh.fileno())
-        follow_umask(Path(tmp))
+        follow_umask(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a staged_file (a reader sees the old bytes or the new)."""
+    with staged_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -107,3 +117,49 @@ def replace_dir(src: Path, dst: Path, park: Optional[Path] = None) -> None:
     os.replace(dst, old)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class StagedDir:
+    """A scratch folder beside `target` (same file system) that becomes `target` on commit, or is merged into it.
+
+    Use it as a context manager: whatever is still staged on exit (a failure, or nothing committed) is removed.
+
+        with StagedDir(out) as stage:
+            write_into(stage.path)
+            stage.commit()
+    """
+
+    def __init__(self, target: Path, parent: Optional[Path] = None) -> None:
+        """`parent`: where the scratch folder goes (default: beside `target`; it must be on the same file system)."""
+        self.target = Path(target)
+        self.path = scratch_dir(Path(parent) if parent is not None else self.target.parent, self.target.name)
+
+    def commit(self, park: Optional[Path] = None) -> Path:
+        """Replace `target` as a whole by the staged folder (see replace_dir for `park`); return `target`."""
+        replace_dir(self.path, self.target, park)
+        return self.target
+
+    def merge(self, last: Sequence[str] = ()) -> Path:
+        """Move each staged entry into `target` (created now), replacing entries of the same name; return `target`.
+
+        The entries named in `last` move last, in that order: a file that marks a complete folder (a
+        model file, a metadata file) appears only once everything it vouches for is in place.
+        """
+        self.target.mkdir(parents=True, exist_ok=True)
+        rest = sorted(p for p in self.path.iterdir() if p.name not in last)
+        for item in rest + [self.path / name for name in last if (self.path / name).exists()]:
+            dest = self.target / item.name
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(item, dest)
+        return self.target
+
+    def discard(self) -> None:
+        """Remove what is still staged."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> "StagedDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,17 +135,11 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
 
 def _export_weights(recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
     """The task's inference export of the recipe's network with `weights`, moved into `out_dir` atomically."""
-    from zoo.fsutil import replace_dir, scratch_dir
+    from zoo.fsutil import StagedDir
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = scratch_dir(out_dir.parent, out_dir.name)
-    try:
-        get_task(recipe.task).export_network(recipe, weights, stage)
-        replace_dir(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return find_model_files(out_dir)
+    with StagedDir(out_dir) as stage:
+        get_task(recipe.task).export_network(recipe, weights, stage.path)
+        return find_model_files(stage.commit())
 
 
 def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, Any]:

@@ -1,8 +1,6 @@
 """Datasets and transforms: ImageNet-layout folders, the bundled digits data, recipe-driven transforms."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,30 +30,22 @@ def materialize_once(target: Path, write: Callable[[Path], None], is_complete: C
                      label: str) -> Path:
     """Build a generated dataset folder once: `write` fills a scratch folder beside `target`, which is renamed
     into place (a stale or partial `target` is replaced; a concurrent process that finished first wins)."""
-    from zoo.fsutil import scratch_dir
+    from zoo.fsutil import StagedDir
 
     if is_complete(target):
         return target
-    parent = target.parent
     try:
-        staging = scratch_dir(parent, target.name)
+        stage = StagedDir(target)
     except OSError as exc:
-        raise DataError(f"cannot create {parent}: {exc.strerror}", hint="ZOO_HOME must be a writable folder.") from exc
-    try:
-        write(staging)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
+        raise DataError(f"cannot create {target.parent}: {exc.strerror}", hint="ZOO_HOME must be a writable folder.") from exc
+    with stage:
         try:
-            os.rename(staging, target)
-        except OSError:
-            if not is_complete(target):
-                raise
-    except OSError as exc:
-        raise DataError(f"cannot write the {label} to {target}: {exc}",
-                        hint="ZOO_HOME must be a writable folder with free space.") from exc
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            write(stage.path)
+            if not is_complete(target):  # else a concurrent process finished first: keep its folder
+                stage.commit()
+        except OSError as exc:
+            raise DataError(f"cannot write the {label} to {target}: {exc}",
+                            hint="ZOO_HOME must be a writable folder with free space.") from exc
     return target
 
 

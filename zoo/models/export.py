@@ -1,8 +1,6 @@
 """Export a dygraph network as a Paddle inference model."""
 from __future__ import annotations
 
-import contextlib
-import shutil
 from pathlib import Path
 from typing import Tuple
 
@@ -39,30 +37,24 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
     """
     import paddle
 
-    from zoo.fsutil import scratch_dir
+    from zoo.fsutil import StagedDir
     from zoo.quiet import silenced
 
     out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = scratch_dir(out_dir, "export")
-    written = False
     was_training = model.training
     model.eval()
     try:
-        spec = [paddle.static.InputSpec(shape=[None, *input_shape], dtype="float32", name="x")]
-        with silenced():
-            paddle.jit.save(model, str(staging / "inference"), input_spec=spec)
-        for name in ("inference.pdmodel", "inference.pdiparams"):
-            if not (staging / name).is_file():
-                raise ModelError(f"paddle.jit.save did not write {name}")
-        strip_callstacks(staging / "inference.pdmodel")
-        verify_saved(ModelFiles(staging, staging / "inference.pdmodel", staging / "inference.pdiparams"), out_dir)
-        for path in sorted(staging.iterdir()):  # params first, model last: the model file marks completion
-            if path.name != "inference.pdmodel":
-                path.replace(out_dir / path.name)
-        (staging / "inference.pdmodel").replace(out_dir / "inference.pdmodel")
-        written = True
+        with StagedDir(out_dir) as stage:
+            spec = [paddle.static.InputSpec(shape=[None, *input_shape], dtype="float32", name="x")]
+            with silenced():
+                paddle.jit.save(model, str(stage.path / "inference"), input_spec=spec)
+            for name in ("inference.pdmodel", "inference.pdiparams"):
+                if not (stage.path / name).is_file():
+                    raise ModelError(f"paddle.jit.save did not write {name}")
+            strip_callstacks(stage.path / "inference.pdmodel")
+            staged = ModelFiles(stage.path, stage.path / "inference.pdmodel", stage.path / "inference.pdiparams")
+            verify_saved(staged, out_dir)
+            stage.merge(last=["inference.pdmodel"])  # the model file marks completion: it moves last
     except ModelError:
         raise
     except Exception as exc:  # paddle's dy2static errors are plain exceptions
@@ -71,10 +63,6 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
         raise ModelError(f"cannot export the network to {out_dir}: {exc}",
                          hint="The network must be traceable by paddle.jit.save.") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not written:
-            with contextlib.suppress(OSError):  # only if still empty
-                out_dir.rmdir()
         if was_training:
             model.train()
     return find_model_files(out_dir)

@@ -18,7 +18,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
 import numpy as np
 
 from zoo.device import Device, require_device
-from zoo.fsutil import scratch_dir
+from zoo.fsutil import StagedDir, scratch_dir
 from zoo.errors import TrainError
 from zoo.modelcheck import is_no_space, load_inference_program, no_space_error
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -28,10 +28,10 @@ from zoo.quant.base import (
     QuantOptions,
     QuantStrategy,
     TrainProgress,
+    commit_model,
     model_input,
     register_strategy,
     seed_everything,
-    staging_dir,
 )
 from zoo.schema import Distill, Recipe
 
@@ -327,7 +327,7 @@ class ACTStrategy(QuantStrategy):
         work_root = Path(options.work_dir) if options.work_dir else Path(out_dir).parent
         work_root.mkdir(parents=True, exist_ok=True)
         scratch = scratch_dir(work_root, "act")
-        stage = staging_dir(Path(out_dir))
+        stage = StagedDir(Path(out_dir))
         c, h, w = source.input_shape
         watch: Callable[[], ContextManager[Any]] = contextlib.nullcontext
         if options.progress is not None:
@@ -353,13 +353,13 @@ class ACTStrategy(QuantStrategy):
                 raise TrainError(f"AutoCompression wrote no params file in {scratch / 'out'}")
             shutil.copyfile(produced.params_file, stage.path / "inference.pdiparams")
             self.info = {"config": config, "batch_size": batch_size, "device": str(device)}
-            return stage.commit()
+            return commit_model(stage)
         except BaseException as exc:
-            stage.discard()
             if is_no_space(exc):  # the FP32 copy, PaddleSlim's save or the copy into the stage
                 raise no_space_error(Path(out_dir), TrainError) from exc
             raise
         finally:
+            stage.discard()
             shutil.rmtree(scratch, ignore_errors=True)
             if not paddle.in_dynamic_mode():
                 paddle.disable_static()

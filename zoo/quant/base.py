@@ -18,7 +18,7 @@ import numpy as np
 
 from zoo.device import DeviceLike
 from zoo.errors import QuantizeError
-from zoo.fsutil import replace_dir, scratch_dir
+from zoo.fsutil import StagedDir
 from zoo.modelcheck import check_model, load_inference_program, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.names import NameRegistry
@@ -158,32 +158,11 @@ def get_strategy(name: str) -> QuantStrategy:
 # helpers shared by the strategies
 
 
-@dataclass
-class Staging:
-    """A scratch folder next to `out_dir` that replaces it atomically on commit."""
-
-    out_dir: Path
-    path: Path
-
-    def commit(self) -> ModelFiles:
-        """Move the staged model into place (the old `out_dir`, if any, is replaced)."""
-        files = find_model_files(self.path)
-        if files.model_file.name != "inference.pdmodel":
-            normalize_names(self.path)
-        verify_saved(find_model_files(self.path), self.out_dir, QuantizeError)  # a short write never lands
-        replace_dir(self.path, self.out_dir)
-        return find_model_files(self.out_dir)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def staging_dir(out_dir: Path) -> Staging:
-    """A fresh, empty folder beside `out_dir` (same file system, so the final rename is atomic)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    path = scratch_dir(out_dir.parent, out_dir.name)
-    return Staging(out_dir, path)
+def commit_model(stage: StagedDir) -> ModelFiles:
+    """Verify the model staged in `stage`, name it inference.pdmodel/.pdiparams and move it into place whole."""
+    normalize_names(stage.path)
+    verify_saved(find_model_files(stage.path), stage.target, QuantizeError)  # a short write never lands
+    return find_model_files(stage.commit())
 
 
 def normalize_names(folder: Path) -> None:
@@ -198,21 +177,15 @@ def normalize_names(folder: Path) -> None:
 def copy_model(model: ModelFiles, out_dir: Path) -> ModelFiles:
     """Copy an inference model into `out_dir` as inference.pdmodel + inference.pdiparams (atomically)."""
     check_model(model)  # a corrupt source is named as such, not reported as a failed copy
-    stage = staging_dir(out_dir)
-    try:
-        with writing_model(out_dir, QuantizeError):
-            shutil.copyfile(model.model_file, stage.path / "inference.pdmodel")
-            if model.params_file is not None:
-                shutil.copyfile(model.params_file, stage.path / "inference.pdiparams")
-            else:
-                raise QuantizeError(
-                    f"{model.folder} stores one file per parameter; the zoo needs a combined params file",
-                    hint="Re-save the model with paddle.static.save_inference_model (one .pdiparams file).",
-                )
-        return stage.commit()
-    except BaseException:
-        stage.discard()
-        raise
+    with StagedDir(out_dir) as stage, writing_model(out_dir, QuantizeError):
+        shutil.copyfile(model.model_file, stage.path / "inference.pdmodel")
+        if model.params_file is None:
+            raise QuantizeError(
+                f"{model.folder} stores one file per parameter; the zoo needs a combined params file",
+                hint="Re-save the model with paddle.static.save_inference_model (one .pdiparams file).",
+            )
+        shutil.copyfile(model.params_file, stage.path / "inference.pdiparams")
+        return commit_model(stage)
 
 
 def model_input(model: ModelFiles) -> Tuple[str, List[int]]:

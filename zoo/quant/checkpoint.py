@@ -8,12 +8,11 @@ whose generated parameter names differ (a new process, or a second build in the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from zoo.errors import TrainError
-from zoo.fsutil import atomic_write_text
+from zoo.fsutil import atomic_write_text, staged_file
 
 STATE_FILE = "state.json"
 KEEP = 2  # checkpoints kept on disk (the newest ones)
@@ -22,13 +21,8 @@ KEEP = 2  # checkpoints kept on disk (the newest ones)
 def _atomic_paddle_save(obj: Any, path: Path) -> None:
     import paddle
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with staged_file(path) as tmp:
         paddle.save(obj, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _param_names(model: Any) -> Dict[str, str]:

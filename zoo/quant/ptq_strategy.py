@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoo.fsutil import StagedDir
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, register_strategy, staging_dir
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, commit_model, register_strategy
 from zoo.schema import Recipe
 
 DEFAULT_BATCH_SIZE = 32
@@ -34,8 +35,7 @@ class PTQStrategy(QuantStrategy):
         model = source.require_model(self.name)
         calib = data.require_calib(self.name)
         skip = get_task(recipe.task).quant_skip(recipe, model)  # e.g. a detector's `yolo_output` head
-        stage = staging_dir(Path(out_dir))
-        try:
+        with StagedDir(Path(out_dir)) as stage:
             quantize_static(
                 model,
                 stage.path,
@@ -52,7 +52,4 @@ class PTQStrategy(QuantStrategy):
                 engine=options.engine,
                 device=options.device,
             )
-            return stage.commit()
-        except BaseException:
-            stage.discard()
-            raise
+            return commit_model(stage)

@@ -15,9 +15,10 @@ from typing import Any, Dict, List, Optional
 
 from zoo.device import Device, require_device
 from zoo.errors import TrainError
+from zoo.fsutil import StagedDir
 from zoo.modelcheck import writing_model
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, register_strategy, seed_everything, staging_dir
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, commit_model, register_strategy, seed_everything
 from zoo.quant.checkpoint import Checkpoints
 from zoo.quant.pact import DEFAULT_ALPHA_INIT, DEFAULT_ALPHA_LR_MULT, pact_layer
 from zoo.schema import QuantConfig, Recipe, TrainConfig
@@ -219,14 +220,11 @@ class QATStrategy(QuantStrategy):
             "device": str(device),
         }
         network.eval()
-        stage = staging_dir(Path(out_dir))
         try:
-            with _quiet(), writing_model(Path(out_dir), TrainError):
-                task.save_quantized(recipe, network, quanter, stage.path, source.input_shape)
-            return stage.commit()
-        except BaseException:
-            stage.discard()
-            raise
+            with StagedDir(Path(out_dir)) as stage:
+                with _quiet(), writing_model(Path(out_dir), TrainError):
+                    task.save_quantized(recipe, network, quanter, stage.path, source.input_shape)
+                return commit_model(stage)
         finally:
             # PaddleSlim's PACT export leaves paddle in static mode.
             if not paddle.in_dynamic_mode():
