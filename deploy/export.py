@@ -151,7 +151,8 @@ def export_model(
                             "detections validated on generated inputs (noise images, valid im_size / scale_factor): "
                             "pass --data DIR for real images")
     if target == "lite" and valid:
-        result.notes += [f"{arch}: not among {source.recipe}'s validated Lite targets ({', '.join(valid)}); "
+        entry = source.recipe.get("name") if isinstance(source.recipe, dict) else source.recipe  # a report carries the recipe
+        result.notes += [f"{arch}: not among {entry}'s validated Lite targets ({', '.join(valid)}); "
                          "the artifact is checked here, but the entry was not published for it"
                          for arch in arches if arch not in valid]
     with StagedDir(out) as stage, writing_model(out, ExportError):

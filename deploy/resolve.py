@@ -86,6 +86,9 @@ def resolve_source(model: str, prefer: str = "int8", fetch_baseline: bool = Fals
     if path.exists():
         if path.is_dir() and is_reproduce_folder(path):
             return _from_reproduce(path, prefer)
+        if path.is_dir() and path.name in ("fp32", "int8") and is_reproduce_folder(path.parent):
+            # OUT/fp32 or OUT/int8 of a reproduction: that model, with its run's recipe (data, preprocessing)
+            return _from_reproduce(path.parent, path.name)
         files = find_model_files(path)  # ModelError with a hint when it is not a model
         return Source(kind="folder", label=files.folder.resolve().name or "model", primary=files)
     try:

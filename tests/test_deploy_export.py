@@ -149,3 +149,17 @@ def test_provided_inputs_are_used(fp32: Path, tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((3, 3, 32, 32), dtype="float32"))
     result = export_model(str(fp32), "lite", arches=["x86"], out=tmp_path / "o", inputs_path=tmp_path / "x.npy")
     assert result.artifacts[0].validation["passed"]
+
+
+def test_a_model_folder_of_a_reproduction_keeps_its_run(tmp_path_factory) -> None:
+    """OUT/fp32 and OUT/int8 resolve as that model of the run, with the run's recipe (its data validates the export)."""
+    from zoo.deploy.resolve import resolve_source
+
+    repro = reproduce_folder(tmp_path_factory)
+    fp32 = resolve_source(str(repro / "fp32"))
+    assert fp32.kind == "reproduce" and fp32.recipe == "tiny_ptq" and fp32.input_size == 32
+    assert fp32.primary.folder == find_model_files(repro / "fp32").folder
+    int8 = resolve_source(str(repro / "int8"))
+    assert int8.primary.folder == find_model_files(repro / "int8").folder and int8.recipe == "tiny_ptq"
+    plain = resolve_source(str(fp32_model(tmp_path_factory)))  # a folder outside any run stays a plain folder
+    assert plain.kind == "folder" and plain.recipe is None

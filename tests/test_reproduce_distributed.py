@@ -44,3 +44,24 @@ def test_distributed_run_is_for_qat_entries_only(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["reproduce", "digits_mobilenetv1_ptq", "--nproc", "2", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert not (tmp_path / "launch-logs").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_digits_detector_quant_aware(tmp_path: Path) -> None:
+    """Detection QAT takes the same launcher path: two ranks, yolo_loss gradients all-reduced, rank 0 reports."""
+    import paddle
+
+    out = tmp_path / "det"
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo", "reproduce", "digits_yolov3_mobilenetv1_qat", "--nproc", "2", "--iterations", "2",
+         "--batch-size", "4", "--max-samples", "16", "--out", str(out), "--json", "--quiet"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path,
+    )
+    assert proc.returncode == 4, proc.stderr + (out / "launch-logs" / "launcher.log").read_text(errors="replace")
+    report = json.loads(proc.stdout)
+    assert report["training"]["world_size"] == 2 and report["status"] == "PARTIAL"
+    assert [s["input_size"] for s in report["settings"]] == [160, 128, 96]
+    mine = paddle.load(str(out / "checkpoints" / "epoch_1.pdparams"))
+    other = paddle.load(str(tmp_path / ".det.rank1" / "checkpoints" / "epoch_1.pdparams"))
+    weights = [k for k in mine if k.endswith("weight")]
+    assert weights and all(np.array_equal(mine[k].numpy(), other[k].numpy()) for k in weights)
