@@ -34,10 +34,8 @@ class Runner:
 class _PaddleRunner(Runner):
     def __init__(self, files: ModelFiles, threads: int, device: DeviceLike, int8: bool) -> None:
         from zoo.predictor import Predictor
-        from zoo.quiet import silenced
 
-        with silenced():
-            self._predictor = Predictor(files, device=device, threads=threads, mkldnn=int8, int8=int8)
+        self._predictor = Predictor(files, device=device, threads=threads, mkldnn=int8, int8=int8)
         self.runtime = "paddle-int8" if int8 else "paddle"
         self.detail = "Paddle Inference, oneDNN INT8 kernels" if int8 else "Paddle Inference, plain kernels"
 
@@ -61,7 +59,7 @@ class _OnnxRunner(Runner):
 class _LiteRunner(Runner):
     def __init__(self, files: ModelFiles, workdir: Path, opt_bin: Optional[Path]) -> None:
         from zoo.deploy.lite import convert
-        from zoo.deploy.program import read_program
+        from zoo.program import read_program
         from zoo.deploy.toolchain import find_converter
 
         if read_program(files).is_int8:

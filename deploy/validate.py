@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb, run_nb_lod
-from zoo.deploy.program import ProgramInfo, concrete_shape
+from zoo.program import ProgramInfo, concrete_shape
 from zoo.errors import ExportError, ModelError, ValidationError
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
@@ -124,8 +124,8 @@ def paddle_outputs(files: ModelFiles, inputs: Sequence[np.ndarray]) -> List[np.n
     """The reference outputs: Paddle Inference on CPU, plain kernels."""
     from zoo.predictor import Predictor
 
+    predictor = Predictor(files, threads=1)
     with silenced():
-        predictor = Predictor(files, threads=1)
         return predictor.run(list(inputs))
 
 
@@ -146,10 +146,10 @@ def paddle_detections(files: ModelFiles, inputs: Sequence[np.ndarray], contract:
     from zoo.evaluate.detection import split_outputs
     from zoo.predictor import Predictor
 
-    with silenced():
-        predictor = Predictor(files, threads=threads, mkldnn=int8, int8=int8)
+    predictor = Predictor(files, threads=threads, mkldnn=int8, int8=int8)
+    with silenced():  # oneDNN's INT8 kernels report on their first run
         outputs = predictor.run(list(inputs))
-        return split_outputs(contract, outputs, predictor.output_lods(), len(inputs[0]))
+    return split_outputs(contract, outputs, predictor.output_lods(), len(inputs[0]))
 
 
 LITE_SCORE_TOL = 1e-3  # FP32 against FP32: only summation order differs
@@ -183,7 +183,7 @@ def validate_lite_x86_detections(source: ModelFiles, nb: Path, inputs: Sequence[
 def validate_lite_x86(source: ModelFiles, nb: Path, inputs: Sequence[np.ndarray]) -> Check:
     """An FP32 x86 `.nb`, run by Lite's MobileConfig, against Paddle Inference (rel. error < 1e-4; a detection
     model's boxes are matched instead)."""
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
 
     contract = detection_contract(read_program(source))
     if contract is not None:

@@ -51,3 +51,33 @@ def test_verbose_lets_output_through() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "inside-silenced" in proc.stdout
     assert GLOG.search(proc.stderr), "the executor's GLOG line should show when verbose"
+
+
+SCOPED = textwrap.dedent(
+    """
+    import os, sys
+    from zoo import quiet
+    quiet.configure(verbose=False)
+    with quiet.silenced():
+        os.write(2, b"c-level-noise\\n")
+        with quiet.audible():
+            print("progress-line", file=sys.stderr)
+        with quiet.silenced():
+            print("nested-noise")
+        print("still-silenced")
+    try:
+        with quiet.silenced():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    os.write(2, b"after-error\\n")
+    print("after-error-stdout")
+    """
+)
+
+
+def test_silenced_is_scoped_and_lets_progress_through() -> None:
+    proc = subprocess.run([sys.executable, "-c", SCOPED], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["progress-line", "after-error"]  # noise dropped, progress and later output kept
+    assert proc.stdout.splitlines() == ["after-error-stdout"]

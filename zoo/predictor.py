@@ -10,6 +10,7 @@ from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, paddle_message
 from zoo.modelcheck import check_model
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.quiet import silenced
 
 
 class Predictor:
@@ -58,7 +59,8 @@ class Predictor:
         config.disable_glog_info()
         config.switch_use_feed_fetch_ops(False)
         try:
-            self._predictor = inference.create_predictor(config)
+            with silenced():  # oneDNN and the IR passes print past GLOG's settings while the predictor is built
+                self._predictor = inference.create_predictor(config)
         except Exception as exc:  # paddle raises bare RuntimeError/ValueError subclasses from C++
             raise ModelError(f"Paddle Inference cannot load {self.files.folder}: {paddle_message(exc)}") from exc
         self.input_names: List[str] = list(self._predictor.get_input_names())

@@ -9,7 +9,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator
+import threading
+from typing import Iterator, Optional, Tuple
 
 _VERBOSE = False
 _QUIET_ENV = {
@@ -45,45 +46,88 @@ def is_verbose() -> bool:
     return _VERBOSE
 
 
+# the terminal's stdout/stderr, saved by the outermost silenced() block in progress (None: nothing redirected)
+_terminal: Optional[Tuple[int, int]] = None
+_devnull: Optional[int] = None
+_lock = threading.RLock()
+
+
 @contextlib.contextmanager
 def silenced() -> Iterator[None]:
-    """Redirect the process's stdout/stderr file descriptors to /dev/null unless verbose.
+    """Redirect the process's stdout/stderr file descriptors to /dev/null around one noisy call, unless verbose.
 
     PaddleSlim and Paddle's C++ core write straight to the file descriptors (progress bars,
-    GLOG), so redirecting `sys.stdout` alone is not enough.
+    GLOG), so redirecting `sys.stdout` alone is not enough. The descriptors are restored on every
+    exit path; wrap only the call that prints, and report progress from inside it through `audible()`.
     """
+    global _terminal, _devnull
     if _VERBOSE:
         yield
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    with _lock:
+        outermost = _terminal is None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if outermost:
+            _terminal = (os.dup(1), os.dup(2))
+            _devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = (os.dup(1), os.dup(2))  # what this block restores (an inner block restores the outer's redirect)
+        os.dup2(_devnull, 1)  # type: ignore[arg-type]
+        os.dup2(_devnull, 2)  # type: ignore[arg-type]
     try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        loggers = [logging.getLogger(n) for n in ("paddleslim", "PaddleSlim", "paddle")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        # PaddleSlim's module loggers set their own INFO level and keep their own stream handle
-        # (a copy of the original stderr), so levels and fd redirection do not reach them.
-        modules = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-                   if n.lower().startswith("paddleslim")]
-        disabled = [lg.disabled for lg in modules]
-        for lg in modules:
-            lg.disabled = True
+        with _paddleslim_loggers_off():
+            yield
+    finally:
+        with _lock:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            if outermost:
+                for fd in (*_terminal, _devnull):  # type: ignore[misc]
+                    os.close(fd)
+                _terminal = _devnull = None
+
+
+@contextlib.contextmanager
+def audible() -> Iterator[None]:
+    """Inside silenced(): let this block's output (the zoo's own progress reports) reach the terminal again."""
+    with _lock:
+        if _terminal is None:
+            yield
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(_terminal[0], 1)
+        os.dup2(_terminal[1], 2)
         try:
             yield
         finally:
-            for lg, lvl in zip(loggers, levels):
-                lg.setLevel(lvl)
-            for lg, was in zip(modules, disabled):
-                lg.disabled = was
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(_devnull, 1)  # type: ignore[arg-type]
+            os.dup2(_devnull, 2)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _paddleslim_loggers_off() -> Iterator[None]:
+    loggers = [logging.getLogger(n) for n in ("paddleslim", "PaddleSlim", "paddle")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    # PaddleSlim's module loggers set their own INFO level and keep their own stream handle
+    # (a copy of the original stderr), so levels and fd redirection do not reach them.
+    modules = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+               if n.lower().startswith("paddleslim")]
+    disabled = [lg.disabled for lg in modules]
+    for lg in modules:
+        lg.disabled = True
+    try:
+        yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [devnull]:
-            os.close(fd)
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+        for lg, was in zip(modules, disabled):
+            lg.disabled = was

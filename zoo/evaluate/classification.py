@@ -85,10 +85,8 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
             runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
             return _score(runner.run, batches, progress, origin)
     from zoo.predictor import Predictor
-    from zoo.quiet import silenced
 
-    with silenced():
-        predictor = Predictor(model, device=device, threads=threads)
+    predictor = Predictor(model, device=device, threads=threads)
     return _score(predictor.run, batches, progress, origin)
 
 

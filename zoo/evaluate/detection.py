@@ -191,12 +191,10 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
     """
     from zoo.data.transforms import eval_transform
     from zoo.predictor import Predictor
-    from zoo.quiet import silenced
 
     if batch_size <= 0:
         raise DataError(f"the batch size must be positive, got {batch_size}")
-    with silenced():
-        predictor = Predictor(files, device=device, threads=threads)
+    predictor = Predictor(files, device=device, threads=threads)
     contract = contract_of(predictor.input_names, files.model_file)
     transform = eval_transform(preprocess, size)
     detections: List[Dict[str, Any]] = []

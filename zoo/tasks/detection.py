@@ -47,7 +47,7 @@ class DetectionTask(ModelTask):
         with silenced():
             network = self.build_network(recipe)
             load_legacy_weights(network, weights)
-            return self.save_network(recipe, network, out_dir, (3, size, size))
+        return self.save_network(recipe, network, out_dir, (3, size, size))  # the export contains its own noise
 
     def build_network(self, recipe: Recipe) -> Any:
         det = recipe.detection
@@ -262,7 +262,7 @@ YOLO_OUTPUT_SCOPE = "yolo_output"
 
 def output_conv_weights(files: ModelFiles) -> List[str]:
     """The filter names of the convs whose outputs reach a yolo_box op directly (through a bias add at most)."""
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
 
     ops = read_program(files).ops
     producer = {v: op for op in ops for v in op.output_vars()}
