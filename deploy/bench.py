@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from zoo.deploy.lite import bench_nb, convert
-from zoo.deploy.program import ProgramInfo, read_program
+from zoo.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import find_converter
 from zoo.deploy.validate import detection_contract, make_inputs

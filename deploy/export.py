@@ -14,7 +14,7 @@ from zoo.fsutil import StagedDir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
 from zoo.deploy.lite import convert, converter_version
 from zoo.deploy.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from zoo.deploy.program import ProgramInfo, read_program
+from zoo.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import ARCHES, find_converter
 from zoo.deploy.validate import (check_nb_structure, detection_contract, load_inputs, make_inputs, real_detection_inputs,

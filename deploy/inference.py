@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from zoo.deploy.program import ProgramInfo
+from zoo.program import ProgramInfo, open_program
 from zoo.errors import ExportError, ZooError, paddle_message
-from zoo.modelcheck import check_model, load_inference_program, verify_saved
+from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
 
@@ -46,20 +46,13 @@ def resave_program(source: ModelFiles, out_dir: Path, doing: str,
     import paddle
 
     try:
-        with silenced():
-            paddle.enable_static()
-            try:
-                exe = paddle.static.Executor(paddle.CPUPlace())
-                scope = paddle.static.Scope()
-                with paddle.static.scope_guard(scope):
-                    program, feeds, fetches = load_inference_program(source, exe)
-                    if transform is not None:
-                        transform(program, scope)
-                    block = program.global_block()
-                    paddle.static.save_inference_model(
-                        str(out_dir / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program)
-            finally:
-                paddle.disable_static()
+        with open_program(source) as opened:
+            if transform is not None:
+                transform(opened.program, opened.scope)
+            block = opened.program.global_block()
+            with silenced():  # the save's program passes log past GLOG's settings
+                paddle.static.save_inference_model(str(out_dir / "inference"), [block.var(n) for n in opened.feeds],
+                                                   opened.fetches, opened.executor, program=opened.program)
     except ZooError:
         raise
     except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++

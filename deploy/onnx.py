@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from zoo.deploy.inference import resave_program
-from zoo.deploy.program import ProgramInfo, read_program
+from zoo.program import ProgramInfo, read_program
 from zoo.errors import ConverterError, ExportError, ModelError, ZooError
 from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles

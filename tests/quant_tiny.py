@@ -133,7 +133,7 @@ def op_types(model_dir: Path) -> set:
     import paddle
 
     from zoo.modelfiles import find_model_files
-    from zoo.quant.base import static_mode
+    from zoo.program import static_mode
 
     files = find_model_files(model_dir)
     with static_mode():

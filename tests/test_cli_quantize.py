@@ -94,7 +94,7 @@ def test_unknown_algo(fp32: Path, tmp_path: Path) -> None:
 
 
 def test_ops_choose_what_is_quantized(fp32: Path, tmp_path: Path) -> None:
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
     from zoo.modelfiles import find_model_files
 
     x, _ = tiny_data(16)

@@ -18,7 +18,7 @@ from tests.conftest import RUNNER
 from tests.det_models import build_box_model
 from tests.det_standins import build_legacy_model, make_tiny_coco
 from zoo.cli.main import app
-from zoo.deploy.program import read_program
+from zoo.program import read_program
 from zoo.deploy.validate import make_inputs
 from zoo.evaluate.detection import match_detections
 from zoo.modelfiles import find_model_files

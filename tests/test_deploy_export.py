@@ -9,7 +9,7 @@ import pytest
 
 from zoo.deploy.export import export_model
 from zoo.deploy.lite import nb_kernels
-from zoo.deploy.program import read_program
+from zoo.program import read_program
 from zoo.deploy.validate import check_nb_structure, make_inputs, validate_inference
 from zoo.errors import ExportError, ModelError, ValidationError
 from zoo.modelfiles import find_model_files

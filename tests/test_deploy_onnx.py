@@ -9,7 +9,7 @@ import pytest
 
 from zoo.deploy.export import export_model
 from zoo.deploy.onnx import OnnxSession, export_onnx, is_legacy_quant, legacy_to_qdq, onnx_ops, parse_unsupported
-from zoo.deploy.program import read_program
+from zoo.program import read_program
 from zoo.deploy.validate import compare_int8, paddle_outputs, validate_onnx
 from zoo.errors import ConverterError, UsageError, ValidationError
 from zoo.modelfiles import find_model_files

@@ -224,7 +224,7 @@ def test_predictor_checks_before_paddle_loads(kind: str, model: Path, other_mode
 @pytest.fixture(scope="session")
 def legacy_folder(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same model as a 1.x folder: `__model__` and one file per parameter, written by Paddle."""
-    from zoo.quant.base import static_mode
+    from zoo.program import static_mode
 
     out = tmp_path_factory.mktemp("legacy")
     with static_mode():
@@ -265,7 +265,7 @@ def _largest_parameter(folder: Path) -> str:
 
 
 def test_one_tensor_reader_reads_what_paddle_wrote(legacy_folder: Path) -> None:
-    from zoo.quant.base import static_mode
+    from zoo.program import static_mode
 
     name = _largest_parameter(legacy_folder)
     with static_mode():

@@ -19,7 +19,7 @@ NAME = "digits_yolov3_mobilenetv1_ptq"
 
 
 def test_bundled_detector_reproduces_at_every_size(tmp_path: Path) -> None:
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
     from zoo.modelfiles import find_model_files
     from zoo.registry import get_recipe
     from zoo.tasks.detection import output_conv_weights

@@ -48,7 +48,7 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[FileSer
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_quant_post_entry_reproduces_end_to_end(name: str, standins, monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
     from zoo.modelfiles import find_model_files
     from zoo.registry import get_recipe
     from zoo.tasks.detection import output_conv_weights

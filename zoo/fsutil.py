@@ -7,13 +7,14 @@ beside their target, so a later run can tell which ones a killed process left be
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 SCRATCH_SUFFIX = ".zoo-tmp"
 _SCRATCH_RE = re.compile(r"^\..*\.(\d+)-[^.]+\.zoo-tmp$")
@@ -52,6 +53,18 @@ def staged_file(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def hash_file(*paths: Path) -> Tuple[str, str, int]:
+    """(sha256, md5, size) of the bytes of `paths` one after the other, each file read once."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+                md5.update(block)
+                size += len(block)
+    return sha.hexdigest(), md5.hexdigest(), size
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

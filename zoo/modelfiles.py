@@ -64,13 +64,6 @@ def find_model_files(path: Path) -> ModelFiles:
 
 def model_sha256(files: ModelFiles) -> str:
     """sha256 over the model file and the parameter file (the identity of a model)."""
-    import hashlib
+    from zoo.fsutil import hash_file
 
-    digest = hashlib.sha256()
-    for path in (files.model_file, files.params_file):
-        if path is None:
-            continue
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return hash_file(*[p for p in (files.model_file, files.params_file) if p is not None])[0]

@@ -1,14 +1,17 @@
-"""Read a Paddle inference program without running it: its ops, inputs, and which ops are INT8.
+"""Paddle inference programs: read one without running it (ops, inputs, which ops are INT8), or open it to run.
 
-The `.pdmodel` file is a protobuf `ProgramDesc`; parsing it directly is cheap and needs no executor.
+`read_program` parses the `.pdmodel` protobuf (`ProgramDesc`) directly: cheap, no executor. `open_program`
+loads a model (any layout zoo.modelfiles finds) into a fresh scope in static-graph mode, for code that
+edits or runs the program; `static_mode` is the one way the zoo enters static-graph mode.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from zoo.errors import ModelError
-from zoo.modelcheck import dtype_name, read_program_desc
+from zoo.modelcheck import dtype_name, load_inference_program, read_program_desc
 from zoo.modelfiles import ModelFiles
 
 # Ops that carry quantization in the two formats PaddleSlim writes.
@@ -136,3 +139,42 @@ def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[int] = None) 
                 )
             dims[i] = fallback
     return tuple(dims)
+
+
+@contextlib.contextmanager
+def static_mode() -> Iterator[None]:
+    """Static-graph mode inside, the caller's mode after (Paddle's mode is process-wide state)."""
+    import paddle
+
+    was_dynamic = paddle.in_dynamic_mode()
+    if was_dynamic:
+        paddle.enable_static()
+    try:
+        yield
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
+
+
+@dataclass
+class OpenProgram:
+    """An inference program loaded into its own scope: edit or run it while open_program's block lasts."""
+
+    program: Any  # paddle.static.Program
+    feeds: List[str]
+    fetches: List[Any]  # the fetch variables
+    executor: Any  # paddle.static.Executor
+    scope: Any  # paddle.static.Scope holding the parameters
+
+
+@contextlib.contextmanager
+def open_program(files: ModelFiles) -> Iterator[OpenProgram]:
+    """Load `files` (checked first) on the CPU into a fresh scope, in static-graph mode for the block's duration."""
+    import paddle
+
+    with static_mode():
+        executor = paddle.static.Executor(paddle.CPUPlace())
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            program, feeds, fetches = load_inference_program(files, executor)
+            yield OpenProgram(program, feeds, fetches, executor, scope)

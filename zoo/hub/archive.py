@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from zoo.errors import ArchiveError
+from zoo.modelfiles import LEGACY_PAIRS
 
 META_NAME = "zoo-artifact.json"
 _SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # (legacy model name, legacy params name) -> normalized names
-_LEGACY = (("__model__", "__params__"), ("model", "params"))
 _NORMALIZED = ("inference.pdmodel", "inference.pdiparams")
 
 
@@ -187,7 +187,7 @@ def normalize_legacy(folder: Path) -> Dict[str, str]:
         names = set(files)
         if _NORMALIZED[0] in names or _NORMALIZED[1] in names:
             continue
-        for model_name, params_name in _LEGACY:
+        for model_name, params_name in LEGACY_PAIRS:
             if model_name in names and params_name in names:
                 for old, new in zip((model_name, params_name), _NORMALIZED):
                     os.replace(here / old, here / new)

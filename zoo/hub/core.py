@@ -16,7 +16,7 @@ from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download
 from zoo.hub.mirror import candidates
 from zoo.hub.progress import bar
-from zoo.fsutil import replace_dir
+from zoo.fsutil import hash_file, replace_dir
 from zoo.hub.store import Store, now, wrap_os_error
 from zoo.modelfiles import find_model_files
 from zoo.schema import Artifact, Layout, Recipe, Role
@@ -33,17 +33,6 @@ class FetchedArtifact:
     archive: Optional[Path]
     sha256: str
     size: int
-
-
-def hash_file(path: Path) -> Tuple[str, str, int]:
-    """(sha256, md5, size) of a file, read once."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-            md5.update(block)
-            size += len(block)
-    return sha.hexdigest(), md5.hexdigest(), size
 
 
 def artifact_ref(art: Artifact) -> str:

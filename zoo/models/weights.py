@@ -7,13 +7,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
 from zoo.errors import ModelError
+from zoo.fsutil import hash_file
 from zoo.modelcheck import read_lod_tensor
 from zoo.schema import Layout, Recipe, Role
 
@@ -66,14 +66,6 @@ def state_from_persistables(model, folder: Path, name_map: Mapping[str, str]) ->
     return out
 
 
-def file_digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False, role: Role = Role.pretrained) -> None:
     """Load the recipe's `role` artifact (a fetched file or extracted folder of weights) into `model`.
 
@@ -91,9 +83,9 @@ def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False, ro
                 raise ModelError(f"{path} holds no .pdparams file")
             path = found[0]
         if artifact.sha256 is not None:
-            verified = file_digest(path, "sha256") == artifact.sha256
+            verified = hash_file(path)[0] == artifact.sha256
         elif artifact.md5 is not None:
-            verified = file_digest(path, "md5") == artifact.md5
+            verified = hash_file(path)[1] == artifact.md5
         else:
             from zoo.hub import verified_pdparams
 

@@ -13,14 +13,15 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from zoo.device import Device, require_device
+from zoo import quiet
 from zoo.fsutil import StagedDir, scratch_dir
 from zoo.errors import TrainError
-from zoo.modelcheck import is_no_space, load_inference_program, no_space_error
+from zoo.modelcheck import is_no_space, no_space_error
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import (
     FP32Source,
@@ -33,6 +34,7 @@ from zoo.quant.base import (
     register_strategy,
     seed_everything,
 )
+from zoo.program import open_program
 from zoo.schema import Distill, Recipe
 
 EVAL_BATCHES = 4  # batches ACT keeps for its own (unused) progress evaluation
@@ -119,27 +121,20 @@ def trainable_copy(model: ModelFiles, folder: Path) -> ModelFiles:
     """
     import paddle
 
-    from zoo.quant.base import static_mode
-
-    with static_mode():
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            program, feeds, fetches = load_inference_program(model, exe)
-            block = program.global_block()
-            fixed = 0
-            for op in block.ops:
-                if op.type == "dropout" and ("Mask" not in op.output_names or not op.output("Mask")):
-                    out = op.output("Out")[0]
-                    mask = block.create_var(name=out + ".mask", dtype="uint8", shape=block.var(out).shape)
-                    op.desc.set_output("Mask", [mask.name])
-                    fixed += 1
-            if not fixed:
-                return model
-            folder.mkdir(parents=True, exist_ok=True)
-            paddle.static.save_inference_model(
-                str(folder / "inference"), [block.var(n) for n in feeds], fetches, exe, program=program, clip_extra=False
-            )
+    with open_program(model) as opened:
+        block = opened.program.global_block()
+        fixed = 0
+        for op in block.ops:
+            if op.type == "dropout" and ("Mask" not in op.output_names or not op.output("Mask")):
+                out = op.output("Out")[0]
+                mask = block.create_var(name=out + ".mask", dtype="uint8", shape=block.var(out).shape)
+                op.desc.set_output("Mask", [mask.name])
+                fixed += 1
+        if not fixed:
+            return model
+        folder.mkdir(parents=True, exist_ok=True)
+        paddle.static.save_inference_model(str(folder / "inference"), [block.var(n) for n in opened.feeds],
+                                           opened.fetches, opened.executor, program=opened.program, clip_extra=False)
     return find_model_files(folder)
 
 
@@ -203,18 +198,36 @@ class StepLog(logging.Handler):
         self.progress.epoch_end(epoch, metrics)
 
 
+class AudibleProgress(TrainProgress):
+    """Forwards progress reports made inside zoo.quiet.silenced() with the terminal's stdout/stderr back in place."""
+
+    def __init__(self, progress: TrainProgress) -> None:
+        self.progress = progress
+
+    def start(self, total_steps: int, epochs: int, done_steps: int = 0) -> None:
+        with quiet.audible():
+            self.progress.start(total_steps, epochs, done_steps)
+
+    def step(self, epoch: int, step: int, loss: Optional[float]) -> None:
+        with quiet.audible():
+            self.progress.step(epoch, step, loss)
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        with quiet.audible():
+            self.progress.epoch_end(epoch, metrics)
+
+
 @contextlib.contextmanager
 def watch_steps(progress: TrainProgress, total_steps: int, epochs: int) -> Iterator[StepLog]:
     """Listen to AutoCompression's step lines meanwhile; what reaches the terminal stays as zoo.quiet set it.
 
     Entered inside zoo.quiet.silenced(), which disables PaddleSlim's loggers: the compressor's is
-    enabled again with only the listener attached (and its own handler too under --verbose).
+    enabled again with only the listener attached (and its own handler too under --verbose). The
+    listener's reports reach the terminal (AudibleProgress); PaddleSlim's own output does not.
     """
-    from zoo import quiet
-
     logger = logging.getLogger(COMPRESSOR_LOGGER)
     disabled, level, handlers = logger.disabled, logger.level, list(logger.handlers)
-    listener = StepLog(progress, total_steps, epochs)
+    listener = StepLog(AudibleProgress(progress), total_steps, epochs)
     if not quiet.is_verbose():
         for handler in handlers:
             logger.removeHandler(handler)

@@ -19,9 +19,10 @@ import numpy as np
 from zoo.device import DeviceLike
 from zoo.errors import QuantizeError
 from zoo.fsutil import StagedDir
-from zoo.modelcheck import check_model, load_inference_program, verify_saved, writing_model
+from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.names import NameRegistry
+from zoo.program import open_program
 from zoo.schema import Recipe
 
 CalibFn = Callable[[], Iterable[np.ndarray]]
@@ -190,39 +191,12 @@ def copy_model(model: ModelFiles, out_dir: Path) -> ModelFiles:
 
 def model_input(model: ModelFiles) -> Tuple[str, List[int]]:
     """The single input of an inference model: its name and declared shape."""
-    import paddle
-
-    with _static_mode():
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            program, feeds, _ = load_inference_program(model, exe)
+    with open_program(model) as opened:
+        feeds, program = opened.feeds, opened.program
     if len(feeds) != 1:
         raise QuantizeError(f"{model.folder}: expected a model with one image input, it has {feeds}")
     shape = list(program.global_block().var(feeds[0]).shape)
     return feeds[0], shape
-
-
-class _static_mode:
-    """Run a block in static-graph mode and restore the previous mode after."""
-
-    def __enter__(self) -> None:
-        import paddle
-
-        self._was_dynamic = paddle.in_dynamic_mode()
-        if self._was_dynamic:
-            paddle.enable_static()
-
-    def __exit__(self, *exc: object) -> None:
-        import paddle
-
-        if self._was_dynamic:
-            paddle.disable_static()
-
-
-def static_mode() -> _static_mode:
-    """Context manager: static-graph mode inside, the caller's mode after."""
-    return _static_mode()
 
 
 def seed_everything(seed: int) -> None:

@@ -14,19 +14,13 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from zoo.errors import ModelError
-from zoo.modelcheck import load_inference_program
 from zoo.modelfiles import ModelFiles, find_model_files
-from zoo.quant.base import static_mode
+from zoo.program import open_program
 
 
 def _persistables_in_op_order(files: ModelFiles) -> Tuple[List[str], Dict[str, np.ndarray]]:
-    import paddle
-
-    exe = paddle.static.Executor(paddle.CPUPlace())
-    scope = paddle.static.Scope()
-    with paddle.static.scope_guard(scope):
-        program, _, _ = load_inference_program(files, exe)
-        block = program.global_block()
+    with open_program(files) as opened:
+        block, scope = opened.program.global_block(), opened.scope
         order: List[str] = []
         for op in block.ops:
             for name in op.input_arg_names:
@@ -51,9 +45,8 @@ def load_from_inference(network: Any, model: ModelFiles, input_shape: Tuple[int,
             paddle.jit.save(network, str(Path(tmp) / "inference"), input_spec=spec)
         if was_training:
             network.train()
-        with static_mode():
-            mine, _ = _persistables_in_op_order(find_model_files(Path(tmp)))
-            theirs, values = _persistables_in_op_order(model)
+        mine, _ = _persistables_in_op_order(find_model_files(Path(tmp)))
+        theirs, values = _persistables_in_op_order(model)
     if len(mine) != len(theirs):
         raise ModelError(
             f"{model.folder} has {len(theirs)} weight tensors, the network {len(mine)}",

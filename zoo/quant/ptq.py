@@ -121,7 +121,7 @@ def quantize_static(
 
 def _check_quantized(files: ModelFiles, algo: str, op_types: Sequence[str]) -> None:
     """Refuse a result without quantize ops: Paddle writes one silently when no op type matches."""
-    from zoo.deploy.program import read_program
+    from zoo.program import read_program
 
     if algo == "min_max":  # by design: Paddle stores min_max thresholds as op attributes, with no quantize ops
         return
