@@ -30,6 +30,18 @@ def peak_rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def time_runs(run, warmup, repeat):
+    """Milliseconds of each of `repeat` timed calls of `run()`, after `warmup` untimed ones (every bench worker)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
 def _lite():
     import paddlelite.lite as lite
 
@@ -113,23 +125,19 @@ def cmd_bench(args):
     before = peak_rss_kb()
     predictor = _predictor(args.nb)
     arrays = _load_inputs(args.inputs)
-    for _ in range(args.warmup):
+
+    def step():
         _feed(predictor, arrays)
         predictor.run()
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        _feed(predictor, arrays)
-        predictor.run()
-        _outputs = [predictor.get_output(i).numpy() for i in range(len(predictor.get_output_names()))]
-        times.append((time.perf_counter() - start) * 1000.0)
+        return [predictor.get_output(i).numpy() for i in range(len(predictor.get_output_names()))]
+
+    times = time_runs(step, args.warmup, args.repeat)
     print(json.dumps({
         "latencies_ms": times,
         "maxrss_kb": peak_rss_kb(),
         "baseline_rss_kb": before,
         "lite_version": _lite().Opt().version() if hasattr(_lite(), "Opt") else "unknown",
     }))
-    del arrays
     return 0
 
 

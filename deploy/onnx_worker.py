@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
-from zoo.deploy.lite_worker import peak_rss_kb
+from zoo.deploy.lite_worker import peak_rss_kb, time_runs
 from zoo.deploy.paddle_worker import MARKER
 
 
@@ -39,13 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with np.load(args.inputs) as data:
         arrays = [np.ascontiguousarray(data[k]) for k in sorted(data.files, key=int)]
     session = OnnxSession(Path(args.model), args.runtime, threads=args.threads)
-    for _ in range(args.warmup):
-        session.run(arrays)
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        session.run(arrays)
-        times.append((time.perf_counter() - start) * 1000.0)
+    times = time_runs(lambda: session.run(arrays), args.warmup, args.repeat)
     result = {"latencies_ms": times, "maxrss_kb": peak_rss_kb(), "baseline_rss_kb": baseline}
     sys.stdout.write(MARKER + json.dumps(result) + "\n")
     return 0

@@ -11,11 +11,10 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from zoo.deploy.lite_worker import peak_rss_kb  # one reading of peak RSS for both worker kinds
+from zoo.deploy.lite_worker import peak_rss_kb, time_runs  # one reading of peak RSS for both worker kinds
 from zoo.device import Device, parse_device
 from zoo.errors import UsageError
 
@@ -78,13 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zoo-optim-") as cache, quiet.silenced():
         predictor = Predictor(Path(args.model), device=args.device, threads=args.threads, mkldnn=args.mkldnn,
                               int8=args.int8, tensorrt=args.tensorrt, optim_cache_dir=Path(cache))
-        for _ in range(args.warmup):
-            predictor.run(arrays)
-        times = []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            predictor.run(arrays)
-            times.append((time.perf_counter() - start) * 1000.0)
+        times = time_runs(lambda: predictor.run(arrays), args.warmup, args.repeat)
         kernels = optimized_kernels(Path(cache))
     result = {"latencies_ms": times, "maxrss_kb": peak_rss_kb(),
               "baseline_rss_kb": baseline, "kernels": kernels}

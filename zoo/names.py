@@ -72,11 +72,18 @@ class NameRegistry(Generic[T]):
             self._origins[name] = origin
         return value
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        """`@registry.decorator("name")`: register the decorated class or function under `name`."""
+    def decorator(self, name: str, set_name: bool = False) -> Callable[[T], T]:
+        """`@registry.decorator("name")`: register the decorated class or function under `name`.
+
+        With `set_name`, the registered class also gets `name` as its `name` attribute (once registered:
+        a refused class keeps its own).
+        """
 
         def deco(value: T) -> T:
-            return self.register(name, value)
+            self.register(name, value)
+            if set_name:
+                value.name = name  # type: ignore[attr-defined]
+            return value
 
         return deco
 

@@ -307,9 +307,6 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path,
 class ACTStrategy(QuantStrategy):
     """Auto-compression of an FP32 inference model."""
 
-    def __init__(self) -> None:
-        self.info: Dict[str, Any] = {}
-
     def quantize(
         self,
         recipe: Recipe,

@@ -12,7 +12,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
@@ -115,6 +115,9 @@ class QuantStrategy(ABC):
 
     name: ClassVar[str]
 
+    def __init__(self) -> None:
+        self.info: Dict[str, Any] = {}  # what the last run did (training history, settings): the report's `training`
+
     @abstractmethod
     def quantize(
         self,
@@ -137,13 +140,7 @@ STRATEGIES: NameRegistry[Type[QuantStrategy]] = NameRegistry(
 
 def register_strategy(name: str) -> Callable[[Type[QuantStrategy]], Type[QuantStrategy]]:
     """Class decorator: register a strategy under `name`; a name used twice raises DuplicateNameError."""
-
-    def deco(cls: Type[QuantStrategy]) -> Type[QuantStrategy]:
-        STRATEGIES.register(name, cls)
-        cls.name = name  # after registering: a refused class keeps its name
-        return cls
-
-    return deco
+    return STRATEGIES.decorator(name, set_name=True)
 
 
 def strategy_names() -> List[str]:

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from zoo.device import Device, require_device
 from zoo.errors import TrainError
@@ -97,9 +97,6 @@ def _interrupt_epoch() -> Optional[int]:
 @register_strategy("qat")
 class QATStrategy(QuantStrategy):
     """Quant-aware fine-tuning of a network that carries its FP32 weights."""
-
-    def __init__(self) -> None:
-        self.info: Dict[str, Any] = {}
 
     def quantize(
         self,

@@ -25,13 +25,7 @@ FALLBACK_TASK = "classification"
 
 def register_task(name: str) -> Callable[[Type[ModelTask]], Type[ModelTask]]:
     """Class decorator: register a task under `name` (a recipe's `task`); a name used twice raises DuplicateNameError."""
-
-    def deco(cls: Type[ModelTask]) -> Type[ModelTask]:
-        TASKS.register(name, cls)
-        cls.name = name  # after registering: a refused class keeps its name
-        return cls
-
-    return deco
+    return TASKS.decorator(name, set_name=True)
 
 
 def task_names() -> List[str]:
