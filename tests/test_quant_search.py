@@ -187,3 +187,26 @@ def test_eval_data_problems_are_clear_errors(models, data, tmp_path: Path) -> No
                   "--batch-size", "16", "--batch-nums", "4", "--json")
     assert cosine.exit_code == 0, cosine.output
     assert json.loads(cosine.stdout)["fp32"] == pytest.approx(100.0)
+
+
+def test_a_recipe_carries_the_search_result_into_reproduce(models, data, tmp_path: Path) -> None:
+    """The ptq strategy applies a recipe's skip list, rounding and bias correction."""
+    from tests.quant_tiny import tiny_recipe
+    from zoo.modelfiles import find_model_files
+    from zoo.quant.base import FP32Source, QuantData, QuantOptions, get_strategy
+
+    calib, evaluation = data
+    x, y = np.load(evaluation)["x"], np.load(evaluation)["y"]
+    conv2 = conv2_weight(models[1])
+    quant = {"ops": ["conv2d", "mul", "matmul_v2"], "algo": "hist", "batch_nums": 4, "batch_size": 16,
+             "skip": [conv2], "bias_correction": True}
+    recipe = tiny_recipe("ptq", quant=quant)
+    assert recipe.quant.rounding == "round" and recipe.quant.bias_correction
+    source = FP32Source(input_shape=(3, 16, 16), model=find_model_files(models[1]))
+    batches = np.load(calib)["x"]
+    out = get_strategy("ptq").quantize(recipe, source, QuantData(calib=lambda: iter([batches[i:i + 16] for i in range(0, 64, 16)])),
+                                       tmp_path / "int8", QuantOptions())
+    assert accuracy(out.folder, x, y) >= accuracy(models[1], x, y) - 1.0
+    with pytest.raises(Exception) as info:
+        tiny_recipe("ptq", quant={**quant, "rounding": "stochastic"})
+    assert "rounding" in str(info.value)

@@ -44,7 +44,9 @@ class PTQStrategy(QuantStrategy):
                 quantizable_op_type=tuple(q.ops),
                 weight_quantize_type=q.weight,
                 onnx_format=q.onnx_format,
-                skip_patterns=tuple(q.skip),
+                skip_patterns=tuple(q.skip),  # e.g. the float layers `zoo quantize --max-drop` chose
+                rounding=q.rounding,
+                bias_correction=q.bias_correction,
                 engine=options.engine,
                 device=options.device,
             )
