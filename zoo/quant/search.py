@@ -203,36 +203,29 @@ class _Session:
         return t
 
     def rank_layers(self, algo: str, rounding: str, bc: bool) -> List[Dict[str, Any]]:
-        """Each layer's output error with only it left in float (the rest INT8), best first."""
+        """Each layer's output error against FP32 with only it INT8 (the rest float): the damage it does alone.
+
+        Ranking by what each layer does alone (not by what reverting it alone repairs) finds every
+        layer that breaks the model by itself even when several do: with two broken layers, reverting
+        either one alone repairs nothing.
+        """
         rows = self.rank_rows
-        base = self.scorer.error(self.outputs(algo, rounding, bc, [], rows), rows)
+        n = len(self.sim.layers)
         ranked = []
         for i, layer in enumerate(self.sim.layers):
-            err = self.scorer.error(self.outputs(algo, rounding, bc, [i], rows), rows)
-            ranked.append({"index": i, "name": layer.name, "op_type": layer.op_type, "error_all_int8": base,
-                           "error_this_float": err, "gain": base - err})
-        ranked.sort(key=lambda r: -r["gain"])
+            err = self.scorer.error(self.outputs(algo, rounding, bc, [j for j in range(n) if j != i], rows), rows)
+            ranked.append({"index": i, "name": layer.name, "op_type": layer.op_type, "error_only_this_int8": err})
+        ranked.sort(key=lambda r: -r["error_only_this_int8"])
         return ranked
 
     def fallback(self, algo: str, rounding: str, bc: bool, max_float: int) -> Tuple[Optional[Trial], List[Dict[str, Any]]]:
-        """The fewest float layers meeting the target (greedy in rank order, then pruned), or None.
-
-        A ranked layer joins the float set only when it lowers the output error of the set so far
-        (leave-one-out gains do not add up: a layer that helped alone may not help with others).
-        """
+        """The fewest float layers meeting the target, or None: layers join the float set in rank order
+        until the target is met, then each one the target does not need goes back to INT8."""
         ranked = self.rank_layers(algo, rounding, bc)
-        rows = self.rank_rows
         floats: List[int] = []
-        current = ranked[0]["error_all_int8"] if ranked else 0.0
         met: Optional[Trial] = None
-        for entry in ranked:
-            if len(floats) >= max_float or entry["gain"] <= 0:
-                break
-            candidate = floats + [entry["index"]]
-            err = self.scorer.error(self.outputs(algo, rounding, bc, candidate, rows), rows)
-            if err >= current:
-                continue
-            floats, current = candidate, err
+        for entry in ranked[:max_float]:
+            floats.append(entry["index"])
             t = self.trial("fallback", algo, rounding, bc, floats)
             if t.met:
                 met = t
@@ -421,11 +414,11 @@ def _why(name: str, sim: QuantSim, ranked: Dict[str, Dict[str, Any]]) -> Dict[st
     entry: Dict[str, Any] = {"name": name, "op_type": layer.op_type}
     r = ranked.get(name)
     if r is not None:
-        order = sorted(ranked.values(), key=lambda v: -v["gain"])
+        order = sorted(ranked.values(), key=lambda v: -v["error_only_this_int8"])
         entry["rank"] = 1 + order.index(r)
-        entry["reason"] = (f"rank {entry['rank']} of {len(order)}: left alone in float it cuts the output error "
-                           f"against FP32 from {r['error_all_int8']:.3g} to {r['error_this_float']:.3g}; "
-                           "the target was not met without it")
+        entry["reason"] = (f"rank {entry['rank']} of {len(order)}: quantized alone it puts the output "
+                           f"{r['error_only_this_int8']:.3g} (relative squared error) away from FP32; "
+                           "the target was not met with it in INT8")
     return entry
 
 
