@@ -15,7 +15,7 @@ ConfigSpace: install it apart with `pip install --target DIR smac==1.4.0 ConfigS
 `--hpo-site DIR`; it is appended to sys.path so the zoo's own packages win). Every INT8 model is scored
 the same way (Paddle Inference, top-1 on the val split).
 
-  .venv/bin/python benchmarks/bench_search.py [--case digits|digits-outlier|all] [--hpo-site DIR] [--hpo-runs 10]
+  .venv/bin/python benchmarks/bench_search.py [--case digits|digits-outlier|all] [--hpo-site DIR] [--hpo-runs 10] [--json FILE]
 """
 from __future__ import annotations
 
@@ -181,6 +181,7 @@ def main() -> int:
     parser.add_argument("--hpo-site", type=Path, help="folder holding smac==1.4.0 (pip install --target)")
     parser.add_argument("--hpo-runs", type=int, default=10, help="quant_post_hpo's runcount_limit")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -192,6 +193,8 @@ def main() -> int:
         outlier = make_outlier(paths["model"], work / "digits_outlier")
         results["digits-outlier"] = bench("outlier", outlier, paths, work, args.hpo_site, args.hpo_runs)
     print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
