@@ -132,13 +132,25 @@ def evals():
 class Loader:
     def __init__(self, gen): self.gen = gen
     def __call__(self): return self.gen()
+sys.path.insert(0, sys.argv[8])
+from pathlib import Path
+from zoo.modelfiles import find_model_files
+from zoo.quant.ptq import _batch_source, _make_loader, _read_program
+feeds, _ = _read_program(find_model_files(Path(sys.argv[2])))
+# PaddleSlim's PTQ takes only a static paddle.io.DataLoader: the one zoo.quant.ptq builds
+calib_loader = _make_loader(_batch_source(calib, feeds, 32), feeds, paddle.CPUPlace())
 exe = paddle.static.Executor(paddle.CPUPlace())
 started = time.perf_counter()
-quant_post_hpo(exe, paddle.CPUPlace(), sys.argv[2], sys.argv[5], train_dataloader=Loader(lambda: ({"x": b[0]} for b in train())),
-               eval_dataloader=Loader(lambda: ({"x": b[0]} for b in evals())), model_filename="inference.pdmodel",
+def top1(executor, program, feed_names, fetch_targets):
+    outs = [executor.run(program, feed={feed_names[0]: x}, fetch_list=fetch_targets)[0] for (x,) in evals()]
+    return float((np.concatenate(outs).argmax(1) == ev["y"]).mean())
+# scored by top-1 on the same val images as the zoo's search (its own default is an output distance)
+quant_post_hpo(exe, paddle.CPUPlace(), sys.argv[2], sys.argv[5], train_dataloader=calib_loader,
+               eval_dataloader=Loader(lambda: ({"x": b[0]} for b in evals())), eval_function=top1,
+               model_filename="inference.pdmodel",
                params_filename="inference.pdiparams", save_model_filename="inference.pdmodel",
                save_params_filename="inference.pdiparams", quantizable_op_type=sys.argv[6].split(","),
-               batch_size=[32, 32], batch_num=[5, 5], onnx_format=False, runcount_limit=int(sys.argv[7]))
+               batch_size=[32], batch_num=[5], onnx_format=False, runcount_limit=int(sys.argv[7]))
 print(json.dumps({"seconds": time.perf_counter() - started}))
 '''
 
@@ -147,7 +159,7 @@ def run_hpo(site: Path, model: Path, calib: Path, evaluation: Path, out: Path, r
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hpo-") as tmp:
         proc = subprocess.run([sys.executable, "-c", HPO, str(site), str(model), str(calib), str(evaluation), str(out),
-                               OPS, str(runs)], cwd=tmp, capture_output=True, text=True,
+                               OPS, str(runs), str(REPO)], cwd=tmp, capture_output=True, text=True,
                               env=dict(os.environ, GLOG_minloglevel="2"))
     if proc.returncode != 0:
         return {"error": proc.stderr[-1500:]}
