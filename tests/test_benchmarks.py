@@ -38,3 +38,14 @@ def test_deploy_bench_times_fp32_and_int8_and_exports_a_smaller_arm_file(tmp_pat
     assert all(r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"] for r in res["bench"]["rows"] if r["p50_ms"])
     sizes = res["arm_nb_bytes"]
     assert sizes["int8"] < 0.5 * sizes["fp32"]  # README: 0.39x for MobileNetV1
+
+
+def test_accuracy_search_rescues_the_outlier_model_at_a_small_multiple_of_plain_ptq(tmp_path: Path) -> None:
+    results = _run("bench_search.py", "--case", "digits-outlier", "--work", str(tmp_path), json_out=tmp_path / "s.json")
+    case = results["digits-outlier"]  # type: ignore[index]
+    assert case["plain KL"]["top1"] < case["fp32"] - 50  # plain PTQ collapses
+    found = case["search (all algos)"]
+    assert found["exit"] == 0 and found["top1"] >= case["fp32"] - 1.0
+    int8, total = (int(v) for v in found["int8_layers"].split("/"))
+    assert int8 >= 0.8 * total
+    assert found["seconds"] < 25 * case["plain KL"]["seconds"]  # README: about 11x on a quiet machine

@@ -198,6 +198,8 @@ class QuantConfig(Strict):
     batch_size: Optional[int] = Field(None, gt=0)
     batch_nums: Optional[int] = Field(None, gt=0)
     hist_percent: Optional[float] = Field(None, gt=0, le=1)
+    rounding: str = Field("round", pattern="^(round|adaround)$", description="PTQ weight rounding (adaround: PaddleSlim's)")
+    bias_correction: bool = Field(False, description="PTQ: PaddleSlim's weight bias correction")
     note: Optional[str] = None
 
     @field_validator("bits")

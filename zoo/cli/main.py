@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "zoo.cli.reproduce",
     "zoo.cli.export",
     "zoo.cli.evaluate",
+    "zoo.cli.analyze",
 ]
 
 

@@ -197,7 +197,9 @@ def _render(report: dict, as_json: bool, wide: bool = False) -> None:
 def quantize_cmd(
     model_dir: Path = typer.Argument(..., help="Folder of a Paddle inference model (or its .pdmodel file)."),
     calib_data: Path = typer.Option(..., "--calib-data", help="ImageNet-layout folder, or .npy/.npz of (N, C, H, W) inputs."),
-    algo: str = typer.Option("KL", "--algo", help="Threshold search: KL, hist, mse, avg, abs_max."),
+    algo: Optional[str] = typer.Option(None, "--algo",
+                                       help="Threshold search: KL, hist, mse, avg, abs_max (default KL; with --max-drop, "
+                                            "a comma list to search, default hist,mse,KL,avg,abs_max)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Calibration batch size."),
     batch_nums: int = typer.Option(10, "--batch-nums", min=1, help="Number of calibration batches."),
     out: Path = typer.Option(..., "--out", help="Output folder for the INT8 inference model."),
@@ -207,10 +209,29 @@ def quantize_cmd(
     onnx_format: bool = typer.Option(False, "--onnx-format", help="Write quantize_linear/dequantize_linear ops."),
     ops: str = typer.Option("conv2d,depthwise_conv2d,mul", "--ops",
                             help="Comma-separated op types to quantize (e.g. add matmul_v2 for Linear layers)."),
+    rounding: str = typer.Option("round", "--rounding", help="Weight rounding: round or adaround (PaddleSlim's)."),
+    bias_correction: bool = typer.Option(False, "--bias-correction", help="PaddleSlim's weight bias correction."),
+    skip: Optional[str] = typer.Option(None, "--skip", help="Comma-separated tensor name patterns whose ops stay float."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data",
+                                             help="Held-out data for --max-drop: ImageNet-layout folder (val split) or "
+                                                  ".npz with x (N, C, H, W) float32 and y (N,) int labels."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", min=0.0,
+                                             help="Search for the model with the fewest float layers within this many "
+                                                  "points of FP32 on --eval-data."),
+    metric: str = typer.Option("top1", "--metric", help="With --max-drop: top1 (labelled data) or cosine (outputs vs FP32, %)."),
+    max_float: Optional[int] = typer.Option(None, "--max-float", min=0,
+                                            help="With --max-drop: at most this many layers in float (default: half)."),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the calibration runs."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-trial lines on stderr (--max-drop)."),
 ) -> None:
-    """Post-training (static) INT8 quantization of any Paddle inference model."""
+    """Post-training (static) INT8 quantization of any Paddle inference model.
+
+    With --eval-data and --max-drop X: search calibration algorithm x rounding x bias correction x
+    per-layer float fallback for the fewest float layers within X points of FP32; writes the best
+    model and quantize-report.json. Exit 0: target met; 3: not met (the best model is still written).
+    """
     from zoo.device import require_device
     from zoo.modelfiles import find_model_files
     from zoo.quant.inputs import calibration_input
@@ -218,21 +239,40 @@ def quantize_cmd(
 
     target_device = require_device(device)  # a misspelt or absent device is refused before any work
 
-    algos = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
-    if algo not in algos:
-        raise UsageError(f"unknown algo {algo!r}", hint=f"Use one of {', '.join(algos)}.")
+    algos_known = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
+    algo_list = [a.strip() for a in (algo or "").split(",") if a.strip()]
+    for a in algo_list:
+        if a not in algos_known:
+            raise UsageError(f"unknown algo {a!r}", hint=f"Use one of {', '.join(algos_known)}.")
     op_types = [o.strip() for o in ops.split(",") if o.strip()]
     if not op_types:
         raise UsageError("--ops names no op type", hint="e.g. --ops conv2d,depthwise_conv2d,mul")
     if engine not in ("fast", "paddleslim"):
         raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
+    if rounding not in ("round", "adaround"):
+        raise UsageError(f"unknown rounding {rounding!r}", hint="Use --rounding round or --rounding adaround.")
+    if (max_drop is None) != (eval_data is None):
+        raise UsageError("--max-drop and --eval-data go together",
+                         hint="Give both to search for an accuracy target, or neither for one plain PTQ run.")
+    if max_drop is not None and (skip or rounding != "round" or bias_correction):
+        raise UsageError("--skip, --rounding and --bias-correction set one plain PTQ run; --max-drop searches them",
+                         hint="Drop them, or drop --max-drop.")
+    if max_drop is None and len(algo_list) > 1:
+        raise UsageError("several --algo values are searched only with --max-drop", hint="Give one algo.")
     model = find_model_files(model_dir)
     began = time.time()
     calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    if max_drop is not None:
+        _search(model, calib, eval_data, out, max_drop, metric, algo_list, batch_size, batch_nums, hist_percent,
+                op_types, onnx_format, max_float, eval_samples, target_device, as_json, quiet, rounding, bias_correction)
+        return
     timings: dict = {}
+    algo = algo_list[0] if algo_list else "KL"
+    skips = [p.strip() for p in (skip or "").split(",") if p.strip()]
     files = quantize_static(
         model, out, calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums, hist_percent=hist_percent,
         onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types, device=target_device,
+        skip_patterns=skips, rounding=rounding, bias_correction=bias_correction,
     )
     result = {
         "model": str(model.folder),
@@ -243,6 +283,9 @@ def quantize_cmd(
         "engine": engine,
         "device": str(target_device),
         "ops": op_types,
+        "rounding": rounding,
+        "bias_correction": bias_correction,
+        "skip": skips,
         "batch_size": batch_size,
         "batch_nums": batch_nums,
         "seconds": round(time.time() - began, 2),
@@ -252,6 +295,37 @@ def quantize_cmd(
         print_json(result)
     else:
         console.print(f"INT8 model written to [bold]{files.folder}[/] ({algo}, {engine} engine, {result['seconds']:.1f} s)")
+
+
+def _search(model, calib, eval_data, out, max_drop, metric, algo_list, batch_size, batch_nums, hist_percent,  # type: ignore[no-untyped-def]
+            op_types, onnx_format, max_float, eval_samples, device, as_json, quiet, rounding, bias_correction) -> None:
+    """`zoo quantize --max-drop`: run the search, print what it chose, exit 3 when the target was missed."""
+    from rich.markup import escape
+
+    from zoo.quant.search import DEFAULT_ALGOS, load_eval_data, search
+
+    data = load_eval_data(eval_data, model, "val", eval_samples)
+    log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    result = search(model, calib, data, out, max_drop=max_drop, metric=metric, algos=algo_list or DEFAULT_ALGOS,
+                    roundings=("round", "adaround"), bias_corrections=(False, True), max_float=max_float, batch_size=batch_size, batch_nums=batch_nums,
+                    hist_percent=hist_percent, quantizable_op_type=op_types, onnx_format=onnx_format, device=device,
+                    log=log)
+    r = result.report
+    if as_json:
+        print_json(r)
+    else:
+        s = r["settings"]
+        verdict = "[green]met[/]" if r["met"] else "[red]NOT met[/]"
+        console.print(f"target drop <= {max_drop:g}: {verdict}: {r['metric']} {r['int8']:.2f} vs FP32 {r['fp32']:.2f} "
+                      f"(drop {r['drop']:.2f}) with {s['algo']}, {s['rounding']}"
+                      f"{', bias correction' if s['bias_correction'] else ''}")
+        console.print(f"{r['int8_layers']} of {r['quantizable_layers']} quantizable layers INT8 "
+                      f"({100 * r['int8_share']:.0f}%), {len(r['trials'])} trials in {r['timings']['total']:.1f} s")
+        if r["float_layers"]:
+            console.print("left in float: " + ", ".join(f"{f['name']} ({f['op_type']})" for f in r["float_layers"]))
+        console.print(f"model and quantize-report.json written to [bold]{escape(r['out'])}[/]")
+    if not result.met:
+        raise typer.Exit(EXIT_MISSED)
 
 
 def register(app: typer.Typer) -> None:

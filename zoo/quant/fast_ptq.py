@@ -54,6 +54,18 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
         self._kl_hist_thresholds()
         self.phase_seconds["threshold"] += time.perf_counter() - started
 
+    def _adaround_apply(self) -> None:
+        """PaddleSlim's AdaRound, then each weight snapped to its integer level.
+
+        PaddleSlim 2.6 stores floor(w/s) + h(alpha), the soft rounding, so the "INT8" weights it
+        writes are not integers and the fake-quant graph scores a model no INT8 kernel can run;
+        the hard AdaRound decision is floor + (h >= 0.5), i.e. that value rounded.
+        """
+        super()._adaround_apply()
+        for var_name in self._quantized_op_pairs:
+            value = _qutils.load_variable_data(self._scope, var_name)
+            _qutils.set_variable_data(self._scope, self._place, var_name, np.round(value).astype(value.dtype))
+
     # helpers
 
     def _load(self, var_name: str) -> np.ndarray:

@@ -27,6 +27,7 @@ from zoo.quiet import silenced
 
 ALGOS = ("KL", "hist", "mse", "avg", "abs_max", "min_max")
 ENGINES = ("fast", "paddleslim")
+ROUNDINGS = ("round", "adaround")
 WEIGHT_QUANTIZE_TYPES = ("abs_max", "channel_wise_abs_max")
 # the op that holds each activation's calibrated scale in the saved model (the values are the same)
 ACTIVATION_QUANTIZE_TYPES = ("range_abs_max", "moving_average_abs_max")
@@ -60,6 +61,8 @@ def quantize_static(
     activation_quantize_type: str = "range_abs_max",
     onnx_format: bool = False,
     skip_patterns: Sequence[str] = (),
+    rounding: str = "round",
+    bias_correction: bool = False,
     engine: str = "fast",
     timings: Optional[Dict[str, float]] = None,
     device: DeviceLike = "cpu",
@@ -69,7 +72,9 @@ def quantize_static(
     calib: an (N, C, H, W) array, cut into batches of `batch_size`, or a callable returning an
     iterable of batches (an array for the model's only input, or a {feed name: array} dict).
     At most `batch_nums` batches are used. `skip_patterns` are shell-style patterns of tensor
-    names (weights or activations) whose consuming ops stay in FP32. `timings`, if given, receives
+    names (weights or activations) whose consuming ops stay in FP32. `rounding` is how weights are
+    rounded ("round" to nearest, or PaddleSlim's "adaround"); `bias_correction` applies PaddleSlim's
+    weight bias correction (mean/std of each quantized weight channel matched to the float one). `timings`, if given, receives
     the seconds spent per phase ("total", and for engine "fast" also "sampling" and "threshold").
     The calibration forward passes run on `device` ("cpu", "gpu", "gpu:N").
     """
@@ -77,6 +82,8 @@ def quantize_static(
     if activation_quantize_type not in ACTIVATION_QUANTIZE_TYPES:
         raise QuantizeError(f"unknown activation quantize type {activation_quantize_type!r} for post-training "
                             "quantization", hint=f"Use one of: {', '.join(ACTIVATION_QUANTIZE_TYPES)}.")
+    if rounding not in ROUNDINGS:
+        raise QuantizeError(f"unknown weight rounding {rounding!r}", hint=f"Use one of: {', '.join(ROUNDINGS)}.")
     target = require_device(device)
     files = model if isinstance(model, ModelFiles) else _find_model(Path(model))
     check_model(files)  # before Paddle parses or runs it: corrupt files crash Paddle natively
@@ -94,6 +101,8 @@ def quantize_static(
         activation_quantize_type=activation_quantize_type,
         onnx_format=onnx_format,
         skip_tensor_list=skip or None,
+        round_type=rounding,
+        bias_correction=bool(bias_correction),
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = scratch_dir(out_dir.parent, out_dir.name)

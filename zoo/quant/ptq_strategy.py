@@ -48,7 +48,9 @@ class PTQStrategy(QuantStrategy):
                 weight_quantize_type=q.weight,
                 activation_quantize_type=q.activation,
                 onnx_format=q.onnx_format,
-                skip_patterns=tuple(skip),
+                skip_patterns=tuple(skip),  # the task's reading of quant.skip (e.g. the float layers `zoo quantize --max-drop` chose)
+                rounding=q.rounding,
+                bias_correction=q.bias_correction,
                 engine=options.engine,
                 device=options.device,
             )

@@ -1,0 +1,548 @@
+"""Accuracy-targeted post-training quantization and per-layer sensitivity analysis.
+
+`search` finds, for a target `max_drop` (points of the metric below FP32 on held-out data), the
+INT8 model with the fewest layers left in float, trying in the order most likely to succeed:
+
+1. every calibration algorithm (the given ones) with nearest rounding, then PaddleSlim's weight
+   bias correction on the best two: all layers INT8; the first that meets the target wins;
+2. per-layer float fallback on the best of those: layers ranked by how much leaving each alone in
+   float brings the output back to FP32 (measured, on a subset of the evaluation data), added in
+   that order until the target is met, then every one that is not needed is put back to INT8;
+3. only if that fails within `max_float` layers: PaddleSlim's AdaRound weights, and the fallback again.
+
+Every trial runs on one QuantSim (zoo.quant.sim) fed by one calibration statistics pass, so a trial
+costs one evaluation pass and no graph rewrite. The chosen settings are then written by
+zoo.quant.ptq.quantize_static (the same code as plain `zoo quantize`, with the float layers as its
+skip list) and the written model is scored by the Paddle Inference predictor: that score decides
+whether the target was met.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zoo.device import DeviceLike
+from zoo.errors import DataError, QuantizeError
+from zoo.fsutil import atomic_write_bytes
+from zoo.modelfiles import ModelFiles
+from zoo.quant.sim import ALGOS, QuantSim
+
+# Most likely first: hist and mse keep MobileNet-like models closest in this zoo's measurements, KL
+# clips ReLU6-free activations hard, avg and abs_max are kept for models with few outliers.
+DEFAULT_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
+METRICS = ("top1", "cosine")
+RANK_SAMPLES = 256  # evaluation images used to rank layers (a continuous output error, little noise)
+REPORT_FILE = "quantize-report.json"
+
+
+@dataclass
+class EvalData:
+    """Held-out inputs (N, C, H, W) float32 and, for top-1, their integer labels."""
+
+    x: np.ndarray
+    y: Optional[np.ndarray]
+    source: str
+
+
+@dataclass
+class Trial:
+    phase: str
+    algo: str
+    rounding: str
+    bias_correction: bool
+    float_layers: List[str]
+    int8_layers: int
+    metric: float
+    drop: float
+    met: bool
+    seconds: float
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SearchResult:
+    met: bool
+    report: Dict[str, Any]
+    model: Optional[ModelFiles] = None
+    trials: List[Trial] = field(default_factory=list)
+
+
+def load_eval_data(path: Path, files: ModelFiles, split: str = "val", max_samples: Optional[int] = None) -> EvalData:
+    """An `.npz` with `x` (N, C, H, W) float32 and `y` (N,) integer labels (or a `.npy` of inputs, unlabelled),
+    or an ImageNet-layout folder read with the ImageNet eval transform at the model's input size."""
+    from zoo.quant.base import model_input
+    from zoo.quant.inputs import folder_batches, load_array
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"evaluation data {path} does not exist")
+    _, declared = model_input(files)
+    if path.is_dir():
+        from zoo.data.imagenet import ImageListDataset, iterate_batches
+        from zoo.data.transforms import eval_transform
+        from zoo.quant.inputs import _declared, imagenet_preprocess
+
+        folder_batches(path, declared, split, 1, 1)  # the same checks as calibration folders
+        side = _declared(declared)[1] or 224
+        dataset = ImageListDataset(path, split, eval_transform(imagenet_preprocess(side)), max_samples)
+        if len(dataset) == 0:
+            raise DataError(f"{path} has no {split} images", hint="Pass a folder with a val split (or --split).")
+        xs, ys = zip(*iterate_batches(dataset, 64))
+        return EvalData(np.concatenate(xs), np.concatenate(ys), f"{path} ({split}, {len(dataset)} images)")
+    if path.suffix not in (".npz", ".npy"):
+        raise DataError(f"{path} is neither a folder nor a .npz/.npy file",
+                        hint="Pass an ImageNet-layout folder or an .npz with x (N, C, H, W) and y (N,).")
+    x = load_array(path, declared)
+    y = None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as loaded:
+            if "y" in loaded.files:
+                y = np.asarray(loaded["y"])
+    if y is not None:
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{path}: labels y of shape {tuple(y.shape)} for {len(x)} inputs",
+                            hint="y must be a (N,) array with one integer label per input.")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: labels y are {y.dtype}, not integers", hint="Save the class indices as int64.")
+        y = y.astype(np.int64)
+    if max_samples is not None and max_samples < len(x):
+        keep = np.linspace(0, len(x) - 1, max_samples).round().astype(int)
+        x, y = x[keep], (y[keep] if y is not None else None)
+    return EvalData(x, y, f"{path} ({len(x)} inputs{', labelled' if y is not None else ''})")
+
+
+class Scorer:
+    """The metric of a model's outputs on the evaluation data; FP32 outputs kept for distances."""
+
+    def __init__(self, data: EvalData, metric: str, fp32_outputs: np.ndarray) -> None:
+        if metric not in METRICS:
+            raise QuantizeError(f"unknown metric {metric!r}", hint=f"Use one of: {', '.join(METRICS)}.")
+        if metric == "top1":
+            if data.y is None:
+                raise DataError(f"{data.source} has no labels, so top-1 cannot be measured",
+                                hint="Save labels as `y` in the .npz, or pass --metric cosine.")
+            classes = fp32_outputs.shape[1]
+            bad = data.y[(data.y < 0) | (data.y >= classes)]
+            if bad.size:
+                raise DataError(f"label {int(bad[0])} in {data.source} is outside the model's {classes} classes",
+                                hint="Evaluate on data labelled for this model.")
+        self.data, self.metric, self.fp32 = data, metric, fp32_outputs
+        self.fp32_score = self.score(fp32_outputs)
+
+    def score(self, outputs: np.ndarray, rows: Optional[np.ndarray] = None) -> float:
+        if not np.isfinite(outputs).all():
+            return 0.0
+        ref = self.fp32 if rows is None else self.fp32[rows]
+        if self.metric == "top1":
+            labels = self.data.y if rows is None else self.data.y[rows]  # type: ignore[index]
+            return float((outputs.argmax(axis=1) == labels).mean() * 100.0)
+        return float(np.mean(_cosine(outputs, ref)) * 100.0)
+
+    def error(self, outputs: np.ndarray, rows: np.ndarray) -> float:
+        """Output error against FP32 (mean squared, relative to the FP32 outputs' power): small is good."""
+        ref = self.fp32[rows]
+        if not np.isfinite(outputs).all():
+            return float("inf")
+        return float(np.mean((outputs - ref) ** 2) / (np.mean(ref ** 2) + 1e-12))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12
+    return num / den
+
+
+class _Session:
+    """A QuantSim with its statistics, the scorer, and the trial log."""
+
+    def __init__(self, sim: QuantSim, scorer: Scorer, max_drop: float, hist_percent: float,
+                 log: Callable[[str], None]) -> None:
+        self.sim, self.scorer, self.max_drop, self.hist_percent, self.log = sim, scorer, max_drop, hist_percent, log
+        self.trials: List[Trial] = []
+        self._thresholds: Dict[str, Dict[str, float]] = {}
+        self.levels: Dict[Tuple[str, bool], Dict[str, np.ndarray]] = {}
+        n = len(scorer.data.x)
+        self.rank_rows = np.linspace(0, n - 1, min(n, RANK_SAMPLES)).round().astype(int)
+
+    def thresholds(self, algo: str) -> Dict[str, float]:
+        if algo not in self._thresholds:
+            self._thresholds[algo] = self.sim.thresholds(algo, self.hist_percent)
+        return self._thresholds[algo]
+
+    def weights(self, rounding: str, bias_correction: bool) -> Dict[str, np.ndarray]:
+        key = (rounding, bias_correction)
+        if key not in self.levels:
+            if rounding != "round":
+                raise AssertionError("AdaRound levels are added by the caller")
+            self.levels[key] = self.sim.weight_levels(bias_correction)
+        return self.levels[key]
+
+    def outputs(self, algo: str, rounding: str, bc: bool, floats: Sequence[int], rows: Optional[np.ndarray] = None) -> np.ndarray:
+        on = [i not in floats for i in range(len(self.sim.layers))]
+        self.sim.configure(self.thresholds(algo), self.weights(rounding, bc), on)
+        x = self.scorer.data.x if rows is None else self.scorer.data.x[rows]
+        return self.sim.run(x)
+
+    def trial(self, phase: str, algo: str, rounding: str, bc: bool, floats: Sequence[int]) -> Trial:
+        started = time.perf_counter()
+        score = self.scorer.score(self.outputs(algo, rounding, bc, floats))
+        drop = self.scorer.fp32_score - score
+        t = Trial(phase, algo, rounding, bc, [self.sim.layers[i].name for i in sorted(floats)],
+                  len(self.sim.layers) - len(floats), score, drop, drop <= self.max_drop + 1e-9,
+                  time.perf_counter() - started)
+        self.trials.append(t)
+        self.log(f"{phase}: {algo}, {rounding}{', bias correction' if bc else ''}, {len(floats)} float -> "
+                 f"{self.scorer.metric} {score:.2f} (drop {drop:.2f}){'  met' if t.met else ''}")
+        return t
+
+    def rank_layers(self, algo: str, rounding: str, bc: bool) -> List[Dict[str, Any]]:
+        """Each layer's output error against FP32 with only it INT8 (the rest float): the damage it does alone.
+
+        Ranking by what each layer does alone (not by what reverting it alone repairs) finds every
+        layer that breaks the model by itself even when several do: with two broken layers, reverting
+        either one alone repairs nothing.
+        """
+        rows = self.rank_rows
+        n = len(self.sim.layers)
+        ranked = []
+        for i, layer in enumerate(self.sim.layers):
+            err = self.scorer.error(self.outputs(algo, rounding, bc, [j for j in range(n) if j != i], rows), rows)
+            ranked.append({"index": i, "name": layer.name, "op_type": layer.op_type, "error_only_this_int8": err})
+        ranked.sort(key=lambda r: -r["error_only_this_int8"])
+        return ranked
+
+    def fallback(self, algo: str, rounding: str, bc: bool, max_float: int) -> Tuple[Optional[Trial], List[Dict[str, Any]]]:
+        """The fewest float layers meeting the target, or None: layers join the float set in rank order
+        until the target is met, then each one the target does not need goes back to INT8."""
+        ranked = self.rank_layers(algo, rounding, bc)
+        floats: List[int] = []
+        met: Optional[Trial] = None
+        for entry in ranked[:max_float]:
+            floats.append(entry["index"])
+            t = self.trial("fallback", algo, rounding, bc, floats)
+            if t.met:
+                met = t
+                break
+        if met is None:
+            return None, ranked
+        for index in list(reversed(floats[:-1])):  # the last one added was needed to cross the target
+            fewer = [i for i in floats if i != index]
+            t = self.trial("prune", algo, rounding, bc, fewer)
+            if t.met:
+                floats, met = fewer, t
+        return met, ranked
+
+
+def search(
+    model: ModelFiles,
+    calib: Any,
+    eval_data: EvalData,
+    out_dir: Path,
+    *,
+    max_drop: float,
+    metric: str = "top1",
+    algos: Sequence[str] = DEFAULT_ALGOS,
+    roundings: Sequence[str] = ("round", "adaround"),
+    bias_corrections: Sequence[bool] = (False, True),
+    max_float: Optional[int] = None,
+    batch_size: int = 32,
+    batch_nums: int = 10,
+    hist_percent: float = 0.9999,
+    quantizable_op_type: Sequence[str] = ("conv2d", "depthwise_conv2d", "mul"),
+    weight_quantize_type: str = "channel_wise_abs_max",
+    onnx_format: bool = False,
+    device: DeviceLike = "cpu",
+    log: Callable[[str], None] = lambda message: None,
+) -> SearchResult:
+    """Write the INT8 model with the fewest float layers whose drop on `eval_data` is at most `max_drop`.
+
+    `out_dir` receives the model and quantize-report.json (every trial, the float layers and why).
+    When no trial meets the target within `max_float` float layers (default: half the quantizable
+    layers) the most accurate one found is written and `met` is False.
+    """
+    from zoo.quant.ptq import _batch_source, _read_program, quantize_static
+    from zoo.modelcheck import check_model
+
+    if max_drop < 0:
+        raise QuantizeError(f"--max-drop must be at least 0, got {max_drop}", hint="It is in points of the metric, e.g. 1.0.")
+    bad = [a for a in algos if a not in ALGOS]
+    if bad or not algos:
+        raise QuantizeError(f"unknown calibration algorithm(s) {bad or list(algos)}", hint=f"Use some of: {', '.join(ALGOS)}.")
+    if any(r not in ("round", "adaround") for r in roundings) or "round" not in roundings:
+        raise QuantizeError(f"roundings must include round (got {list(roundings)})", hint="Use round or round,adaround.")
+    check_model(model)
+    began = time.perf_counter()
+    timings: Dict[str, float] = {}
+    feeds, _ = _read_program(model)
+    if len(feeds) != 1:
+        raise QuantizeError(f"the accuracy search handles single-input models; this one takes {[f.name for f in feeds]}",
+                            hint="Quantize it without --max-drop.")
+    batches = _batch_source(calib, feeds, batch_size)
+
+    t = time.perf_counter()
+    sim = QuantSim(model, quantizable_op_type, device=device, weight_quantize_type=weight_quantize_type)
+    sim.collect(lambda: iter(batches), batch_nums)
+    if batches.error is not None:
+        raise batches.error
+    timings["statistics"] = time.perf_counter() - t
+    n = len(sim.layers)
+    cap = n // 2 if max_float is None else max(0, min(int(max_float), n))
+
+    from zoo.predictor import Predictor
+    from zoo.quiet import silenced
+
+    def predict(files: ModelFiles) -> np.ndarray:
+        with silenced():
+            predictor = Predictor(files, device=device, threads=2)
+        outs = [np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)]
+        out = np.concatenate(outs)
+        return out.reshape(out.shape[0], -1)
+
+    t = time.perf_counter()
+    scorer = Scorer(eval_data, metric, predict(model))
+    timings["fp32_eval"] = time.perf_counter() - t
+    session = _Session(sim, scorer, max_drop, hist_percent, log)
+    log(f"FP32 {metric} {scorer.fp32_score:.2f} on {eval_data.source}; {n} quantizable layers; "
+        f"statistics in {timings['statistics']:.1f} s")
+
+    t = time.perf_counter()
+    chosen: Optional[Trial] = None
+    ranking: List[Dict[str, Any]] = []
+    # 1. all layers INT8: each algorithm, then bias correction on the best two
+    for algo in algos:
+        tr = session.trial("global", algo, "round", False, [])
+        if tr.met:
+            chosen = tr
+            break
+    if chosen is None and True in bias_corrections:
+        best = sorted({tr.algo for tr in session.trials}, key=lambda a: -max(x.metric for x in session.trials if x.algo == a))
+        for algo in best[:2]:
+            tr = session.trial("global", algo, "round", True, [])
+            if tr.met:
+                chosen = tr
+                break
+    # 2. per-layer float fallback on the best all-INT8 setting
+    if chosen is None and cap > 0:
+        base = max(session.trials, key=lambda x: x.metric)
+        chosen, ranking = session.fallback(base.algo, base.rounding, base.bias_correction, cap)
+    # 3. AdaRound weights (PaddleSlim), all INT8 and then with fallback
+    if chosen is None and "adaround" in roundings:
+        base = max(session.trials, key=lambda x: (x.int8_layers == n, x.metric))
+        ta = time.perf_counter()
+        session.levels[("adaround", base.bias_correction)] = _adaround_levels(
+            model, calib, sim, base.algo, base.bias_correction, batch_size, batch_nums, hist_percent,
+            quantizable_op_type, weight_quantize_type, device)
+        timings["adaround"] = time.perf_counter() - ta
+        tr = session.trial("global", base.algo, "adaround", base.bias_correction, [])
+        if tr.met:
+            chosen = tr
+        elif cap > 0:
+            chosen, ranking_a = session.fallback(base.algo, "adaround", base.bias_correction, cap)
+            ranking = ranking if chosen is None else ranking_a
+    timings["trials"] = time.perf_counter() - t - timings.get("adaround", 0.0)
+    if chosen is None:  # nothing met: the most accurate trial within the float budget
+        chosen = max((x for x in session.trials if len(x.float_layers) <= cap), key=lambda x: x.metric)
+
+    # the chosen settings, written by the plain PTQ path and scored by Paddle Inference
+    t = time.perf_counter()
+    float_names = list(chosen.float_layers)
+    floats_idx = [l.index for l in sim.layers if l.name in float_names]
+    written = quantize_static(
+        model, out_dir, calib, algo=chosen.algo, batch_size=batch_size, batch_nums=batch_nums,
+        hist_percent=hist_percent, quantizable_op_type=quantizable_op_type, weight_quantize_type=weight_quantize_type,
+        onnx_format=onnx_format, skip_patterns=_skip_patterns(sim, floats_idx), rounding=chosen.rounding,
+        bias_correction=chosen.bias_correction, device=device)
+    final_score = scorer.score(predict(written))
+    timings["final"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - began
+    from zoo.program import read_program
+
+    int8_ops = len(read_program(written).quantized)
+    drop = scorer.fp32_score - final_score
+    met = drop <= max_drop + 1e-9
+    why = {r["name"]: r for r in ranking}
+    report = {
+        "model": str(model.folder),
+        "out": str(written.folder),
+        "metric": metric,
+        "eval_data": eval_data.source,
+        "eval_images": int(len(eval_data.x)),
+        "calibration": {"batch_size": batch_size, "batch_nums": batch_nums, "batches_seen": sim.calib_batches,
+                        "hist_percent": hist_percent},
+        "target": {"max_drop": max_drop, "max_float": cap},
+        "met": met,
+        "fp32": round(scorer.fp32_score, 4),
+        "int8": round(final_score, 4),
+        "drop": round(drop, 4),
+        "settings": {"algo": chosen.algo, "rounding": chosen.rounding, "bias_correction": chosen.bias_correction,
+                     "ops": list(quantizable_op_type), "weight": weight_quantize_type, "onnx_format": onnx_format},
+        "quantizable_layers": n,
+        "int8_layers": n - len(float_names),
+        "int8_ops_in_model": int8_ops,
+        "int8_share": round((n - len(float_names)) / n, 4),
+        "float_layers": [_why(name, sim, why) for name in float_names],
+        "skip": _skip_patterns(sim, floats_idx),
+        "trials": [tr.as_dict() for tr in session.trials],
+        "ranking": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in ranking],
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "search_metric_of_chosen": round(chosen.metric, 4),
+    }
+    atomic_write_bytes(written.folder / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    return SearchResult(met, report, written, session.trials)
+
+
+def _skip_patterns(sim: QuantSim, floats: Sequence[int]) -> List[str]:
+    """quantize_static skip patterns for the float layers: their weights (unique), else their inputs."""
+    names: List[str] = []
+    for i in floats:
+        layer = sim.layers[i]
+        for name in ([layer.weight] if layer.weight else layer.activations):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _why(name: str, sim: QuantSim, ranked: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    layer = next(l for l in sim.layers if l.name == name)
+    entry: Dict[str, Any] = {"name": name, "op_type": layer.op_type}
+    r = ranked.get(name)
+    if r is not None:
+        order = sorted(ranked.values(), key=lambda v: -v["error_only_this_int8"])
+        entry["rank"] = 1 + order.index(r)
+        entry["reason"] = (f"rank {entry['rank']} of {len(order)}: quantized alone it puts the output "
+                           f"{r['error_only_this_int8']:.3g} (relative squared error) away from FP32; "
+                           "the target was not met with it in INT8")
+    return entry
+
+
+def _adaround_levels(model: ModelFiles, calib: Any, sim: QuantSim, algo: str, bc: bool, batch_size: int,
+                     batch_nums: int, hist_percent: float, op_types: Sequence[str], weight_quantize_type: str,
+                     device: DeviceLike) -> Dict[str, np.ndarray]:
+    """Integer weight levels chosen by PaddleSlim's AdaRound, read back from a model it wrote."""
+    import tempfile
+
+    import paddle
+
+    from zoo.modelcheck import load_inference_program
+    from zoo.program import static_mode
+    from zoo.quant.ptq import quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="zoo-adaround-") as tmp:
+        files = quantize_static(model, Path(tmp) / "m", calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums,
+                                hist_percent=hist_percent, quantizable_op_type=op_types,
+                                weight_quantize_type=weight_quantize_type, rounding="adaround", bias_correction=bc,
+                                device=device)
+        with static_mode():
+            scope = paddle.static.Scope()
+            with paddle.static.scope_guard(scope):
+                load_inference_program(files, paddle.static.Executor(paddle.CPUPlace()))
+                levels = {}
+                for layer in sim.layers:
+                    if layer.weight:
+                        levels[layer.weight] = np.array(scope.find_var(layer.weight).get_tensor()).astype(np.float32)
+    return levels
+
+
+def analyze(
+    model: ModelFiles,
+    calib: Any,
+    eval_data: EvalData,
+    *,
+    algo: str = "KL",
+    metric: Optional[str] = None,
+    max_drop: float = 1.0,
+    batch_size: int = 32,
+    batch_nums: int = 10,
+    hist_percent: float = 0.9999,
+    quantizable_op_type: Sequence[str] = ("conv2d", "depthwise_conv2d", "mul"),
+    weight_quantize_type: str = "channel_wise_abs_max",
+    device: DeviceLike = "cpu",
+    log: Callable[[str], None] = lambda message: None,
+) -> Dict[str, Any]:
+    """Per-layer sensitivity: the metric with only each layer INT8, and with only each layer float.
+
+    `metric` defaults to top-1 when the data is labelled, else the cosine similarity of the outputs to
+    FP32 (in %). Layers are ranked by what quantizing them alone costs; `skip` is the float fallback
+    (greedy in that order, then pruned) that meets `max_drop`.
+    """
+    from zoo.quant.ptq import _batch_source, _read_program
+    from zoo.predictor import Predictor
+    from zoo.quiet import silenced
+
+    began = time.perf_counter()
+    metric = metric or ("top1" if eval_data.y is not None else "cosine")
+    feeds, _ = _read_program(model)
+    if len(feeds) != 1:
+        raise QuantizeError(f"the analysis handles single-input models; this one takes {[f.name for f in feeds]}")
+    batches = _batch_source(calib, feeds, batch_size)
+    sim = QuantSim(model, quantizable_op_type, device=device, weight_quantize_type=weight_quantize_type)
+    sim.collect(lambda: iter(batches), batch_nums)
+    if batches.error is not None:
+        raise batches.error
+    stats_seconds = time.perf_counter() - began
+    with silenced():
+        predictor = Predictor(model, device=device, threads=2)
+    fp32 = np.concatenate([np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)])
+    scorer = Scorer(eval_data, metric, fp32.reshape(fp32.shape[0], -1))
+    session = _Session(sim, scorer, max_drop, hist_percent, log)
+    n = len(sim.layers)
+    everything = list(range(n))
+    all_int8 = session.trial("all INT8", algo, "round", False, [])
+    rows = []
+    for i, layer in enumerate(sim.layers):
+        only_int8 = session.scorer.score(session.outputs(algo, "round", False, [j for j in everything if j != i]))
+        only_float = session.scorer.score(session.outputs(algo, "round", False, [i]))
+        rows.append({"index": i, "name": layer.name, "op_type": layer.op_type,
+                     "only_this_int8": round(only_int8, 4), "drop_only_this_int8": round(scorer.fp32_score - only_int8, 4),
+                     "only_this_float": round(only_float, 4), "gain_this_float": round(only_float - all_int8.metric, 4)})
+        log(f"{layer.name} ({layer.op_type}): only it INT8 {only_int8:.2f}, only it float {only_float:.2f}")
+    rows.sort(key=lambda r: (-r["drop_only_this_int8"], -r["gain_this_float"]))
+    met, _ = session.fallback(algo, "round", False, n) if not all_int8.met else (all_int8, [])
+    skip_idx = [l.index for l in sim.layers if met is not None and l.name in met.float_layers]
+    return {
+        "model": str(model.folder),
+        "metric": metric,
+        "algo": algo,
+        "eval_data": eval_data.source,
+        "fp32": round(scorer.fp32_score, 4),
+        "all_int8": round(all_int8.metric, 4),
+        "layers": rows,
+        "max_drop": max_drop,
+        "skip": _skip_patterns(sim, skip_idx),
+        "skip_result": None if met is None else {"metric": round(met.metric, 4), "drop": round(met.drop, 4),
+                                                 "float_layers": len(met.float_layers), "int8_layers": met.int8_layers},
+        "seconds": round(time.perf_counter() - began, 2),
+        "statistics_seconds": round(stats_seconds, 2),
+        "trials": len(session.trials) + 2 * n,
+    }
+
+
+def plot_analysis(result: Dict[str, Any], path: Path) -> None:
+    """A bar chart per layer: the drop with only it INT8, and the gain with only it float."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    rows = result["layers"]
+    fig = Figure(figsize=(max(6.0, 0.32 * len(rows) + 2.0), 4.2), dpi=100)
+    ax = fig.subplots()
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r["drop_only_this_int8"] for r in rows], 0.4, label="drop, only this layer INT8", color="#c53030")
+    ax.bar(xs + 0.2, [r["gain_this_float"] for r in rows], 0.4, label="gain, only this layer float", color="#2b6cb0")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([r["name"] for r in rows], rotation=75, fontsize=7)
+    ax.set_ylabel(f"{result['metric']} points")
+    ax.set_title(f"{Path(result['model']).name}: {result['algo']}, FP32 {result['fp32']:.2f}, all INT8 {result['all_int8']:.2f}")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(Path(path), buffer.getvalue())
