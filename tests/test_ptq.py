@@ -58,9 +58,9 @@ def model_scales(folder: Path) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]
     """
     import paddle
 
-    from zoo.quant.ptq import _static_mode
+    from zoo.program import static_mode
 
-    with _static_mode():
+    with static_mode():
         scope = paddle.static.Scope()
         with paddle.static.scope_guard(scope):
             exe = paddle.static.Executor(paddle.CPUPlace())

@@ -7,7 +7,6 @@ pick the same thresholds many times faster.
 """
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 import shutil
@@ -23,6 +22,7 @@ from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import QuantizeError, paddle_message
 from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.program import static_mode
 from zoo.quiet import silenced
 
 ALGOS = ("KL", "hist", "mse", "avg", "abs_max", "min_max")
@@ -179,7 +179,7 @@ def _read_program(files: ModelFiles) -> Tuple[List[FeedSpec], List[str]]:
     import paddle  # heavy import, kept lazy
 
     try:
-        with _static_mode():
+        with static_mode():
             program = paddle.static.Program.parse_from_string(files.model_file.read_bytes())
     except Exception as exc:
         raise QuantizeError(
@@ -332,19 +332,6 @@ def _make_loader(batches: _Batches, feeds: List[FeedSpec], place: object) -> obj
     )
 
 
-@contextlib.contextmanager
-def _static_mode() -> Iterator[None]:
-    import paddle
-
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        yield
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
-
-
 def _run_engine(
     engine: str,
     files: ModelFiles,
@@ -361,7 +348,7 @@ def _run_engine(
     model_filename = files.model_file.name
     params_filename = files.params_filename
     try:
-        with silenced(), _static_mode():
+        with silenced(), static_mode():
             scope = paddle.static.Scope()
             # a fresh name generator per call: the same input gives the same saved model
             with paddle.static.scope_guard(scope), paddle.utils.unique_name.guard():
