@@ -81,3 +81,19 @@ def test_silenced_is_scoped_and_lets_progress_through() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["progress-line", "after-error"]  # noise dropped, progress and later output kept
     assert proc.stdout.splitlines() == ["after-error-stdout"]
+
+
+def test_known_paddle_noise_is_filtered_by_message_only(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    from zoo import quiet
+
+    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
+    quiet.configure(verbose=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # below the zoo's own filters: what they do not cover is recorded
+        for message in quiet._KNOWN_NOISE:
+            quiet.configure(verbose=False)  # configure puts its filters in front again
+            warnings.warn(message + ".", UserWarning)
+        warnings.warn("a warning about the user's own run", UserWarning)
+    assert [str(w.message) for w in seen] == ["a warning about the user's own run"]

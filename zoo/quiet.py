@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from typing import Iterator, Optional, Tuple
 
 _VERBOSE = False
@@ -20,6 +21,14 @@ _QUIET_ENV = {
     "TQDM_DISABLE": "1",
 }
 _set_by_us: set = set()
+
+
+# UserWarnings Paddle and its imports give on every training or export run; they say nothing about the user's run
+_KNOWN_NOISE = (
+    "Setuptools is replacing distutils",
+    "When training, we now always track global mean and variance",
+    "full_graph=False don't support input_spec arguments",
+)
 
 
 def configure(verbose: bool = False) -> None:
@@ -39,6 +48,8 @@ def configure(verbose: bool = False) -> None:
             _set_by_us.add(key)
     for name in ("paddle", "paddleslim", "PaddleSlim", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for message in _KNOWN_NOISE:  # by message: a warning of the same category that says something else still shows
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 def is_verbose() -> bool:
