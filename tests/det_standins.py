@@ -398,3 +398,23 @@ def standin_recipe(name: str, folder: Path, model_kwargs: Optional[Dict[str, obj
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"standin_{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return data["name"], [urlparse(u).path for u in data["artifacts"]["quantized"]["urls"]]
+
+
+def reproduce_standin(name: str, base_url: str, data: Path, recipes: Path, out: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                      *args: str) -> Tuple[dict, Dict[int, dict]]:
+    """`zoo reproduce standin_NAME --data DATA --max-samples 3 ARGS --out OUT --json` with the stand-ins served at
+    `base_url`: a shortened run, so PARTIAL (exit 4) with one row per published size (608, 416, 320).
+    Returns the report and its rows by input size."""
+    from tests.conftest import RUNNER
+    from zoo.cli.main import app
+
+    monkeypatch.setenv("ZOO_MIRROR", base_url)
+    monkeypatch.setenv("ZOO_RECIPE_PATH", str(recipes))
+    result = RUNNER.invoke(app, ["reproduce", f"standin_{name}", "--data", str(data), "--max-samples", "3", *args,
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 4, result.stderr  # PARTIAL
+    report = json.loads(result.stdout)
+    assert report["status"] == "PARTIAL"
+    settings = {s["input_size"]: s for s in report["settings"]}
+    assert list(settings) == [608, 416, 320]
+    return report, settings
