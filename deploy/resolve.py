@@ -55,14 +55,14 @@ def _from_reproduce(path: Path, prefer: str) -> Source:
 
 def _from_recipe(name: str, prefer: str, fetch_baseline: bool) -> Source:
     from zoo.registry import load_registry
-    from zoo.schema import Layout, Role
+    from zoo.schema import Role
 
     recipe = load_registry().get(name)
     import zoo.hub  # lazily: the hub downloads, and only a recipe needs it
 
     def fetched(role: Role) -> Optional[ModelFiles]:
         artifact = recipe.artifacts.get(role)
-        if artifact is None or artifact.layout not in (Layout.inference, Layout.legacy_inference):
+        if artifact is None or not artifact.layout.is_inference_model:
             return None
         got = zoo.hub.fetch(recipe, role)
         return find_model_files(Path(got.path))

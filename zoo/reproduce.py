@@ -26,7 +26,7 @@ from zoo.device import require_device
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, copy_model, get_strategy
 from zoo.report import all_within, compare, compared_with, published_int8, versions, write_report
 from zoo.runfolder import claim, recipe_hash
-from zoo.schema import Layout, Recipe, Role, Strategy
+from zoo.schema import Recipe, Role, Strategy
 from zoo.tasks import ScoreOptions, get_task
 
 STAGES_FILE = "stages.json"
@@ -102,7 +102,7 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
     network = task.build_network(recipe)
     role = task.start_weights(recipe)
     fetched = fetch(recipe, role, mirror=opts.mirror)
-    if recipe.artifacts[role].layout in (Layout.inference, Layout.legacy_inference):
+    if recipe.artifacts[role].layout.is_inference_model:
         from zoo.quant.from_inference import load_from_inference
 
         load_from_inference(network, find_model_files(fetched.path), input_shape(recipe))
@@ -125,7 +125,7 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
         files = get_task(recipe.task).save_network(recipe, network, out / "fp32", shape)
     else:
         fetched = fetch(recipe, Role.fp32, mirror=opts.mirror)
-        if recipe.artifacts[Role.fp32].layout in (Layout.inference, Layout.legacy_inference):
+        if recipe.artifacts[Role.fp32].layout.is_inference_model:
             files = copy_model(find_model_files(fetched.path), out / "fp32")
         else:  # published training weights (e.g. 0.x persistables): the task exports its network with them
             files = _export_weights(recipe, fetched.path, out / "fp32")

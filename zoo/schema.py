@@ -43,6 +43,11 @@ class Layout(str, Enum):
     persistables = "persistables"  # static-graph persistables, one file per variable
     pdparams = "pdparams"  # a dygraph state dict (a pickle: load only when verified)
 
+    @property
+    def is_inference_model(self) -> bool:
+        """A program plus its weights that Paddle Inference loads (not training weights)."""
+        return self in (Layout.inference, Layout.legacy_inference)
+
 
 class DatasetKind(str, Enum):
     imagenet = "imagenet"

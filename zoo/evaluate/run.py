@@ -14,7 +14,7 @@ from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.protocol import Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
-from zoo.schema import Layout, Preprocess, Recipe, Role, validation_messages
+from zoo.schema import Preprocess, Recipe, Role, validation_messages
 from zoo.tasks import ScoreOptions, get_task, task_of_model
 from zoo.tasks.classification import declared_side, folder_input_size  # noqa: F401  (their old home)
 
@@ -87,7 +87,7 @@ def recipe_model(recipe: Recipe, role: Role, workdir: Path, mirror: Optional[str
 
     artifact = recipe.artifacts[role]
     fetched = fetch(recipe, role, mirror=mirror)
-    if artifact.layout in (Layout.inference, Layout.legacy_inference):
+    if artifact.layout.is_inference_model:
         return find_model_files(fetched.path)
     return get_task(recipe.task).export_network(recipe, fetched.path, workdir / "exported")
 

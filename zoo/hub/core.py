@@ -19,7 +19,7 @@ from zoo.hub.progress import bar
 from zoo.fsutil import hash_file, replace_dir
 from zoo.hub.store import Store, now, wrap_os_error
 from zoo.modelfiles import find_model_files
-from zoo.schema import Artifact, Layout, Recipe, Role
+from zoo.schema import Artifact, Recipe, Role
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _extraction(store: Store, sha: str) -> Optional[Path]:
 def _check_model(folder: Path, art: Artifact) -> None:
     """ArchiveError when an archive published as an inference model unpacked without one: its
     users (eval, export, reproduce) would fail later with a less useful message."""
-    if art.layout not in (Layout.inference, Layout.legacy_inference):
+    if not art.layout.is_inference_model:
         return
     try:
         find_model_files(folder)

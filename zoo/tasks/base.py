@@ -44,12 +44,16 @@ class ModelTask(ABC):
         """An inference model built from the entry's network and its published weights at `weights`."""
 
     def build_network(self, recipe: Recipe) -> Any:
-        """The recipe's network (`arch` with `extra.model_kwargs`), freshly initialized."""
+        """The recipe's network (`arch` with `network_kwargs`), freshly initialized."""
         from zoo.models import build_model
 
+        return build_model(recipe.arch, **self.network_kwargs(recipe))
+
+    def network_kwargs(self, recipe: Recipe) -> Dict[str, Any]:
+        """The architecture's arguments for the recipe: `extra.model_kwargs`, the dataset's class count."""
         kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
         kwargs.setdefault("num_classes", recipe.dataset.num_classes)
-        return build_model(recipe.arch, **kwargs)
+        return kwargs
 
     def start_weights(self, recipe: Recipe) -> Role:
         """The artifact whose weights quant-aware training starts from (default: `pretrained`, else `fp32`)."""

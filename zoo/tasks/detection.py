@@ -49,16 +49,13 @@ class DetectionTask(ModelTask):
             load_legacy_weights(network, weights)
         return self.save_network(recipe, network, out_dir, (3, size, size))  # the export contains its own noise
 
-    def build_network(self, recipe: Recipe) -> Any:
+    def network_kwargs(self, recipe: Recipe) -> Dict[str, Any]:
         det = recipe.detection
         assert det is not None  # the schema gives every detection entry its section
-        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
-        kwargs.setdefault("num_classes", recipe.dataset.num_classes)
+        kwargs = super().network_kwargs(recipe)
         kwargs.setdefault("anchors", [list(a) for a in det.anchors])
         kwargs.setdefault("anchor_masks", [list(m) for m in det.anchor_masks])
-        from zoo.models import build_model
-
-        return build_model(recipe.arch, **kwargs)
+        return kwargs
 
     def start_weights(self, recipe: Recipe) -> Role:
         # a quant-aware detector starts from the trained FP32 detector; `pretrained` is its backbone's ImageNet start
@@ -67,7 +64,8 @@ class DetectionTask(ModelTask):
     def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
         return self._export_legacy(recipe, network, out_dir, int(input_shape[-1]))
 
-    def _export_legacy(self, recipe: Recipe, network: Any, out_dir: Path, size: int, saver: Any = None) -> ModelFiles:
+    def _export_legacy(self, recipe: Recipe, network: Any, out_dir: Path, size: int,
+                       saver: Optional[Callable[..., None]] = None) -> ModelFiles:
         from zoo.models.yolov3 import LegacyNMS, export_legacy
 
         det = recipe.detection
@@ -177,15 +175,16 @@ class DetectionTask(ModelTask):
 
         self.require_reproducible(recipe)
         out: Dict[str, Any] = {"eval": CocoDataset(root, recipe.dataset.split, max_samples)}
-        split = calib_split(recipe)
+        split = calib_split(recipe)  # the training split that pairs with the evaluation split
+        has_split = annotation_path(root, split).is_file()
         if recipe.strategy is Strategy.qat:
-            if not annotation_path(root, split).is_file():
+            if not has_split:
                 raise DataError(f"{root} has no {split} split; quant-aware training trains on it "
                                 f"({annotation_path(root, split)} does not exist)",
                                 hint=f"Add annotations/instances_{split}.json and {split}/ to the data folder.")
             out["train"] = self.training_set(recipe, CocoDataset(root, split, max_samples))
             return out
-        if not annotation_path(root, split).is_file():
+        if not has_split:
             if not calib_on_eval:
                 raise DataError(
                     f"{root} has no {split} split to calibrate on (the recipe calibrates on {split}; "
@@ -221,7 +220,6 @@ class DetectionTask(ModelTask):
             out.extend(w for w in weights if w not in out)
         return out
 
-
     def training_set(self, recipe: Recipe, coco: Any) -> Any:
         """(image, gt_box, gt_label) samples of `coco` at the recipe's size and preprocessing (flipped where it asks)."""
         from zoo.data.transforms import eval_transform
@@ -255,6 +253,7 @@ class DetectionTask(ModelTask):
                        input_shape: Tuple[int, int, int]) -> None:
         self._export_legacy(recipe, network, folder, int(input_shape[-1]),
                             saver=lambda layer, prefix, spec: quanter.save_quantized_model(layer, prefix, input_spec=spec))
+
 
 # the name scope PaddleDetection 0.x gave YOLOv3's three output convs (not_quant_pattern: yolo_output)
 YOLO_OUTPUT_SCOPE = "yolo_output"
