@@ -2,6 +2,7 @@
 """Train the bundled FP32 digits detector (a small YOLOv3 MobileNetV1) and pack it into zoo/assets/.
 
     .venv/bin/python scripts/train_digits_det.py [--out zoo/assets] [--epochs N] [--checkpoint FILE] [--update-recipes]
+        [--init-from MODEL --lr LR]
 
 Deterministic: fixed seeds, one CPU thread, MKL's compatible code path (zoo.numerics), a fixed
 data order and a fixed sequence of training sizes. It trains YOLOv3 (MobileNetV1 backbone, width
@@ -13,6 +14,10 @@ im_size, yolo_box, multiclass_nms with the 0.x settings), scores it with the zoo
 at the three sizes of `EVAL_SIZES` (playing 608/416/320), packs it as a deterministic tar and
 records sha256, size, box AP per size and the training time in `<out>/digits_models.json`;
 `--update-recipes` writes them into recipes/digits_yolov3_*.yaml.
+
+Training may go in rounds: `--init-from MODEL` starts every weight from an earlier round's packed
+model (a tar or folder this script wrote) instead of the classifier backbone, with a fresh warm-up
+and cosine cycle at `--lr` over canvases drawn for that round; the summary lists every round.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import os
 import random
 import re
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -80,15 +86,17 @@ def seed_everything(seed: int) -> None:
     paddle.seed(seed)
 
 
-def epoch_canvases(epoch: int, digits: Sequence[Tuple[np.ndarray, int]]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def epoch_canvases(epoch: int, digits: Sequence[Tuple[np.ndarray, int]],
+                   round_index: int = 0) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """CANVASES_PER_EPOCH fresh training canvases for `epoch`: (RGB image, xyxy boxes, class indices).
 
     Drawn by the dataset's own composer from the train digits only (the val canvases' digits are
-    never seen), from a generator seeded by (SEED, epoch), so a resumed run sees the same canvases.
+    never seen), from a generator seeded by (SEED, epoch) (and the round after the first), so a resumed
+    run sees the same canvases and a later round new ones.
     """
     from zoo.data.digits_det import compose
 
-    rng = np.random.default_rng([SEED, epoch])
+    rng = np.random.default_rng([SEED, epoch] + ([round_index] if round_index else []))
     out = []
     for _ in range(CANVASES_PER_EPOCH):
         image, objects = compose(rng, list(digits))
@@ -153,13 +161,57 @@ def classifier_backbone(network) -> int:  # type: ignore[no-untyped-def]
     return len(tensors)
 
 
+def previous_round(network, source: Path) -> Tuple[str, int]:  # type: ignore[no-untyped-def]
+    """Load every weight of `network` from an earlier round's packed model (tar or folder); returns its
+    sha256 (of the tar, else of the params file) and the number of tensors loaded.
+
+    The exported program keeps the parameter names a network built by `build_network` in a fresh
+    process gets, so tensors are matched by name; the two name sets must be equal and every shape agree.
+    """
+    import paddle
+
+    from zoo.fsutil import hash_file
+    from zoo.modelfiles import find_model_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(source)
+        if folder.is_file():
+            with tarfile.open(folder) as tar:
+                tar.extractall(tmp, members=[m for m in tar.getmembers() if m.isfile() and "/" not in m.name])
+            folder = Path(tmp)
+        files = find_model_files(folder)
+        digest = hash_file(Path(source) if Path(source).is_file() else files.params_file)[0]
+        paddle.enable_static()
+        try:
+            scope = paddle.static.Scope()
+            with paddle.static.scope_guard(scope):
+                exe = paddle.static.Executor(paddle.CPUPlace())
+                program, _, _ = paddle.static.load_inference_model(str(files.folder), exe, model_filename=files.model_filename,
+                                                                   params_filename=files.params_filename)
+                stored = {v.name for v in program.list_vars() if v.persistable and v.name not in ("feed", "fetch")}
+                state = network.state_dict()
+                wanted = {t.name for t in state.values()}
+                if stored != wanted:
+                    raise RuntimeError(f"{source}: its tensors are not this network's "
+                                       f"({len(stored ^ wanted)} names differ, e.g. {sorted(stored ^ wanted)[:3]})")
+                values = {key: np.array(scope.find_var(t.name).get_tensor()) for key, t in state.items()}
+        finally:
+            paddle.disable_static()
+    for key, target in state.items():
+        if tuple(target.shape) != values[key].shape:
+            raise RuntimeError(f"{key}: network {tuple(target.shape)} vs {source} {values[key].shape}")
+        target.set_value(values[key])
+    return digest, len(values)
+
+
 def train(epochs: int, checkpoint: Optional[Path] = None, eval_every: int = 0, root: Optional[Path] = None,
-          log=print):  # type: ignore[no-untyped-def]
+          log=print, init_from: Optional[Path] = None, lr: float = LR):  # type: ignore[no-untyped-def]
     """Momentum SGD with linear warm-up and cosine decay over fresh canvases each epoch.
 
     Every epoch's randomness (canvases, order, training sizes) comes from (SEED, epoch), so a run
     resumed from `checkpoint` (written after each epoch) ends with the same weights as one that was
     never interrupted. `eval_every` N prints the box AP at the largest size after every N epochs.
+    `init_from` continues from an earlier round's model (see `previous_round`).
     """
     import paddle
 
@@ -170,27 +222,32 @@ def train(epochs: int, checkpoint: Optional[Path] = None, eval_every: int = 0, r
     seed_everything(SEED)
     transforms = {size: eval_transform(PREPROCESS, size) for size in TRAIN_SIZES}
     digits = source_digits()["train2017"]
-    model = build_network()
-    if PRETRAINED_ENTRY:
+    model = build_network()  # first, so its parameter names are those an earlier round exported
+    round_index, digest = 0, ""
+    if init_from is not None:
+        digest, count = previous_round(model, init_from)
+        round_index = int(digest[:8], 16)  # a later round draws canvases of its own, keyed by where it starts
+        log(f"  all {count} tensors from the earlier round {init_from} (sha256 {digest[:12]})")
+    elif PRETRAINED_ENTRY:
         log(f"  backbone: {classifier_backbone(model)} tensors from {PRETRAINED_ENTRY}'s FP32 classifier")
     per_epoch = (CANVASES_PER_EPOCH + BATCH - 1) // BATCH
     steps = epochs * per_epoch
-    cosine = paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=LR, T_max=max(1, steps - WARMUP))
-    schedule = paddle.optimizer.lr.LinearWarmup(cosine, warmup_steps=WARMUP, start_lr=LR / 20, end_lr=LR)
+    cosine = paddle.optimizer.lr.CosineAnnealingDecay(learning_rate=lr, T_max=max(1, steps - WARMUP))
+    schedule = paddle.optimizer.lr.LinearWarmup(cosine, warmup_steps=WARMUP, start_lr=lr / 20, end_lr=lr)
     # momentum SGD as the 0.x YOLOv3 configs (Adam stalls here at the "no object anywhere" loss)
     opt = paddle.optimizer.Momentum(learning_rate=schedule, momentum=0.9, parameters=model.parameters(),
                                     weight_decay=paddle.regularizer.L2Decay(5e-4))
     start = 0
     if checkpoint is not None and checkpoint.is_file():
         state = paddle.load(str(checkpoint))
-        if state.get("epochs") == epochs:
+        if state.get("epochs") == epochs and state.get("init", "") == digest:
             model.set_state_dict(state["model"])
             opt.set_state_dict(state["opt"])
             start = int(state["epoch"])
             log(f"  resumed after epoch {start} from {checkpoint}")
     for epoch in range(start, epochs):
         model.train()
-        samples = epoch_canvases(epoch, digits)
+        samples = epoch_canvases(epoch, digits, round_index)
         rng = np.random.default_rng([SEED, epoch, 1])
         order = rng.permutation(len(samples))
         losses = []
@@ -212,7 +269,8 @@ def train(epochs: int, checkpoint: Optional[Path] = None, eval_every: int = 0, r
         log(f"  epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} ({time.time() - t0:.0f} s)")
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            paddle.save({"epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict()},
+            paddle.save({"epochs": epochs, "epoch": epoch + 1, "init": digest, "model": model.state_dict(),
+                         "opt": opt.state_dict()},
                         str(checkpoint) + ".tmp")
             os.replace(str(checkpoint) + ".tmp", checkpoint)
         if eval_every and root is not None and (epoch + 1) % eval_every == 0 and epoch + 1 < epochs:
@@ -269,6 +327,9 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="write the training state here after every epoch and resume from it when it exists")
     parser.add_argument("--eval-every", type=int, default=0, help="print the box AP at the largest size every N epochs")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from an earlier round's packed model (tar or folder) instead of the classifier backbone")
+    parser.add_argument("--lr", type=float, default=LR, help="peak learning rate of this round's cosine cycle")
     parser.add_argument("--update-recipes", action="store_true",
                         help="write the new sha256/size and FP32 box AP into recipes/digits_yolov3_*.yaml")
     args = parser.parse_args()
@@ -283,7 +344,18 @@ def main() -> int:
 
     root = materialize()
     start = time.time()
-    model = train(args.epochs, args.checkpoint, args.eval_every, root, log=lambda line: print(line, flush=True))
+    summary_path = args.out / "digits_models.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    earlier = summary.get(NAME, {})
+    rounds: List[dict] = []
+    if args.init_from is not None:  # the rounds that made the starting model, when the summary knows it
+        from zoo.fsutil import hash_file
+
+        start_sha = hash_file(args.init_from)[0] if args.init_from.is_file() else None
+        rounds = list(earlier.get("rounds") or [{k: earlier.get(k) for k in ("epochs", "lr", "sha256", "seconds")}]) \
+            if earlier.get("sha256") == start_sha else [{"sha256": start_sha, "note": "an earlier model not in the summary"}]
+    model = train(args.epochs, args.checkpoint, args.eval_every, root, log=lambda line: print(line, flush=True),
+                  init_from=args.init_from, lr=args.lr)
     train_seconds = round(time.time() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -295,10 +367,10 @@ def main() -> int:
     entry = {"file": tar.name, "arch": ARCH, "width": WIDTH, "sha256": hashlib.sha256(blob).hexdigest(),
              "size": len(blob), "box_ap": {str(s): scores[s]["box_ap"] for s in EVAL_SIZES},
              "ap50": {str(s): scores[s]["ap50"] for s in EVAL_SIZES}, "images": scores[EVAL_SIZES[0]]["images"],
-             "epochs": args.epochs, "batch_size": BATCH, "lr": LR, "train_sizes": list(TRAIN_SIZES),
+             "epochs": args.epochs, "batch_size": BATCH, "lr": args.lr, "train_sizes": list(TRAIN_SIZES),
              "anchors": [list(a) for a in ANCHORS], "seconds": train_seconds}
-    summary_path = args.out / "digits_models.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if rounds:  # epochs/lr/seconds above are this round's; `rounds` lists each round in order, this one last
+        entry["rounds"] = rounds + [{"epochs": args.epochs, "lr": args.lr, "sha256": entry["sha256"], "seconds": train_seconds}]
     summary[NAME] = entry
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(json.dumps(entry), flush=True)
