@@ -379,8 +379,8 @@ ENTRIES: Dict[str, Tuple[str, bool, bool]] = {
 }
 
 
-def standin_recipe(name: str, folder: Path, model_kwargs: Optional[Dict[str, object]] = None) -> Tuple[str, List[str]]:
-    """Copy recipes/NAME.yaml as standin_NAME into `folder` (checksums dropped; `model_kwargs` set, e.g. a
+def standin_recipe(name: str, folder: Path, arch_args: Optional[Dict[str, object]] = None) -> Tuple[str, List[str]]:
+    """Copy recipes/NAME.yaml as standin_NAME into `folder` (checksums dropped; `arch_args` set, e.g. a
     small width, for a network built from stand-in weights); return its name and quantized URL paths."""
     from urllib.parse import urlparse
 
@@ -393,8 +393,8 @@ def standin_recipe(name: str, folder: Path, model_kwargs: Optional[Dict[str, obj
     for art in data["artifacts"].values():
         for key in ("sha256", "md5", "size"):
             art.pop(key, None)
-    if model_kwargs is not None:
-        data["extra"] = {**(data.get("extra") or {}), "model_kwargs": dict(model_kwargs)}
+    if arch_args is not None:
+        data["arch_args"] = {**(data.get("arch_args") or {}), **arch_args}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"standin_{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return data["name"], [urlparse(u).path for u in data["artifacts"]["quantized"]["urls"]]

@@ -3,7 +3,7 @@ a tiny ImageNet-layout folder, and recipe copies that point at a local HTTP serv
 
 The copies keep every setting of the real recipe (same URLs, preprocessing, quant and train
 sections) except: the name (`standin_` prefix, names must be unique in the registry), the
-published checksums (a stand-in cannot match them) and `extra.model_kwargs` (width 0.25).
+published checksums (a stand-in cannot match them) and `arch_args` (width 0.25).
 """
 from __future__ import annotations
 
@@ -119,10 +119,8 @@ def standin_recipe(name: str, folder: Path) -> str:
         art.pop("sha256", None)
         art.pop("md5", None)
         art.pop("size", None)
-    extra = dict(data.get("extra") or {})
     if data["arch"] != "inference_model":
-        extra["model_kwargs"] = {"scale": SCALE}
-    data["extra"] = extra
+        data["arch_args"] = {"scale": SCALE}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"standin_{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return data["name"]

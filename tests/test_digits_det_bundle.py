@@ -47,7 +47,7 @@ def test_recipe_matches_training_script() -> None:
     assert recipe.detection is not None and recipe.detection.contract.value == "legacy"
     assert [tuple(a) for a in recipe.detection.anchors] == list(script.ANCHORS)
     assert [tuple(m) for m in recipe.detection.anchor_masks] == list(script.ANCHOR_MASKS)
-    assert recipe.extra["model_kwargs"] == {"width": script.WIDTH, "num_classes": script.NUM_CLASSES}
+    assert recipe.arch_args == {"width": script.WIDTH}
     assert recipe.dataset.num_classes == script.NUM_CLASSES
     # the published FP32 numbers are the ones the script measured
     measured = json.loads((ASSETS / "digits_models.json").read_text())[script.NAME]

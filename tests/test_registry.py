@@ -214,3 +214,68 @@ def test_cli_names_a_recipe_that_is_not_utf8(tmp_path: Path, monkeypatch: pytest
     assert res.exit_code == 1
     err = " ".join(res.stderr.split())
     assert f"{path}: not valid UTF-8" in err and "Traceback" not in err
+
+
+def _entry(name: str) -> dict:
+    return yaml.safe_load((builtin_recipe_dir() / f"{name}.yaml").read_text())
+
+
+def _entry_error(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError) as info:
+        load_recipe_file(path)
+    assert str(path) in info.value.message
+    return f"{info.value.message}\n{info.value.hint}"
+
+
+def test_unknown_arch_is_refused_with_close_names(tmp_path: Path) -> None:
+    data = _entry("mobilenetv1_qat")
+    data["arch"] = "mobilenet_v1x"
+    msg = _entry_error(tmp_path, data)
+    assert "field `arch`: unknown architecture 'mobilenet_v1x'" in msg and "mobilenet_v1" in msg
+
+
+def test_arch_of_another_task_is_refused(tmp_path: Path) -> None:
+    data = _entry("mobilenetv1_qat")
+    data["arch"] = "yolov3_mobilenet_v1"
+    msg = _entry_error(tmp_path, data)
+    assert "yolov3_mobilenet_v1 is a detection network, the recipe's task is classification" in msg
+    assert "mobilenet_v3_small" in msg  # the hint lists the classification architectures
+
+
+def test_arch_args_are_checked_against_the_builder(tmp_path: Path) -> None:
+    data = _entry("digits_yolov3_mobilenetv1_ptq")
+    data["arch_args"] = {"widht": 0.25}
+    assert "yolov3_mobilenet_v1 takes no argument 'widht'" in _entry_error(tmp_path, data)
+    data["arch_args"] = {"width": "quarter"}
+    assert "'width' is a number (default 1.0), got 'quarter'" in _entry_error(tmp_path, data)
+    data["arch_args"] = {"width": 0.25, "num_classes": 80}
+    assert "num_classes 80 disagrees with dataset.num_classes 10" in _entry_error(tmp_path, data)
+    act = _entry("digits_mobilenetv3_act")
+    act["arch_args"] = {"scale": 0.5}
+    assert "builds no network, so it takes no arguments" in _entry_error(tmp_path, act)
+
+
+def test_quant_settings_are_typed(tmp_path: Path) -> None:
+    for field, value in (("algo", "emd"), ("weight", "channel_abs_max"), ("activation", "abs_max"), ("ops", ["conv3d"])):
+        data = _entry("digits_mobilenetv1_ptq")
+        data["quant"][field] = value
+        msg = _entry_error(tmp_path, data)
+        assert f"field `quant.{field}" in msg, (field, msg)
+
+
+def test_the_untyped_extra_section_is_refused_with_where_it_went(tmp_path: Path) -> None:
+    data = _entry("digits_yolov3_mobilenetv1_ptq")
+    data["extra"] = {"model_kwargs": {"width": 0.25}}
+    assert "`extra.model_kwargs` is now `arch_args`" in _entry_error(tmp_path, data)
+
+
+def test_a_recipe_without_preprocess_gets_its_architectures(tmp_path: Path) -> None:
+    from zoo.tasks.detection import DETECTION_PREPROCESS
+
+    data = _entry("yolov3_r34_coco_quant_post")
+    del data["preprocess"]
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_recipe_file(path).preprocess == DETECTION_PREPROCESS

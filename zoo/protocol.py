@@ -45,11 +45,10 @@ class RunFacts:
 
 
 def calib_split(recipe: Recipe) -> str:
-    """The split the recipe calibrates on: `extra.calib_split`, else the training split that pairs with
+    """The split the recipe calibrates on: `quant.calib_split`, else the training split that pairs with
     its evaluation split (val -> train, COCO's val2017 -> train2017)."""
-    named = recipe.extra.get("calib_split")
-    if named:
-        return str(named)
+    if recipe.quant.calib_split:
+        return recipe.quant.calib_split
     split = recipe.dataset.split
     return split.replace("val", DEFAULT_CALIB_SPLIT, 1) if split.startswith("val") else DEFAULT_CALIB_SPLIT
 

@@ -14,7 +14,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import yaml
 from pydantic import ValidationError
 
-from zoo.errors import RecipeError
+from zoo.errors import RecipeError, UnknownNameError
+from zoo.models.registry import ARCHITECTURES, INFERENCE_MODEL, Architecture, argument_problems
 from zoo.names import NameRegistry
 from zoo.schema import Recipe, Strategy, Task, validation_messages
 
@@ -52,6 +53,9 @@ def load_recipe_file(path: Path) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of fields, got {type(data).__name__}")
+    arch = _architecture(path, data.get("arch"))
+    if "preprocess" not in data and arch is not None and arch.preprocess is not None:
+        data = {**data, "preprocess": arch.preprocess().model_dump(mode="json")}  # the convention its weights were trained with
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -61,7 +65,39 @@ def load_recipe_file(path: Path) -> Recipe:
             f"{path}: field `name` is {recipe.name!r} but the file is named {path.name!r}",
             hint="Name each recipe file after its entry: NAME.yaml.",
         )
+    _check_architecture(path, recipe, arch)
     return recipe
+
+
+def _architecture(path: Path, name: object) -> Optional[Architecture]:
+    """The registered architecture a recipe names (None for `inference_model` or a missing field, which
+    validation reports); an unknown name is refused with the close ones."""
+    if not isinstance(name, str) or name == INFERENCE_MODEL:
+        return None
+    try:
+        return ARCHITECTURES.get(name)
+    except UnknownNameError as exc:
+        raise RecipeError(f"{path}: field `arch`: {exc}", hint=exc.hint) from None
+
+
+def _check_architecture(path: Path, recipe: Recipe, arch: Optional[Architecture]) -> None:
+    """`arch` serves the recipe's task and `arch_args` fit its builder."""
+    if arch is None:
+        if recipe.arch_args:
+            raise RecipeError(f"{path}: field `arch_args`: arch {INFERENCE_MODEL!r} builds no network, so it takes no arguments",
+                              hint="Remove `arch_args`, or name the architecture of the network.")
+        return
+    if arch.task is not recipe.task:
+        raise RecipeError(f"{path}: field `arch`: {arch.name} is a {arch.task.value} network, the recipe's task is "
+                          f"{recipe.task.value}", hint=f"Pick a {recipe.task.value} architecture: "
+                          f"{', '.join(n for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).task is recipe.task)}.")
+    problems = argument_problems(arch, recipe.arch_args)
+    classes = recipe.arch_args.get("num_classes", recipe.dataset.num_classes)
+    if classes != recipe.dataset.num_classes:
+        problems.append(f"num_classes {classes} disagrees with dataset.num_classes {recipe.dataset.num_classes}")
+    if problems:
+        raise RecipeError(f"{path}: field `arch_args`: " + "; ".join(problems),
+                          hint=f"See the builder's signature: zoo.models.archs.{arch.builder.__name__}.")
 
 
 class Registry:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -185,11 +185,22 @@ class Augment(Strict):
     auto_augment: bool = False
 
 
+# The values the quantizers accept (zoo.quant reads these lists: one source for the schema and the code)
+CalibAlgo = Literal["KL", "hist", "mse", "avg", "abs_max", "min_max"]
+WeightQuantizeType = Literal["abs_max", "channel_wise_abs_max"]
+ActivationQuantizeType = Literal["range_abs_max", "moving_average_abs_max"]
+# static-graph op types (PTQ, ACT) and the dygraph layer types quant-aware training wraps
+QuantOp = Literal["conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2", "Conv2D", "Linear"]
+CALIB_ALGOS: Tuple[str, ...] = get_args(CalibAlgo)
+WEIGHT_QUANTIZE_TYPES: Tuple[str, ...] = get_args(WeightQuantizeType)
+ACTIVATION_QUANTIZE_TYPES: Tuple[str, ...] = get_args(ActivationQuantizeType)
+
+
 class QuantConfig(Strict):
-    weight: str = "channel_wise_abs_max"
-    activation: str = "moving_average_abs_max"
+    weight: WeightQuantizeType = "channel_wise_abs_max"
+    activation: ActivationQuantizeType = "moving_average_abs_max"
     bits: Tuple[int, int] = (8, 8)
-    ops: List[str] = Field(default_factory=lambda: ["conv2d", "depthwise_conv2d", "mul"])
+    ops: List[QuantOp] = Field(default_factory=lambda: ["conv2d", "depthwise_conv2d", "mul"])
     skip: List[str] = Field(default_factory=list, description="name scopes / patterns left in FP32")
     pact: bool = False
     pact_alpha_init: Optional[float] = None
@@ -198,8 +209,10 @@ class QuantConfig(Strict):
     window_size: Optional[int] = None
     moving_rate: Optional[float] = None
     # post-training calibration
-    algo: Optional[str] = Field(None, pattern="^(KL|hist|mse|avg|abs_max|min_max|emd)$")
-    algo_alternatives: List[str] = Field(default_factory=list)
+    algo: Optional[CalibAlgo] = None
+    algo_alternatives: List[CalibAlgo] = Field(default_factory=list)
+    calib_split: Optional[str] = Field(None, description="the split PTQ calibrates on (default: the training split "
+                                                         "that pairs with the evaluation split)")
     batch_size: Optional[int] = Field(None, gt=0)
     batch_nums: Optional[int] = Field(None, gt=0)
     hist_percent: Optional[float] = Field(None, gt=0, le=1)
@@ -366,7 +379,10 @@ class Recipe(Strict):
     aliases: List[str] = Field(default_factory=list)
     summary: str
     task: Task
-    arch: str = Field(description="key of the network implementation in zoo.models")
+    arch: str = Field(description="key of the network implementation in zoo.models (checked against its registry)")
+    arch_args: Dict[str, Union[bool, int, float, str, List[Any]]] = Field(
+        default_factory=dict, description="the architecture's arguments besides num_classes (e.g. width), checked "
+                                          "against its builder's signature")
     strategy: Strategy
     source: Source
     artifacts: Dict[Role, Artifact]
@@ -380,7 +396,17 @@ class Recipe(Strict):
     tolerance: Tolerance = Tolerance()
     export: ExportConfig = ExportConfig()
     detection: Optional[DetectionConfig] = Field(None, description="detection entries: contract, anchors, NMS")
-    extra: Dict[str, object] = Field(default_factory=dict, description="other task-specific settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_fields(cls, data: object) -> object:
+        # `extra` was an untyped side channel; its settings are typed fields now
+        if isinstance(data, dict) and "extra" in data:
+            moved = {"model_kwargs": "arch_args", "calib_split": "quant.calib_split"}
+            said = [f"`extra.{k}` is now `{moved[k]}`" for k in (data["extra"] or {}) if k in moved]
+            raise ValueError("the `extra` section is gone: " + ("; ".join(said) if said else
+                             "put notes into a `note` field (source.note, quant.note)"))
+        return data
 
     @model_validator(mode="before")
     @classmethod

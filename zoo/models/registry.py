@@ -1,10 +1,20 @@
-"""The registry of network implementations: recipes name an architecture by key (`arch`)."""
+"""The registry of network implementations: recipes name an architecture by key (`arch`).
+
+An entry carries what a recipe needs besides the builder: the task it serves, the preprocessing a
+recipe gets when it names none (the convention its weights were trained with), and how its
+published weights are named (`weights`). `argument_problems` checks a recipe's `arch_args`
+against the builder's own signature, so a misspelt or mistyped argument is refused when the recipe
+loads, not half-way through a run.
+"""
 from __future__ import annotations
 
-from typing import Callable, List, TypeVar
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
 from zoo.errors import ModelError
 from zoo.names import NameRegistry
+from zoo.schema import Preprocess, Task
 
 Builder = Callable[..., object]  # returns a paddle.nn.Layer
 B = TypeVar("B", bound=Builder)
@@ -12,8 +22,29 @@ B = TypeVar("B", bound=Builder)
 # A recipe with this arch has no network definition: the strategy works on its FP32 inference model.
 INFERENCE_MODEL = "inference_model"
 
+
+@dataclass(frozen=True)
+class Architecture:
+    """One registered network: its builder, task, default preprocessing and weight naming."""
+
+    name: str
+    builder: Builder
+    task: Task
+    preprocess: Optional[Callable[[], Preprocess]] = None  # what a recipe that names none gets
+    weights: str = "a paddle state dict (.pdparams) with the builder's own keys"
+
+    def parameters(self) -> Dict[str, inspect.Parameter]:
+        """The builder's keyword arguments (a `**kwargs` catch-all is not one: it accepts nothing by name)."""
+        return {name: p for name, p in inspect.signature(self.builder).parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def build(self, **kwargs: object) -> object:
+        """Instantiate the network."""
+        return self.builder(**kwargs)
+
+
 # zoo.models.archs registers the built-in architectures; it is imported on the first lookup
-ARCHITECTURES: NameRegistry[Builder] = NameRegistry(
+ARCHITECTURES: NameRegistry[Architecture] = NameRegistry(
     "architecture",
     modules=["zoo.models.archs"],
     reserved=[INFERENCE_MODEL],
@@ -21,9 +52,26 @@ ARCHITECTURES: NameRegistry[Builder] = NameRegistry(
 )
 
 
-def register_model(name: str) -> Callable[[B], B]:
+def register_model(name: str, task: Task = Task.classification, preprocess: Optional[Callable[[], Preprocess]] = None,
+                   weights: Optional[str] = None) -> Callable[[B], B]:
     """Decorator: register a builder under `name`; registering a name twice raises DuplicateNameError."""
-    return ARCHITECTURES.decorator(name)  # type: ignore[return-value]
+
+    def deco(builder: B) -> B:
+        entry = Architecture(name, builder, task, preprocess, weights or Architecture.weights)
+        ARCHITECTURES.register(name, entry, origin=getattr(builder, "__module__", None))
+        return builder
+
+    return deco
+
+
+def get_architecture(arch: str) -> Architecture:
+    """The registered entry of `arch` (UnknownNameError with close names when there is none)."""
+    if arch == INFERENCE_MODEL:
+        raise ModelError(
+            f"arch {INFERENCE_MODEL!r} has no network definition",
+            hint="This recipe works on its FP32 inference model; load it with zoo.predictor or the strategy directly.",
+        )
+    return ARCHITECTURES.get(arch)
 
 
 def available_models() -> List[str]:
@@ -33,9 +81,25 @@ def available_models() -> List[str]:
 
 def build_model(arch: str, **kwargs: object):  # -> paddle.nn.Layer
     """Instantiate a registered architecture (e.g. build_model("digits_mobilenet_v1", num_classes=10))."""
-    if arch == INFERENCE_MODEL:
-        raise ModelError(
-            f"arch {INFERENCE_MODEL!r} has no network definition",
-            hint="This recipe works on its FP32 inference model; load it with zoo.predictor or the strategy directly.",
-        )
-    return ARCHITECTURES.get(arch)(**kwargs)
+    return get_architecture(arch).build(**kwargs)
+
+
+def _kind(value: Any) -> str:
+    return "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+def argument_problems(arch: Architecture, args: Mapping[str, Any]) -> List[str]:
+    """What is wrong with `args` for `arch`'s builder: unknown names, and values whose kind differs from
+    the default's (a number for a number, a list for a list, ...)."""
+    params = arch.parameters()
+    problems = []
+    for key, value in args.items():
+        if key not in params:
+            problems.append(f"{arch.name} takes no argument {key!r} (it takes: {', '.join(params) or 'none'})")
+            continue
+        default = params[key].default
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        if _kind(value) != _kind(default) and not (isinstance(default, tuple) and isinstance(value, list)):
+            problems.append(f"{arch.name}'s {key!r} is {_kind(default)} (default {default!r}), got {value!r}")
+    return problems

@@ -23,14 +23,13 @@ from zoo.errors import QuantizeError, paddle_message
 from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.program import static_mode
+from zoo.schema import ACTIVATION_QUANTIZE_TYPES, CALIB_ALGOS, WEIGHT_QUANTIZE_TYPES
 from zoo.quiet import silenced
 
-ALGOS = ("KL", "hist", "mse", "avg", "abs_max", "min_max")
+ALGOS = CALIB_ALGOS
 ENGINES = ("fast", "paddleslim")
 ROUNDINGS = ("round", "adaround")
-WEIGHT_QUANTIZE_TYPES = ("abs_max", "channel_wise_abs_max")
-# the op that holds each activation's calibrated scale in the saved model (the values are the same)
-ACTIVATION_QUANTIZE_TYPES = ("range_abs_max", "moving_average_abs_max")
+# ACTIVATION_QUANTIZE_TYPES: the op that holds each activation's calibrated scale in the saved model (same values)
 MODEL_FILENAME = "inference.pdmodel"
 PARAMS_FILENAME = "inference.pdiparams"
 

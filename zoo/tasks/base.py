@@ -50,8 +50,8 @@ class ModelTask(ABC):
         return build_model(recipe.arch, **self.network_kwargs(recipe))
 
     def network_kwargs(self, recipe: Recipe) -> Dict[str, Any]:
-        """The architecture's arguments for the recipe: `extra.model_kwargs`, the dataset's class count."""
-        kwargs = dict(recipe.extra.get("model_kwargs", {}) or {})  # type: ignore[call-overload]
+        """The architecture's arguments for the recipe: its `arch_args`, the dataset's class count."""
+        kwargs: Dict[str, Any] = dict(recipe.arch_args)
         kwargs.setdefault("num_classes", recipe.dataset.num_classes)
         return kwargs
 
