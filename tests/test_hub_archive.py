@@ -113,3 +113,28 @@ def test_unknown_suffix_is_not_extracted(hub_env, file_server):
     recipe = load_recipe_file(write_recipe(hub_env.recipes, "pd", {"pretrained": {"urls": [file_server.url("/m/weights.pdparams")], "layout": "pdparams"}}))
     got = fetch(recipe)
     assert got.archive is None and got.path.name == "weights.pdparams" and got.path.read_bytes() == data
+
+
+def test_tar_members_lose_setuid_and_world_write_bits(tmp_path):
+    import io
+    import stat
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("m/inference.pdmodel")
+        info.size, info.mode = 3, 0o4777
+        tf.addfile(info, io.BytesIO(b"abc"))
+    archive = tmp_path / "modes.tar"
+    archive.write_bytes(buf.getvalue())
+    arc.extract(archive, tmp_path / "out")
+    mode = stat.S_IMODE((tmp_path / "out" / "m" / "inference.pdmodel").stat().st_mode)
+    assert not mode & (stat.S_ISUID | stat.S_IWGRP | stat.S_IWOTH), oct(mode)
+    assert (tmp_path / "out" / "m" / "inference.pdmodel").read_bytes() == b"abc"
+
+
+def test_tar_member_that_collides_with_a_folder_is_refused(tmp_path):
+    archive = tmp_path / "clash.tar"
+    archive.write_bytes(make_tar({"m/a/b": b"x", "m/a": b"y"}))
+    with pytest.raises(ArchiveError, match="refused"):
+        arc.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -127,21 +127,16 @@ def _extract_tar(archive: Path, staging: Path, label: str) -> None:
         raise _not_an_archive(archive, label, "tar") from exc
     try:
         with tf:
-            plan = _tar_plan(tf, label)
-            for member, rel in plan:
-                dest = staging / rel
-                if member.isdir():
-                    if dest.exists() and not dest.is_dir():
-                        raise ArchiveError(f"{label}: folder {rel!r} collides with a file; refused")
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    raise ArchiveError(f"{label}: member {member.name!r} cannot be read")
-                with src:
-                    _write_member(src, dest)
+            plan = _tar_plan(tf, label)  # our own refusals first: they name the member and why
+            # tarfile's `data` filter is the second line: it also refuses what escapes the folder, and
+            # drops owners, setuid/setgid/sticky bits and group/other write permission
+            tf.extractall(staging, members=[member for member, _ in plan], filter="data")
+    except tarfile.FilterError as exc:
+        raise ArchiveError(f"{label}: {exc}; refused") from exc
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
+            if isinstance(exc, (FileExistsError, IsADirectoryError, NotADirectoryError)):
+                raise ArchiveError(f"{label}: a member collides with another of the same name ({exc}); refused") from exc
             raise
         raise ArchiveError(f"{label}: corrupt or truncated tar archive ({exc})", hint=_CORRUPT_HINT) from exc
 
