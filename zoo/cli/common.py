@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -64,3 +64,10 @@ def print_json(data: Any) -> None:
     """Machine-readable output on stdout (no rich markup, no wrapping)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def human_size(n: Optional[int]) -> str:
+    """A byte count as people read it (rich's decimal units: 6.3 MB); "–" when unknown."""
+    from rich.filesize import decimal
+
+    return "–" if n is None else decimal(int(n))

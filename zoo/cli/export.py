@@ -7,17 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from zoo.cli.common import console, handle_errors, print_json
-
-
-def _size(n: Optional[int]) -> str:
-    if n is None:
-        return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+from zoo.cli.common import console, handle_errors, human_size, print_json
 
 
 def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
@@ -68,7 +58,7 @@ def export_cmd(
             check = "kernels listed"
         ratio = "–" if art.size_vs_fp32 is None else f"{art.size_vs_fp32:.2f}x"
         name = art.path.name if art.target in ("lite", "onnx") else str(art.path)
-        table.add_row(name, art.arch or ("x86" if art.target == "onnx" else "cpu/gpu"), art.precision, _size(art.size), ratio, check)
+        table.add_row(name, art.arch or ("x86" if art.target == "onnx" else "cpu/gpu"), art.precision, human_size(art.size), ratio, check)
     console.print(table)
     if any(a.validation for a in result.artifacts) and result.target == "onnx":
         for art in result.artifacts:
@@ -131,7 +121,7 @@ def bench_cmd(
         table.add_column(col, overflow="fold", no_wrap=(col == "backend"))
     for r in result.rows:
         cells = [r.variant, r.backend, _num(r.p50_ms), _num(r.p90_ms), _num(r.throughput, "{:.1f}"),
-                 _num(r.peak_rss_mb, "{:.0f} MB"), _size(r.file_size)]
+                 _num(r.peak_rss_mb, "{:.0f} MB"), human_size(r.file_size)]
         if checked:
             cells.append(_agreement(r.check))
         table.add_row(*cells)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.common import console, err_console, handle_errors, human_size, print_json
 from zoo.cli.tables import compact_table, print_table
 from zoo.errors import ChecksumError
 from zoo.hub import cache_home, fetch
@@ -23,14 +23,6 @@ class What(str, Enum):
     fp32 = "fp32"
     pretrained = "pretrained"
     all = "all"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 @handle_errors
@@ -79,11 +71,11 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table = compact_table(["entry", "file", "size", "sha256", "checksum from"], numeric={"size"},
                           keep_whole={"sha256"})
     for e in entries:
-        table.add_row(", ".join(e.names) or "?", e.path.name, _size(e.size), e.sha256[:16], e.source)
+        table.add_row(", ".join(e.names) or "?", e.path.name, human_size(e.size), e.sha256[:16], e.source)
     if entries:
         print_table(console, table)
     for p in parts:
-        console.print(f"partial download: {p.name} ({_size(p.stat().st_size)})", soft_wrap=True)
+        console.print(f"partial download: {p.name} ({human_size(p.stat().st_size)})", soft_wrap=True)
 
 
 @cache_app.command("verify")
