@@ -8,21 +8,18 @@ pick the same thresholds many times faster.
 from __future__ import annotations
 
 import fnmatch
-import os
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from zoo.fsutil import scratch_dir
+from zoo.fsutil import StagedDir
 from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import QuantizeError, paddle_message
 from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
-from zoo.program import static_mode
+from zoo.program import InputSpec, read_program, static_mode
 from zoo.schema import ACTIVATION_QUANTIZE_TYPES, CALIB_ALGOS, WEIGHT_QUANTIZE_TYPES
 from zoo.quiet import silenced
 
@@ -35,15 +32,6 @@ PARAMS_FILENAME = "inference.pdiparams"
 
 Batch = Union[np.ndarray, Mapping[str, np.ndarray]]
 Calib = Union[np.ndarray, Callable[[], Iterable[Batch]]]
-
-
-@dataclass(frozen=True)
-class FeedSpec:
-    """One input of the model as its program declares it."""
-
-    name: str
-    shape: Tuple[int, ...]
-    dtype: str
 
 
 def quantize_static(
@@ -65,8 +53,12 @@ def quantize_static(
     engine: str = "fast",
     timings: Optional[Dict[str, float]] = None,
     device: DeviceLike = "cpu",
+    replace: bool = False,
 ) -> ModelFiles:
     """Quantize `model` to INT8 with calibration data; write out_dir/inference.pdmodel + .pdiparams.
+
+    The model is staged beside `out_dir` and moves in only once verified: with `replace` it becomes
+    `out_dir` as a whole, otherwise its two files join whatever `out_dir` already holds.
 
     calib: an (N, C, H, W) array, cut into batches of `batch_size`, or a callable returning an
     iterable of batches (an array for the model's only input, or a {feed name: array} dict).
@@ -104,24 +96,22 @@ def quantize_static(
         bias_correction=bool(bias_correction),
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = scratch_dir(out_dir.parent, out_dir.name)
     started = time.perf_counter()
-    try:
-        with writing_model(out_dir, QuantizeError):  # Paddle reports a full disk as a RuntimeError, if at all
-            _run_engine(engine, files, feeds, batches, work, settings, timings, target)
-        saved = work / MODEL_FILENAME
-        if not saved.is_file() or not (work / PARAMS_FILENAME).is_file():
+    with StagedDir(out_dir) as stage, writing_model(out_dir, QuantizeError):  # Paddle reports a full disk as a RuntimeError, if at all
+        work = stage.path
+        _run_engine(engine, files, feeds, batches, work, settings, timings, target)
+        saved = ModelFiles(work, work / MODEL_FILENAME, work / PARAMS_FILENAME)
+        if not saved.model_file.is_file() or not saved.params_file.is_file():
             raise QuantizeError(
                 f"the quantizer wrote no {MODEL_FILENAME} + {PARAMS_FILENAME}",
                 hint="Rerun with --verbose to see the quantizer's log.",
             )
-        verify_saved(ModelFiles(work, saved, work / PARAMS_FILENAME), out_dir, QuantizeError)
-        _check_quantized(ModelFiles(work, saved, work / PARAMS_FILENAME), algo, settings["quantizable_op_type"])
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in (MODEL_FILENAME, PARAMS_FILENAME):
-            os.replace(work / name, out_dir / name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        verify_saved(saved, out_dir, QuantizeError)
+        _check_quantized(saved, algo, settings["quantizable_op_type"])
+        if replace:
+            stage.commit()
+        else:  # the model file last: it marks the folder as holding a complete model
+            stage.merge(last=[PARAMS_FILENAME, MODEL_FILENAME])
     if timings is not None:
         timings["total"] = time.perf_counter() - started
     return ModelFiles(out_dir, out_dir / MODEL_FILENAME, out_dir / PARAMS_FILENAME)
@@ -173,39 +163,17 @@ def _find_model(path: Path) -> ModelFiles:
         raise QuantizeError(f"cannot quantize {path}: {exc}", hint=hint) from exc
 
 
-def _read_program(files: ModelFiles) -> Tuple[List[FeedSpec], List[str]]:
-    """The model's inputs (in feed order) and all variable names, read from the program file alone."""
-    import paddle  # heavy import, kept lazy
-
-    try:
-        with static_mode():
-            program = paddle.static.Program.parse_from_string(files.model_file.read_bytes())
-    except Exception as exc:
-        raise QuantizeError(
-            f"{files.model_file} is not a readable Paddle program: {paddle_message(exc)}",
-            hint="Pass a Paddle inference model (inference.pdmodel + inference.pdiparams).",
-        ) from exc
-    block = program.global_block()
-    feed_ops = sorted((op for op in block.ops if op.type == "feed"), key=lambda op: op.attr("col"))
-    if not feed_ops:
-        raise QuantizeError(
-            f"{files.model_file} declares no inputs (no feed ops)",
-            hint="Export the model with paddle.jit.save or paddle.static.save_inference_model.",
-        )
-    feeds = []
-    for op in feed_ops:
-        name = op.output("Out")[0]
-        var = block.var(name)
-        dtype = str(var.dtype).replace("paddle.", "").replace("VarType.", "").lower()
-        feeds.append(FeedSpec(name, tuple(int(d) for d in var.shape), {"fp32": "float32"}.get(dtype, dtype)))
-    names = [v.name for v in program.list_vars()]
-    return feeds, names
+def _read_program(files: ModelFiles) -> Tuple[List[InputSpec], List[str]]:
+    """The model's inputs (in feed order) and the names of the variables its ops use, from the program file alone."""
+    info = read_program(files)
+    names = sorted({v for op in info.ops for v in (*op.input_vars(), *op.output_vars())})
+    return info.inputs, names
 
 
 class _Batches:
     """Re-iterable calibration batches as tuples in feed order (Paddle reads the data twice for KL/hist)."""
 
-    def __init__(self, make: Callable[[], Iterable[Batch]], feeds: List[FeedSpec]) -> None:
+    def __init__(self, make: Callable[[], Iterable[Batch]], feeds: List[InputSpec]) -> None:
         self._make = make
         self.feeds = feeds
         self.error: Optional[QuantizeError] = None
@@ -259,7 +227,7 @@ class _Batches:
         return tuple(_checked_array(a, f, index) for a, f in zip(arrays, self.feeds))
 
 
-def _checked_array(array: object, feed: FeedSpec, index: int) -> np.ndarray:
+def _checked_array(array: object, feed: InputSpec, index: int) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim != len(feed.shape):
         raise QuantizeError(
@@ -279,7 +247,7 @@ def _checked_array(array: object, feed: FeedSpec, index: int) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.dtype(feed.dtype))
 
 
-def _batch_source(calib: Calib, feeds: List[FeedSpec], batch_size: int) -> _Batches:
+def _batch_source(calib: Calib, feeds: List[InputSpec], batch_size: int) -> _Batches:
     if isinstance(calib, np.ndarray):
         if calib.ndim == 0 or calib.shape[0] == 0:
             raise QuantizeError("the calibration array is empty", hint="Pass at least one (C, H, W) image.")
@@ -315,7 +283,7 @@ def _resolve_skip_patterns(patterns: Sequence[str], var_names: List[str]) -> Lis
     return chosen
 
 
-def _make_loader(batches: _Batches, feeds: List[FeedSpec], place: object) -> object:
+def _make_loader(batches: _Batches, feeds: List[InputSpec], place: object) -> object:
     """A static-mode paddle.io.DataLoader over `batches` feeding `place` (the only kind Paddle 2.6's PTQ accepts)."""
     import paddle
 
@@ -334,7 +302,7 @@ def _make_loader(batches: _Batches, feeds: List[FeedSpec], place: object) -> obj
 def _run_engine(
     engine: str,
     files: ModelFiles,
-    feeds: List[FeedSpec],
+    feeds: List[InputSpec],
     batches: _Batches,
     work: Path,
     settings: dict,

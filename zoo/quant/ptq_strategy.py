@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.fsutil import StagedDir
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, commit_model, register_strategy
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, register_strategy
 from zoo.schema import Recipe
 
 DEFAULT_BATCH_SIZE = 32
@@ -35,23 +34,22 @@ class PTQStrategy(QuantStrategy):
         model = source.require_model(self.name)
         calib = data.require_calib(self.name)
         skip = get_task(recipe.task).quant_skip(recipe, model)  # e.g. a detector's `yolo_output` head
-        with StagedDir(Path(out_dir)) as stage:
-            quantize_static(
-                model,
-                stage.path,
-                calib,
-                algo=q.algo or "KL",
-                batch_size=q.batch_size or DEFAULT_BATCH_SIZE,
-                batch_nums=q.batch_nums or 10,
-                hist_percent=q.hist_percent or DEFAULT_HIST_PERCENT,
-                quantizable_op_type=tuple(q.ops),
-                weight_quantize_type=q.weight,
-                activation_quantize_type=q.activation,
-                onnx_format=q.onnx_format,
-                skip_patterns=tuple(skip),  # the task's reading of quant.skip (e.g. the float layers `zoo quantize --max-drop` chose)
-                rounding=q.rounding,
-                bias_correction=q.bias_correction,
-                engine=options.engine,
-                device=options.device,
-            )
-            return commit_model(stage)
+        return quantize_static(
+            model,
+            Path(out_dir),
+            calib,
+            algo=q.algo or "KL",
+            batch_size=q.batch_size or DEFAULT_BATCH_SIZE,
+            batch_nums=q.batch_nums or 10,
+            hist_percent=q.hist_percent or DEFAULT_HIST_PERCENT,
+            quantizable_op_type=tuple(q.ops),
+            weight_quantize_type=q.weight,
+            activation_quantize_type=q.activation,
+            onnx_format=q.onnx_format,
+            skip_patterns=tuple(skip),  # the task's reading of quant.skip (e.g. the float layers `zoo quantize --max-drop` chose)
+            rounding=q.rounding,
+            bias_correction=q.bias_correction,
+            engine=options.engine,
+            device=options.device,
+            replace=True,  # a reproduction's INT8 folder holds this model only
+        )
