@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -94,6 +95,44 @@ def _interrupt_epoch() -> Optional[int]:
     return int(value) if value.isdigit() else None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How long and on what the fine-tuning runs: batches, steps and ranks."""
+
+    device: Device
+    batch_size: int  # the global batch
+    world: int  # ranks under paddle.distributed.launch
+    rank_batch: int
+    steps_per_epoch: int
+    epochs: int
+    max_steps: Optional[int]
+    total_steps: int
+
+
+def _plan(train: TrainConfig, options: QuantOptions, samples: int) -> _Plan:
+    """The run's length from the recipe and the command line; TrainError when not one batch fits."""
+    import paddle
+
+    device = require_device(options.device)
+    batch_size = max(1, min(options.batch_size or train.batch_size, samples))
+    # Under paddle.distributed.launch each rank trains on its shard with a share of the recipe's
+    # batch, so the global batch stays the recipe's; gradients are averaged by DataParallel.
+    world = max(1, paddle.distributed.get_world_size())
+    if world > 1 and device.is_gpu:
+        device = Device("gpu")  # each rank on the GPU the launcher selected for it, whatever index was asked
+    rank_batch = max(1, batch_size // world)
+    steps_per_epoch = samples // (rank_batch * world)
+    if steps_per_epoch == 0:
+        raise TrainError(f"the training set ({samples} images) is smaller than one batch ({batch_size})",
+                         hint="Give more training images or a smaller --batch-size.")
+    epochs = options.epochs or (int(math.ceil(train.epochs)) if train.epochs else 0)
+    if not epochs:
+        epochs = max(1, int(math.ceil((train.iterations or 1) / steps_per_epoch)))
+    max_steps = options.iterations or train.iterations
+    total_steps = min(epochs * steps_per_epoch, max_steps or 10**12)
+    return _Plan(device, batch_size, world, rank_batch, steps_per_epoch, epochs, max_steps, total_steps)
+
+
 @register_strategy("qat")
 class QATStrategy(QuantStrategy):
     """Quant-aware fine-tuning of a network that carries its FP32 weights."""
@@ -108,6 +147,8 @@ class QATStrategy(QuantStrategy):
     ) -> ModelFiles:
         import paddle
 
+        from zoo.tasks import get_task
+
         train = recipe.train
         if train is None:
             raise TrainError(f"recipe {recipe.name!r} has no `train` section")
@@ -115,117 +156,106 @@ class QATStrategy(QuantStrategy):
         dataset = data.require_train(self.name)
         if len(dataset) == 0:
             raise TrainError("the training set is empty")
-
-        device = require_device(options.device)
-        batch_size = max(1, min(options.batch_size or train.batch_size, len(dataset)))
-        # Under paddle.distributed.launch each rank trains on its shard with a share of the recipe's
-        # batch, so the global batch stays the recipe's; gradients are averaged by DataParallel.
-        world = max(1, paddle.distributed.get_world_size())
-        if world > 1 and device.is_gpu:
-            device = Device("gpu")  # each rank on the GPU the launcher selected for it, whatever index was asked
-        rank_batch = max(1, batch_size // world)
-        steps_per_epoch = len(dataset) // (rank_batch * world)
-        if steps_per_epoch == 0:
-            raise TrainError(f"the training set ({len(dataset)} images) is smaller than one batch ({batch_size})",
-                             hint="Give more training images or a smaller --batch-size.")
-        epochs = options.epochs or (int(math.ceil(train.epochs)) if train.epochs else 0)
-        if not epochs:
-            epochs = max(1, int(math.ceil((train.iterations or 1) / steps_per_epoch)))
-        max_steps = options.iterations or train.iterations
-        total_steps = min(epochs * steps_per_epoch, max_steps or 10**12)
-
+        plan = _plan(train, options, len(dataset))
         work = Path(options.work_dir) if options.work_dir else Path(out_dir).parent / "checkpoints"
-        fingerprint = {
-            "recipe": recipe.name,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "samples": len(dataset),
-            "pact": recipe.quant.pact,
-        }
-        ckpt = Checkpoints(work, fingerprint)
+        ckpt = Checkpoints(work, {"recipe": recipe.name, "epochs": plan.epochs, "batch_size": plan.batch_size,
+                                  "samples": len(dataset), "pact": recipe.quant.pact})
         if not options.resume:
             ckpt.clear()
-
-        from zoo.tasks import get_task
 
         task = get_task(recipe.task)
         seed_everything(options.seed)
         paddle.disable_static()
-        device.activate()
-        network.to(device=str(device))  # a network built before the device was chosen moves with it
+        plan.device.activate()
+        network.to(device=str(plan.device))  # a network built before the device was chosen moves with it
         quanter = make_quanter(recipe.quant)
         task.prepare_qat(recipe, network)
         with _quiet():
             quanter.quantize(network)
-        objective = task.training_loss(recipe, network)
-        schedule = make_schedule(train, steps_per_epoch, total_steps)
+        schedule = make_schedule(train, plan.steps_per_epoch, plan.total_steps)
         optimizer = make_optimizer(train, schedule, network.parameters())
         start = ckpt.load_latest(network, optimizer) if options.resume else 0
         if start:
             options.log(f"resuming after epoch {start} from {work}")
-
-        trainee = network
-        if world > 1:
-            paddle.distributed.init_parallel_env()
-            trainee = paddle.DataParallel(network)
-            sampler = paddle.io.DistributedBatchSampler(dataset, batch_size=rank_batch, shuffle=True, drop_last=True)
-        else:
-            sampler = paddle.io.BatchSampler(dataset, batch_size=rank_batch, shuffle=True, drop_last=True)
-        loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=0, return_list=True)
-        interrupt = _interrupt_epoch()
-        steps_done = start * steps_per_epoch
-        run_epochs: List[int] = []
-        progress = options.progress or TrainProgress()
-        progress.start(total_steps, min(epochs, math.ceil(total_steps / steps_per_epoch)),
-                       done_steps=min(steps_done, total_steps))
-        for epoch in range(start, epochs):
-            if max_steps and steps_done >= max_steps:
-                break
-            seed_everything(options.seed + epoch)  # the same shuffles whether resumed or not
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            network.train()
-            began, losses = time.time(), []
-            for batch in loader:
-                loss = objective(trainee, batch)
-                loss.backward()
-                optimizer.step()
-                optimizer.clear_grad()
-                schedule.step()
-                losses.append(float(loss))
-                steps_done += 1
-                progress.step(epoch + 1, steps_done, losses[-1])
-                if max_steps and steps_done >= max_steps:
-                    break
-            if not losses or not math.isfinite(sum(losses)):
-                raise TrainError(f"QAT epoch {epoch + 1} diverged (loss {losses[-1:] or 'n/a'})")
-            record = {"loss": sum(losses) / len(losses), "steps": len(losses), "seconds": round(time.time() - began, 2)}
-            ckpt.save(epoch + 1, network, optimizer, record)
-            run_epochs.append(epoch + 1)
-            progress.epoch_end(epoch + 1, record)
-            if interrupt is not None and epoch + 1 == interrupt:
-                raise TrainError(f"training interrupted after epoch {interrupt} ({INTERRUPT_ENV} is set)")
-
+        run_epochs = _train_epochs(plan, network, task.training_loss(recipe, network), dataset, optimizer, schedule,
+                                   ckpt, start, options)
         self.info = {
-            "epochs": epochs,
+            "epochs": plan.epochs,
             "resumed_after_epoch": start,
             "epochs_run": run_epochs,
             "history": ckpt.history(),
             "checkpoints": str(work),
-            "batch_size": batch_size,
-            "world_size": world,
-            "device": str(device),
+            "batch_size": plan.batch_size,
+            "world_size": plan.world,
+            "device": str(plan.device),
         }
-        network.eval()
-        try:
-            with StagedDir(Path(out_dir)) as stage:
-                with _quiet(), writing_model(Path(out_dir), TrainError):
-                    task.save_quantized(recipe, network, quanter, stage.path, source.input_shape)
-                return commit_model(stage)
-        finally:
-            # PaddleSlim's PACT export leaves paddle in static mode.
-            if not paddle.in_dynamic_mode():
-                paddle.disable_static()
+        return _save(recipe, task, network, quanter, Path(out_dir), source)
+
+
+def _train_epochs(plan: _Plan, network: Any, objective: Any, dataset: Any, optimizer: Any, schedule: Any,
+                  ckpt: Checkpoints, start: int, options: QuantOptions) -> List[int]:
+    """Fine-tune from epoch `start` (the same shuffles whether resumed or not), checkpointing every epoch;
+    returns the epochs run."""
+    import paddle
+
+    trainee = network
+    if plan.world > 1:
+        paddle.distributed.init_parallel_env()
+        trainee = paddle.DataParallel(network)
+        sampler = paddle.io.DistributedBatchSampler(dataset, batch_size=plan.rank_batch, shuffle=True, drop_last=True)
+    else:
+        sampler = paddle.io.BatchSampler(dataset, batch_size=plan.rank_batch, shuffle=True, drop_last=True)
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=0, return_list=True)
+    interrupt = _interrupt_epoch()
+    steps_done = start * plan.steps_per_epoch
+    run_epochs: List[int] = []
+    progress = options.progress or TrainProgress()
+    progress.start(plan.total_steps, min(plan.epochs, math.ceil(plan.total_steps / plan.steps_per_epoch)),
+                   done_steps=min(steps_done, plan.total_steps))
+    for epoch in range(start, plan.epochs):
+        if plan.max_steps and steps_done >= plan.max_steps:
+            break
+        seed_everything(options.seed + epoch)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        network.train()
+        began, losses = time.time(), []
+        for batch in loader:
+            loss = objective(trainee, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            schedule.step()
+            losses.append(float(loss))
+            steps_done += 1
+            progress.step(epoch + 1, steps_done, losses[-1])
+            if plan.max_steps and steps_done >= plan.max_steps:
+                break
+        if not losses or not math.isfinite(sum(losses)):
+            raise TrainError(f"QAT epoch {epoch + 1} diverged (loss {losses[-1:] or 'n/a'})")
+        record = {"loss": sum(losses) / len(losses), "steps": len(losses), "seconds": round(time.time() - began, 2)}
+        ckpt.save(epoch + 1, network, optimizer, record)
+        run_epochs.append(epoch + 1)
+        progress.epoch_end(epoch + 1, record)
+        if interrupt is not None and epoch + 1 == interrupt:
+            raise TrainError(f"training interrupted after epoch {interrupt} ({INTERRUPT_ENV} is set)")
+    return run_epochs
+
+
+def _save(recipe: Recipe, task: Any, network: Any, quanter: Any, out_dir: Path, source: FP32Source) -> ModelFiles:
+    """Export the fine-tuned network with its quant ops through the task, staged, then swapped in whole."""
+    import paddle
+
+    network.eval()
+    try:
+        with StagedDir(out_dir) as stage:
+            with _quiet(), writing_model(out_dir, TrainError):
+                task.save_quantized(recipe, network, quanter, stage.path, source.input_shape)
+            return commit_model(stage)
+    finally:
+        # PaddleSlim's PACT export leaves paddle in static mode.
+        if not paddle.in_dynamic_mode():
+            paddle.disable_static()
 
 
 def _quiet() -> Any:
