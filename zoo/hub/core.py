@@ -7,7 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
 from zoo.errors import ArchiveError, ChecksumError, DownloadError, ModelError, OfflineError, UsageError
@@ -276,64 +276,82 @@ def fetch(recipe: Recipe, role: Union[Role, str, None] = None, *, force: bool = 
             pin = _settle_old_pin(store, ref, pin, art, label, force)
         hit = None if force else _cached(store, art, pin)
         if hit is not None:
-            blob, url = hit
-            sha, size = blob.parent.name, blob.stat().st_size
-            path = blob
-            if is_archive:
-                try:
-                    path = _unpack(store, blob, sha, size, url, art, label)
-                except ArchiveError as exc:
-                    raise ArchiveError(
-                        f"{exc.message} (the cached copy {blob})",
-                        hint=f"`zoo cache verify` checks the cached copy; `zoo fetch {recipe.name} --what {role.value} "
-                             "--force` downloads and checks it again.") from exc
-            if pin is None or label not in pin.get("names", []):
-                sha, md5, size = hash_file(blob)  # another entry fetched these bytes: record this one too
-                _check(label, url, (sha, md5, size), art, pin)
-                _record(store, art, sha, size, md5, blob.name, url, label)
-            return FetchedArtifact(role, url, path, blob if is_archive else None, sha, size)
+            return _from_cache(store, recipe, role, art, label, pin, hit, is_archive)
         if offline():
             raise OfflineError(
                 f"offline (ZOO_OFFLINE=1) and {label} ({file_name(art)}) is not in the cache at {store.home}",
                 hint=f"Unset ZOO_OFFLINE to download it, or run `zoo fetch {recipe.name} --what {role.value}` on a "
                      f"connected machine and copy its cache folder (ZOO_HOME) to {store.home}.",
             )
-        urls = candidates(art.urls, mirror_from_env(mirror))
-        key = artifact_key(art)
-        _want_sha, want_size, _origin = _expected(art, pin)
-        for attempt in range(2):
-            with bar(f"{recipe.name} {file_name(art)}", progress) as b:
-                got = download(urls, store.partial, key, label, settings, want_size, b.wrap if b else None)
-            try:
-                digest = hash_file(got.path)
-            except OSError as exc:
-                raise wrap_os_error(exc, f"reading {got.path}") from exc
-            try:
-                _check(label, got.url, digest, art, pin)
-                break
-            except ChecksumError:
-                discard_partial(got.path)
-                if got.resumed and attempt == 0:
-                    continue  # the bytes kept from an earlier run may be stale: once more from zero
-                raise
-        sha, md5, size = digest
-        path = blob = store.blob(sha, file_name(art))
-        if is_archive:
-            # unpacked from the download itself: bytes that do not give a model folder never reach blobs/
-            try:
-                path = _unpack(store, got.path, sha, size, got.url, art, label, replace=force)
-            except ArchiveError as exc:
-                discard_partial(got.path)
-                if pin is not None and pin.get("sha256") == sha:
-                    _drop_pin(store, ref, sha)  # pinned bytes that do not unpack vouch for nothing
-                raise ArchiveError(f"{exc.message}; downloaded from {got.url}",
-                                   hint=f"Nothing from this download was kept or pinned. {exc.hint}") from exc
+        got, digest = _download_checked(store, recipe, art, label, pin, settings, mirror, progress)
+        return _keep_download(store, role, art, label, ref, pin, got, digest, is_archive, force)
+
+
+def _from_cache(store: Store, recipe: Recipe, role: Role, art: Artifact, label: str, pin: Optional[dict],
+                hit: Tuple[Path, str], is_archive: bool) -> FetchedArtifact:
+    """A cached blob, unpacked when it is an archive, pinned under this entry's name too."""
+    blob, url = hit
+    sha, size = blob.parent.name, blob.stat().st_size
+    path = blob
+    if is_archive:
         try:
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(got.path, blob)
-            discard_partial(got.path)
+            path = _unpack(store, blob, sha, size, url, art, label)
+        except ArchiveError as exc:
+            raise ArchiveError(
+                f"{exc.message} (the cached copy {blob})",
+                hint=f"`zoo cache verify` checks the cached copy; `zoo fetch {recipe.name} --what {role.value} "
+                     "--force` downloads and checks it again.") from exc
+    if pin is None or label not in pin.get("names", []):
+        sha, md5, size = hash_file(blob)  # another entry fetched these bytes: record this one too
+        _check(label, url, (sha, md5, size), art, pin)
+        _record(store, art, sha, size, md5, blob.name, url, label)
+    return FetchedArtifact(role, url, path, blob if is_archive else None, sha, size)
+
+
+def _download_checked(store: Store, recipe: Recipe, art: Artifact, label: str, pin: Optional[dict],
+                      settings: Settings, mirror: Optional[str], progress: bool) -> Tuple[Any, Tuple[str, str, int]]:
+    """Download the artifact and check its size and digests; a resumed download that fails the check
+    is tried once more from zero (the bytes kept from an earlier run may be stale)."""
+    urls = candidates(art.urls, mirror_from_env(mirror))
+    _want_sha, want_size, _origin = _expected(art, pin)
+    for attempt in range(2):
+        with bar(f"{recipe.name} {file_name(art)}", progress) as b:
+            got = download(urls, store.partial, artifact_key(art), label, settings, want_size, b.wrap if b else None)
+        try:
+            digest = hash_file(got.path)
         except OSError as exc:
+            raise wrap_os_error(exc, f"reading {got.path}") from exc
+        try:
+            _check(label, got.url, digest, art, pin)
+            return got, digest
+        except ChecksumError:
             discard_partial(got.path)
-            raise wrap_os_error(exc, f"moving the download into {blob.parent}") from exc
-        _record(store, art, sha, size, md5, blob.name, got.url, label)
-        return FetchedArtifact(role, got.url, path, blob if is_archive else None, sha, size)
+            if not (got.resumed and attempt == 0):
+                raise
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _keep_download(store: Store, role: Role, art: Artifact, label: str, ref: str, pin: Optional[dict], got: Any,
+                   digest: Tuple[str, str, int], is_archive: bool, force: bool) -> FetchedArtifact:
+    """Unpack a checked download (archives), move it into blobs/ and pin it, in that order."""
+    sha, md5, size = digest
+    path = blob = store.blob(sha, file_name(art))
+    if is_archive:
+        # unpacked from the download itself: bytes that do not give a model folder never reach blobs/
+        try:
+            path = _unpack(store, got.path, sha, size, got.url, art, label, replace=force)
+        except ArchiveError as exc:
+            discard_partial(got.path)
+            if pin is not None and pin.get("sha256") == sha:
+                _drop_pin(store, ref, sha)  # pinned bytes that do not unpack vouch for nothing
+            raise ArchiveError(f"{exc.message}; downloaded from {got.url}",
+                               hint=f"Nothing from this download was kept or pinned. {exc.hint}") from exc
+    try:
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(got.path, blob)
+        discard_partial(got.path)
+    except OSError as exc:
+        discard_partial(got.path)
+        raise wrap_os_error(exc, f"moving the download into {blob.parent}") from exc
+    _record(store, art, sha, size, md5, blob.name, got.url, label)
+    return FetchedArtifact(role, got.url, path, blob if is_archive else None, sha, size)
