@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import requests
 import urllib3
@@ -140,13 +140,8 @@ def _chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
         raise requests.exceptions.ChunkedEncodingError(exc) from exc
 
 
-def _attempt(session: requests.Session, url: str, part: Path, settings: Settings,
-             expected_size: Optional[int], progress: Optional[ProgressWrap]) -> bool:
-    """One GET of the (rest of the) file into `part`. True when complete; raises _Retry/_NextCandidate."""
-    have = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and have > expected_size:
-        discard_partial(part)
-        have = 0
+def _resume_headers(part: Path, url: str, have: int) -> Dict[str, str]:
+    """Request headers for the rest of `part` (a Range from `have`, If-Range when the same URL served it)."""
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -154,60 +149,87 @@ def _attempt(session: requests.Session, url: str, part: Path, settings: Settings
         validator = meta.get("etag") or meta.get("last_modified")
         if validator and meta.get("url") == url:
             headers["If-Range"] = validator  # the server sends the whole new file if it changed
-    resp = session.get(url, stream=True, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout))
-    with resp:
-        status = resp.status_code
-        if status in (404, 410):
-            raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
-        if status in (408, 429) or status >= 500:
-            raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
-        if status == 416 and have:
-            m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
-            if m and int(m.group(1)) == have:
-                return True  # the partial already holds the whole file
+    return headers
+
+
+def _body_plan(resp: requests.Response, part: Path, have: int) -> Optional[Tuple[str, Optional[int], int]]:
+    """(file mode, announced total, bytes kept) for the response's body, or None when `part` is already whole.
+
+    Raises _NextCandidate for a missing file or an unexpected status, _Retry for a status worth retrying
+    or a resume the server got wrong (the partial is discarded then)."""
+    status = resp.status_code
+    if status in (404, 410):
+        raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
+    if status in (408, 429) or status >= 500:
+        raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
+    if status == 416 and have:
+        m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+        if m and int(m.group(1)) == have:
+            return None  # the partial already holds the whole file
+        discard_partial(part)
+        raise _Retry("the server refused to resume; starting over", 0.0)
+    if status == 206:
+        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != have:
             discard_partial(part)
-            raise _Retry("the server refused to resume; starting over", 0.0)
-        if status == 206:
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
-                discard_partial(part)
-                raise _Retry(f"bad Content-Range {resp.headers.get('Content-Range')!r}; starting over", 0.0)
-            total = None if m.group(3) == "*" else int(m.group(3))
-            mode = "ab"
-        elif status == 200:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            mode, have = "wb", 0  # no resume: the body is the whole file
-        else:
-            raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
+            raise _Retry(f"bad Content-Range {resp.headers.get('Content-Range')!r}; starting over", 0.0)
+        return "ab", (None if m.group(3) == "*" else int(m.group(3))), have
+    if status == 200:
+        length = resp.headers.get("Content-Length")
+        return "wb", (int(length) if length and length.isdigit() else None), 0  # the body is the whole file
+    raise _NextCandidate(f"HTTP {status} {resp.reason or ''}".strip())
+
+
+def _write_body(resp: requests.Response, part: Path, mode: str, total: Optional[int], have: int,
+                settings: Settings, progress: Optional[ProgressWrap]) -> None:
+    """Stream the body into `part` and fsync it; a failed write is named with the file."""
+    try:
+        fh = open(part, mode)
+    except OSError as exc:
+        raise wrap_os_error(exc, f"writing {part}") from exc
+    with fh:
+        chunks: Iterator[bytes] = _chunks(resp, settings.chunk_size)
+        if progress is not None:
+            chunks = progress(chunks, total, have)
+        try:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as exc:
+            if isinstance(exc, requests.exceptions.RequestException):
+                raise  # a broken connection, not a failed write
+            raise wrap_os_error(exc, f"writing {part}") from exc
+
+
+def _attempt(session: requests.Session, url: str, part: Path, settings: Settings,
+             expected_size: Optional[int], progress: Optional[ProgressWrap]) -> bool:
+    """One GET of the (rest of the) file into `part`. True when complete; raises _Retry/_NextCandidate."""
+    have = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and have > expected_size:
+        discard_partial(part)
+        have = 0
+    resp = session.get(url, stream=True, headers=_resume_headers(part, url, have),
+                       timeout=(settings.connect_timeout, settings.read_timeout))
+    with resp:
+        plan = _body_plan(resp, part, have)
+        if plan is None:
+            return True
+        mode, total, have = plan
         try:
             _save_meta(part, url, resp, total)
-            fh = open(part, mode)
         except OSError as exc:
             raise wrap_os_error(exc, f"writing {part}") from exc
-        with fh:
-            chunks: Iterator[bytes] = _chunks(resp, settings.chunk_size)
-            if progress is not None:
-                chunks = progress(chunks, total, have)
-            for chunk in chunks:
-                try:
-                    fh.write(chunk)
-                except OSError as exc:
-                    raise wrap_os_error(exc, f"writing {part}") from exc
-            try:
-                fh.flush()
-                os.fsync(fh.fileno())
-            except OSError as exc:
-                raise wrap_os_error(exc, f"writing {part}") from exc
-        size = part.stat().st_size
-        if total is None and expected_size is not None and size < expected_size:
-            total = expected_size  # no Content-Length: the registry or pin says how long it must be
-        if total is not None and size < total:
-            raise _Retry(f"connection closed after {size} of {total} bytes")
-        if total is not None and size > total:
-            discard_partial(part)
-            raise _Retry(f"received {size} bytes but {total} were announced; starting over", 0.0)
-        return True
+        _write_body(resp, part, mode, total, have, settings, progress)
+    size = part.stat().st_size
+    if total is None and expected_size is not None and size < expected_size:
+        total = expected_size  # no Content-Length: the registry or pin says how long it must be
+    if total is not None and size < total:
+        raise _Retry(f"connection closed after {size} of {total} bytes")
+    if total is not None and size > total:
+        discard_partial(part)
+        raise _Retry(f"received {size} bytes but {total} were announced; starting over", 0.0)
+    return True
 
 
 def _fetch_url(url: str, part: Path, settings: Settings, expected_size: Optional[int],
