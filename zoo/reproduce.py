@@ -273,6 +273,8 @@ def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], 
 
 def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str, Any], facts: RunFacts, work: Path,
          resuming: bool, evaluate: bool) -> Dict[str, Any]:
+    """FP32 model, its score, the INT8 model, its score (each stage skipped when a resumed run finished it),
+    then the report."""
     stages = _Stages(work, resuming)
     timings: Dict[str, float] = {}
     began = time.time()
@@ -313,15 +315,26 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
         opts.log(f"INT8 {recipe.primary_metric()} {_metric_text(recipe, int8_metrics)}")
     timings["total"] = round(time.time() - began, 2)
 
+    report = _report(recipe, opts, root, datasets, facts, work, resuming, fp32, int8, fp32_metrics, int8_metrics,
+                     strategy_info, timings)
+    if opts.write and evaluate:
+        paths = write_report(report, work)
+        report["report_files"] = {k: str(v) for k, v in paths.items()}
+    return report
+
+
+def _report(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str, Any], facts: RunFacts, work: Path,
+            resuming: bool, fp32: ModelFiles, int8: ModelFiles, fp32_metrics: Dict[int, Dict[str, float]],
+            int8_metrics: Dict[int, Dict[str, float]], strategy_info: Any, timings: Dict[str, float]) -> Dict[str, Any]:
+    """The report of a run: the comparison with the published row and its status, what was run, on what."""
     settings = compare(recipe, int8_metrics, fp32_metrics)
     found = deviations(recipe, facts)
     published = published_int8(recipe)
-    status = protocol_status(all_within(settings), found) if published else PARTIAL
-    report: Dict[str, Any] = {
+    return {
         "name": recipe.name,
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
         "recipe_sha256": recipe_hash(recipe),
-        "status": status,
+        "status": protocol_status(all_within(settings), found) if published else PARTIAL,
         "strategy": recipe.strategy.value,
         "compared_with": compared_with(recipe, published),
         "settings": settings,
@@ -346,10 +359,6 @@ def _run(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str,
         "options": {"device": opts.device, "engine": opts.engine, "seed": opts.seed, "resumed": resuming,
                     "epochs": opts.epochs, "iterations": opts.iterations, "batch_size": opts.batch_size},
     }
-    if opts.write and evaluate:
-        paths = write_report(report, work)
-        report["report_files"] = {k: str(v) for k, v in paths.items()}
-    return report
 
 
 def _jsonable(value: Any) -> Any:

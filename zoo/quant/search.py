@@ -270,13 +270,7 @@ def search(
     from zoo.quant.ptq import _batch_source, _read_program, quantize_static
     from zoo.modelcheck import check_model
 
-    if max_drop < 0:
-        raise QuantizeError(f"--max-drop must be at least 0, got {max_drop}", hint="It is in points of the metric, e.g. 1.0.")
-    bad = [a for a in algos if a not in ALGOS]
-    if bad or not algos:
-        raise QuantizeError(f"unknown calibration algorithm(s) {bad or list(algos)}", hint=f"Use some of: {', '.join(ALGOS)}.")
-    if any(r not in ("round", "adaround") for r in roundings) or "round" not in roundings:
-        raise QuantizeError(f"roundings must include round (got {list(roundings)})", hint="Use round or round,adaround.")
+    _check_search_settings(max_drop, algos, roundings)
     check_model(model)
     began = time.perf_counter()
     timings: Dict[str, float] = {}
@@ -295,15 +289,8 @@ def search(
     n = len(sim.layers)
     cap = n // 2 if max_float is None else max(0, min(int(max_float), n))
 
-    from zoo.predictor import Predictor
-    from zoo.quiet import silenced
-
     def predict(files: ModelFiles) -> np.ndarray:
-        with silenced():
-            predictor = Predictor(files, device=device, threads=2)
-        outs = [np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)]
-        out = np.concatenate(outs)
-        return out.reshape(out.shape[0], -1)
+        return _outputs(files, eval_data, device)
 
     t = time.perf_counter()
     scorer = Scorer(eval_data, metric, predict(model))
@@ -313,42 +300,9 @@ def search(
         f"statistics in {timings['statistics']:.1f} s")
 
     t = time.perf_counter()
-    chosen: Optional[Trial] = None
-    ranking: List[Dict[str, Any]] = []
-    # 1. all layers INT8: each algorithm, then bias correction on the best two
-    for algo in algos:
-        tr = session.trial("global", algo, "round", False, [])
-        if tr.met:
-            chosen = tr
-            break
-    if chosen is None and True in bias_corrections:
-        best = sorted({tr.algo for tr in session.trials}, key=lambda a: -max(x.metric for x in session.trials if x.algo == a))
-        for algo in best[:2]:
-            tr = session.trial("global", algo, "round", True, [])
-            if tr.met:
-                chosen = tr
-                break
-    # 2. per-layer float fallback on the best all-INT8 setting
-    if chosen is None and cap > 0:
-        base = max(session.trials, key=lambda x: x.metric)
-        chosen, ranking = session.fallback(base.algo, base.rounding, base.bias_correction, cap)
-    # 3. AdaRound weights (PaddleSlim), all INT8 and then with fallback
-    if chosen is None and "adaround" in roundings:
-        base = max(session.trials, key=lambda x: (x.int8_layers == n, x.metric))
-        ta = time.perf_counter()
-        session.levels[("adaround", base.bias_correction)] = _adaround_levels(
-            model, calib, sim, base.algo, base.bias_correction, batch_size, batch_nums, hist_percent,
-            quantizable_op_type, weight_quantize_type, device)
-        timings["adaround"] = time.perf_counter() - ta
-        tr = session.trial("global", base.algo, "adaround", base.bias_correction, [])
-        if tr.met:
-            chosen = tr
-        elif cap > 0:
-            chosen, ranking_a = session.fallback(base.algo, "adaround", base.bias_correction, cap)
-            ranking = ranking if chosen is None else ranking_a
+    chosen, ranking = _choose(session, sim, algos, roundings, bias_corrections, cap, timings, model, calib, batch_size,
+                              batch_nums, hist_percent, quantizable_op_type, weight_quantize_type, device)
     timings["trials"] = time.perf_counter() - t - timings.get("adaround", 0.0)
-    if chosen is None:  # nothing met: the most accurate trial within the float budget
-        chosen = max((x for x in session.trials if len(x.float_layers) <= cap), key=lambda x: x.metric)
 
     # the chosen settings, written by the plain PTQ path and scored by Paddle Inference
     t = time.perf_counter()
@@ -362,13 +316,91 @@ def search(
     final_score = scorer.score(predict(written))
     timings["final"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - began
+    report = _search_report(model, written, eval_data, metric, sim, scorer, final_score, chosen, ranking, max_drop, cap,
+                            batch_size, batch_nums, hist_percent, quantizable_op_type, weight_quantize_type, onnx_format,
+                            session, timings)
+    atomic_write_bytes(written.folder / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    return SearchResult(report["met"], report, written, session.trials)
+
+
+
+def _check_search_settings(max_drop: float, algos: Sequence[str], roundings: Sequence[str]) -> None:
+    if max_drop < 0:
+        raise QuantizeError(f"--max-drop must be at least 0, got {max_drop}", hint="It is in points of the metric, e.g. 1.0.")
+    bad = [a for a in algos if a not in ALGOS]
+    if bad or not algos:
+        raise QuantizeError(f"unknown calibration algorithm(s) {bad or list(algos)}", hint=f"Use some of: {', '.join(ALGOS)}.")
+    if any(r not in ("round", "adaround") for r in roundings) or "round" not in roundings:
+        raise QuantizeError(f"roundings must include round (got {list(roundings)})", hint="Use round or round,adaround.")
+
+
+def _outputs(files: ModelFiles, eval_data: EvalData, device: DeviceLike) -> np.ndarray:
+    """The model's first output on every evaluation image, flattened per image (Paddle Inference)."""
+    from zoo.predictor import Predictor
+    from zoo.quiet import silenced
+
+    with silenced():
+        predictor = Predictor(files, device=device, threads=2)
+    outs = [np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)]
+    out = np.concatenate(outs)
+    return out.reshape(out.shape[0], -1)
+
+
+def _choose(session: "_Session", sim: QuantSim, algos: Sequence[str], roundings: Sequence[str],
+            bias_corrections: Sequence[bool], cap: int, timings: Dict[str, float], model: ModelFiles, calib: Any,
+            batch_size: int, batch_nums: int, hist_percent: float, quantizable_op_type: Sequence[str],
+            weight_quantize_type: str, device: DeviceLike) -> Tuple[Trial, List[Dict[str, Any]]]:
+    """The trial to write, cheapest first: all layers INT8 (each algorithm, then bias correction on the
+    best two), per-layer float fallback, AdaRound weights; else the most accurate within the float budget."""
+    n = len(sim.layers)
+    chosen: Optional[Trial] = None
+    ranking: List[Dict[str, Any]] = []
+    for algo in algos:
+        tr = session.trial("global", algo, "round", False, [])
+        if tr.met:
+            return tr, ranking
+    if True in bias_corrections:
+        best = sorted({tr.algo for tr in session.trials}, key=lambda a: -max(x.metric for x in session.trials if x.algo == a))
+        for algo in best[:2]:
+            tr = session.trial("global", algo, "round", True, [])
+            if tr.met:
+                return tr, ranking
+    if cap > 0:  # per-layer float fallback on the best all-INT8 setting
+        base = max(session.trials, key=lambda x: x.metric)
+        chosen, ranking = session.fallback(base.algo, base.rounding, base.bias_correction, cap)
+    if chosen is None and "adaround" in roundings:  # AdaRound weights (PaddleSlim), all INT8 and then with fallback
+        base = max(session.trials, key=lambda x: (x.int8_layers == n, x.metric))
+        ta = time.perf_counter()
+        session.levels[("adaround", base.bias_correction)] = _adaround_levels(
+            model, calib, sim, base.algo, base.bias_correction, batch_size, batch_nums, hist_percent,
+            quantizable_op_type, weight_quantize_type, device)
+        timings["adaround"] = time.perf_counter() - ta
+        tr = session.trial("global", base.algo, "adaround", base.bias_correction, [])
+        if tr.met:
+            chosen = tr
+        elif cap > 0:
+            chosen, ranking_a = session.fallback(base.algo, "adaround", base.bias_correction, cap)
+            ranking = ranking if chosen is None else ranking_a
+    if chosen is None:  # nothing met: the most accurate trial within the float budget
+        chosen = max((x for x in session.trials if len(x.float_layers) <= cap), key=lambda x: x.metric)
+    return chosen, ranking
+
+
+def _search_report(model: ModelFiles, written: ModelFiles, eval_data: EvalData, metric: str, sim: QuantSim,
+                   scorer: "Scorer", final_score: float, chosen: Trial, ranking: List[Dict[str, Any]], max_drop: float,
+                   cap: int, batch_size: int, batch_nums: int, hist_percent: float, quantizable_op_type: Sequence[str],
+                   weight_quantize_type: str, onnx_format: bool, session: "_Session",
+                   timings: Dict[str, float]) -> Dict[str, Any]:
+    """quantize-report.json: the target, whether it was met, the chosen settings, every trial and why each
+    float layer stayed float."""
     from zoo.program import read_program
 
-    int8_ops = len(read_program(written).quantized)
+    n = len(sim.layers)
+    float_names = list(chosen.float_layers)
+    floats_idx = [l.index for l in sim.layers if l.name in float_names]
     drop = scorer.fp32_score - final_score
-    met = drop <= max_drop + 1e-9
     why = {r["name"]: r for r in ranking}
-    report = {
+    return {
         "model": str(model.folder),
         "out": str(written.folder),
         "metric": metric,
@@ -377,7 +409,7 @@ def search(
         "calibration": {"batch_size": batch_size, "batch_nums": batch_nums, "batches_seen": sim.calib_batches,
                         "hist_percent": hist_percent},
         "target": {"max_drop": max_drop, "max_float": cap},
-        "met": met,
+        "met": drop <= max_drop + 1e-9,
         "fp32": round(scorer.fp32_score, 4),
         "int8": round(final_score, 4),
         "drop": round(drop, 4),
@@ -385,7 +417,7 @@ def search(
                      "ops": list(quantizable_op_type), "weight": weight_quantize_type, "onnx_format": onnx_format},
         "quantizable_layers": n,
         "int8_layers": n - len(float_names),
-        "int8_ops_in_model": int8_ops,
+        "int8_ops_in_model": len(read_program(written).quantized),
         "int8_share": round((n - len(float_names)) / n, 4),
         "float_layers": [_why(name, sim, why) for name in float_names],
         "skip": _skip_patterns(sim, floats_idx),
@@ -394,9 +426,6 @@ def search(
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "search_metric_of_chosen": round(chosen.metric, 4),
     }
-    atomic_write_bytes(written.folder / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-    return SearchResult(met, report, written, session.trials)
-
 
 def _skip_patterns(sim: QuantSim, floats: Sequence[int]) -> List[str]:
     """quantize_static skip patterns for the float layers: their weights (unique), else their inputs."""
