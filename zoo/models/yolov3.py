@@ -223,6 +223,7 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
     input_spec)` writes the traced layer (default `paddle.jit.save`; quant-aware training passes
     its quantizer's save, which turns the fake-quant layers into the program's quant ops).
     """
+    # long by its signature only (every option is declared there); the body is one job under 60 lines
     from zoo.fsutil import scratch_dir
     from zoo.modelcheck import is_no_space, no_space_error, verify_saved
     from zoo.models.export import strip_callstacks

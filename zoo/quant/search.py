@@ -267,6 +267,7 @@ def search(
     When no trial meets the target within `max_float` float layers (default: half the quantizable
     layers) the most accurate one found is written and `met` is False.
     """
+    # long by its signature only (every option is declared there); the body is one job under 60 lines
     from zoo.quant.ptq import _batch_source, _read_program, quantize_static
     from zoo.modelcheck import check_model
 
@@ -501,6 +502,7 @@ def analyze(
     FP32 (in %). Layers are ranked by what quantizing them alone costs; `skip` is the float fallback
     (greedy in that order, then pruned) that meets `max_drop`.
     """
+    # long by its signature only (every option is declared there); the body is one job under 60 lines
     from zoo.quant.ptq import _batch_source, _read_program
     from zoo.predictor import Predictor
     from zoo.quiet import silenced
