@@ -15,9 +15,7 @@ with the level's anchors and conf_thresh = the NMS score threshold (0.01: 0.x pa
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -224,8 +222,8 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
     its quantizer's save, which turns the fake-quant layers into the program's quant ops).
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.fsutil import scratch_dir
-    from zoo.modelcheck import is_no_space, no_space_error, verify_saved
+    from zoo.fsutil import StagedDir
+    from zoo.modelcheck import verify_saved, writing_model
     from zoo.models.export import strip_callstacks
     from zoo.quiet import silenced
 
@@ -239,41 +237,34 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
     if others:
         raise ModelError(f"{out_dir} already holds a model under other names ({', '.join(others)})",
                          hint="Export into an empty folder, or remove the other model first.")
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = scratch_dir(out_dir, "export")
-    written = False
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     was_training = network.training
     network.eval()
     try:
-        image, im_size = LEGACY_FEEDS
-        spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", name=image),
-                paddle.static.InputSpec([None, 2], "int32", name=im_size)]
-        wrapper = _LegacyInference(network, conf_thresh, nms)
-        wrapper.eval()
-        with silenced():
-            (saver or _jit_save)(wrapper, str(staging / "inference"), spec)
-        for name in ("inference.pdmodel", "inference.pdiparams"):
-            if not (staging / name).is_file():
-                raise ModelError(f"paddle.jit.save did not write {name}")
-        strip_callstacks(staging / "inference.pdmodel")
-        (staging / "inference.pdiparams").replace(staging / params_name)
-        (staging / "inference.pdmodel").replace(staging / model_name)
-        verify_saved(ModelFiles(staging, staging / model_name, staging / params_name), out_dir)
-        (staging / params_name).replace(out_dir / params_name)  # the model file last: it marks completion
-        (staging / model_name).replace(out_dir / model_name)
-        written = True
+        with StagedDir(out_dir) as stage, writing_model(out_dir):
+            image, im_size = LEGACY_FEEDS
+            spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", name=image),
+                    paddle.static.InputSpec([None, 2], "int32", name=im_size)]
+            wrapper = _LegacyInference(network, conf_thresh, nms)
+            wrapper.eval()
+            with silenced():
+                (saver or _jit_save)(wrapper, str(stage.path / "inference"), spec)
+            for name in ("inference.pdmodel", "inference.pdiparams"):
+                if not (stage.path / name).is_file():
+                    raise ModelError(f"paddle.jit.save did not write {name}")
+            strip_callstacks(stage.path / "inference.pdmodel")
+            (stage.path / "inference.pdiparams").replace(stage.path / params_name)
+            (stage.path / "inference.pdmodel").replace(stage.path / model_name)
+            verify_saved(ModelFiles(stage.path, stage.path / model_name, stage.path / params_name), out_dir)
+            for other in stage.path.iterdir():  # jit.save's .pdiparams.info is not part of an inference model
+                if other.name not in (model_name, params_name):
+                    other.unlink()
+            stage.merge(last=[params_name, model_name])  # the model file last: it marks completion
     except ModelError:
         raise
     except Exception as exc:  # dy2static and Paddle's C++ raise plain exceptions
-        if is_no_space(exc):
-            raise no_space_error(out_dir) from exc
         raise ModelError(f"cannot export the YOLOv3 network to {out_dir}: {exc}") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not written:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
         if was_training:
             network.train()
     files = find_model_files(out_dir)
