@@ -137,6 +137,14 @@ def train_one(arch: str, epochs: int, optimizer: str, lr: float, data: Path, wor
     return out, metrics
 
 
+def with_bundled_checksum(text: str, entry: dict) -> str:
+    """A recipe's text with the sha256/size of the bundled artifact `entry["file"]` replaced (a text edit)."""
+    import re
+
+    return re.sub(r"(bundled: " + re.escape(entry["file"]) + r"\n\s+sha256: )[0-9a-f]{64}(\n\s+size: )\d+",
+                  lambda m: f"{m.group(1)}{entry['sha256']}{m.group(2)}{entry['size']}", text)
+
+
 def update_recipes(summary: dict, recipe_dir: Path) -> list:
     """Rewrite sha256/size of each bundled artifact and the fp32_top1/fp32_top5 in the recipes using it.
 
@@ -150,8 +158,7 @@ def update_recipes(summary: dict, recipe_dir: Path) -> list:
         for entry in summary.values():
             if f"bundled: {entry['file']}" not in text:
                 continue
-            text = re.sub(r"(bundled: " + re.escape(entry["file"]) + r"\n\s+sha256: )[0-9a-f]{64}(\n\s+size: )\d+",
-                          lambda m: f"{m.group(1)}{entry['sha256']}{m.group(2)}{entry['size']}", text)
+            text = with_bundled_checksum(text, entry)
             text = re.sub(r"fp32_top1: [0-9.]+", f"fp32_top1: {entry['top1']:.2f}", text)
             text = re.sub(r"fp32_top5: [0-9.]+", f"fp32_top5: {entry['top5']:.2f}", text)
             text = re.sub(r"origin_metric: [0-9.]+", f"origin_metric: {entry['top1'] / 100:.4f}", text)

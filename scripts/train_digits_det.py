@@ -128,29 +128,19 @@ def classifier_backbone(network) -> int:  # type: ignore[no-untyped-def]
     program order, which is the backbone's order (conv1, then each block's depthwise and pointwise
     conv-bn), and every shape must agree.
     """
-    import paddle
-
     from zoo.hub import fetch
     from zoo.modelfiles import find_model_files
+    from zoo.program import open_program
     from zoo.registry import get_recipe
     from zoo.schema import Role
 
-    files = find_model_files(fetch(get_recipe(PRETRAINED_ENTRY), Role.fp32).path)
-    paddle.enable_static()
-    try:
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, _, _ = paddle.static.load_inference_model(str(files.folder), exe, model_filename=files.model_filename,
-                                                               params_filename=files.params_filename)
-            tensors = []
-            for op in program.global_block().ops:
-                slots = {"conv2d": ("Filter",), "depthwise_conv2d": ("Filter",),
-                         "batch_norm": ("Scale", "Bias", "Mean", "Variance")}.get(op.type, ())
-                for slot in slots:
-                    tensors.append(np.array(scope.find_var(op.input(slot)[0]).get_tensor()))
-    finally:
-        paddle.disable_static()
+    tensors = []
+    with open_program(find_model_files(fetch(get_recipe(PRETRAINED_ENTRY), Role.fp32).path)) as opened:
+        for op in opened.program.global_block().ops:
+            slots = {"conv2d": ("Filter",), "depthwise_conv2d": ("Filter",),
+                     "batch_norm": ("Scale", "Bias", "Mean", "Variance")}.get(op.type, ())
+            for slot in slots:
+                tensors.append(np.array(opened.scope.find_var(op.input(slot)[0]).get_tensor()))
     state = network.backbone.state_dict()
     if len(tensors) != len(state):
         raise RuntimeError(f"the classifier has {len(tensors)} conv/bn tensors, the backbone {len(state)}")
@@ -168,35 +158,26 @@ def previous_round(network, source: Path) -> Tuple[str, int]:  # type: ignore[no
     The exported program keeps the parameter names a network built by `build_network` in a fresh
     process gets, so tensors are matched by name; the two name sets must be equal and every shape agree.
     """
-    import paddle
-
     from zoo.fsutil import hash_file
     from zoo.modelfiles import find_model_files
+    from zoo.program import open_program
 
+    state = network.state_dict()
+    wanted = {t.name for t in state.values()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(source)
         if folder.is_file():
             with tarfile.open(folder) as tar:
-                tar.extractall(tmp, members=[m for m in tar.getmembers() if m.isfile() and "/" not in m.name])
+                tar.extractall(tmp, members=[m for m in tar.getmembers() if m.isfile() and "/" not in m.name], filter="data")
             folder = Path(tmp)
         files = find_model_files(folder)
         digest = hash_file(Path(source) if Path(source).is_file() else files.params_file)[0]
-        paddle.enable_static()
-        try:
-            scope = paddle.static.Scope()
-            with paddle.static.scope_guard(scope):
-                exe = paddle.static.Executor(paddle.CPUPlace())
-                program, _, _ = paddle.static.load_inference_model(str(files.folder), exe, model_filename=files.model_filename,
-                                                                   params_filename=files.params_filename)
-                stored = {v.name for v in program.list_vars() if v.persistable and v.name not in ("feed", "fetch")}
-                state = network.state_dict()
-                wanted = {t.name for t in state.values()}
-                if stored != wanted:
-                    raise RuntimeError(f"{source}: its tensors are not this network's "
-                                       f"({len(stored ^ wanted)} names differ, e.g. {sorted(stored ^ wanted)[:3]})")
-                values = {key: np.array(scope.find_var(t.name).get_tensor()) for key, t in state.items()}
-        finally:
-            paddle.disable_static()
+        with open_program(files) as opened:
+            stored = {v.name for v in opened.program.list_vars() if v.persistable and v.name not in ("feed", "fetch")}
+            if stored != wanted:
+                raise RuntimeError(f"{source}: its tensors are not this network's "
+                                   f"({len(stored ^ wanted)} names differ, e.g. {sorted(stored ^ wanted)[:3]})")
+            values = {key: np.array(opened.scope.find_var(t.name).get_tensor()) for key, t in state.items()}
     for key, target in state.items():
         if tuple(target.shape) != values[key].shape:
             raise RuntimeError(f"{key}: network {tuple(target.shape)} vs {source} {values[key].shape}")
@@ -305,13 +286,15 @@ def evaluate(files, root: Path, sizes: Sequence[int] = EVAL_SIZES) -> Dict[int, 
 
 def update_recipes(entry: dict, recipe_dir: Path) -> List[str]:
     """Write sha256/size of the bundled tar and the FP32 box AP per size into the recipes that use it (text edit)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from train_digits import with_bundled_checksum
+
     changed = []
     for path in sorted(recipe_dir.glob("digits_yolov3_*.yaml")):
         text = original = path.read_text(encoding="utf-8")
         if f"bundled: {entry['file']}" not in text:
             continue
-        text = re.sub(r"(bundled: " + re.escape(entry["file"]) + r"\n\s+sha256: )[0-9a-f]{64}(\n\s+size: )\d+",
-                      lambda m: f"{m.group(1)}{entry['sha256']}{m.group(2)}{entry['size']}", text)
+        text = with_bundled_checksum(text, entry)
         for size, score in entry["box_ap"].items():
             text = re.sub(r"(input_size: " + str(size) + r", [^\n]*?fp32_box_ap: )[0-9.]+", lambda m: f"{m.group(1)}{score:.2f}", text)
         if text != original:
