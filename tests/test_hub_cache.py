@@ -155,3 +155,18 @@ def test_clean_an_entry_removed_from_the_registry(hub_env, file_server):
 
     with pytest.raises(UnknownNameError):
         clean_cache("never-existed")
+
+
+def test_an_extraction_left_by_a_dead_process_is_swept(hub_env, tmp_path):
+    from zoo.fsutil import scratch_dir
+
+    store = Store(hub_env.home)
+    store.ensure()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = scratch_dir(store.tmp, "abc")  # named for this process: rename it to the dead one's pid
+    stale = left.with_name(left.name.replace(f".{os.getpid()}-", f".{int(dead.stdout)}-"))
+    left.rename(stale)
+    (stale / "inference.pdmodel").write_bytes(b"half")
+    mine = scratch_dir(store.tmp, "live")  # a live process's extraction stays
+    store.ensure()
+    assert not stale.exists() and mine.exists()

@@ -78,14 +78,17 @@ def _zip_plan(zf: zipfile.ZipFile, label: str) -> List[Tuple[zipfile.ZipInfo, st
 
 
 def extract(archive: Path, staging: Path, name: Optional[str] = None) -> None:
-    """Extract `archive` into the empty folder `staging`; ArchiveError (and nothing written) if refused.
+    """Extract `archive` into `staging`, an empty folder (created when missing); ArchiveError (and `staging`
+    removed) if refused.
 
     `name`: the archive's published file name, which decides its kind and names it in errors
     (default: the file's own name; a download is checked before it gets that name).
     """
     label = name or archive.name
     kind = archive_kind(label)
-    staging.mkdir(parents=True, exist_ok=False)
+    staging.mkdir(parents=True, exist_ok=True)
+    if any(staging.iterdir()):
+        raise ArchiveError(f"{label}: cannot extract into {staging}, which is not empty")
     try:
         if kind == "tar":
             _extract_tar(archive, staging, label)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
@@ -16,7 +15,7 @@ from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download
 from zoo.hub.mirror import candidates
 from zoo.hub.progress import bar
-from zoo.fsutil import hash_file, replace_dir
+from zoo.fsutil import StagedDir, hash_file
 from zoo.hub.store import Store, now, wrap_os_error
 from zoo.modelfiles import find_model_files
 from zoo.schema import Artifact, Recipe, Role
@@ -137,22 +136,18 @@ def _unpack(store: Store, source: Path, sha: str, size: int, url: str, art: Arti
         if done is not None:
             return done
     dest = store.extracted / sha
-    staging = store.staging("extract")
     try:
-        arc.extract(source, staging, name=file_name(art))
-        folder = arc.model_folder(staging)
-        renamed = arc.normalize_legacy(folder)
-        _check_model(folder, art)
-        arc.write_metadata(folder, {
-            "artifact": label, "url": url, "archive": file_name(art), "sha256": sha, "size": size,
-            "layout": art.layout.value, "renamed": renamed, "extracted": now(),
-        })
-        replace_dir(staging, dest, park=store.staging("old"))  # parked in the cache tmp/
-    except ArchiveError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with StagedDir(dest, parent=store.tmp) as stage:  # in the cache's tmp/: swept there if the process dies
+            arc.extract(source, stage.path, name=file_name(art))
+            folder = arc.model_folder(stage.path)
+            renamed = arc.normalize_legacy(folder)
+            _check_model(folder, art)
+            arc.write_metadata(folder, {
+                "artifact": label, "url": url, "archive": file_name(art), "sha256": sha, "size": size,
+                "layout": art.layout.value, "renamed": renamed, "extracted": now(),
+            })
+            stage.commit(park=store.staging("old"))  # an older extraction is parked in the cache tmp/
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
         if not (exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and _extraction(store, sha) is not None):
             raise wrap_os_error(exc, f"extracting {file_name(art)}") from exc
         # another entry with the same bytes finished extracting first: use its folder

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 from zoo.errors import CacheError
-from zoo.fsutil import atomic_write_text
+from zoo.fsutil import atomic_write_text, clean_stale_scratch
 from zoo.hub.lock import FileLock
 
 PINS_NAME = "pins.json"
@@ -57,6 +57,7 @@ class Store:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise wrap_os_error(exc, f"creating {d}") from exc
+        clean_stale_scratch(self.tmp)  # extractions of processes that died half-way
         if not os.access(self.home, os.W_OK):
             raise CacheError(f"cache folder {self.home} is not writable",
                              hint="Make ZOO_HOME writable, or point it at a folder you own.")
