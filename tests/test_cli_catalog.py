@@ -107,6 +107,9 @@ def test_info_human_output_names_the_source() -> None:
     assert result.exit_code == 0
     assert "published numbers from" in result.stdout
     assert "yolov3_r34_coco_quant_aware.tar" in result.stdout
+    assert "network: yolov3_resnet34() from zoo.models.archs; loads PaddleDetection 0.x static persistables" in result.stdout
+    digits = runner.invoke(app, ["info", "digits_yolov3_mobilenetv1_qat"], env={"COLUMNS": "200"})
+    assert "network: yolov3_mobilenet_v1(width=0.25)" in digits.stdout
 
 
 def test_info_unknown_exits_1_with_suggestion() -> None:

@@ -99,7 +99,19 @@ def info_cmd(
         return
     console.print(f"[bold]{recipe.name}[/]: {recipe.summary}")
     console.print(f"published numbers from: {recipe.source.doc}\n  {recipe.source.url}")
+    console.print(_architecture_line(recipe))
     console.print(_tree(recipe.name, data))
+
+
+def _architecture_line(recipe: Recipe) -> str:
+    """What builds the entry's network and which weights it loads (or that it has no network definition)."""
+    from zoo.models.registry import INFERENCE_MODEL, get_architecture
+
+    if recipe.arch == INFERENCE_MODEL:
+        return "network: none (the strategy works on the FP32 inference model itself)"
+    arch = get_architecture(recipe.arch)
+    args = ", ".join(f"{k}={v}" for k, v in recipe.arch_args.items())
+    return f"network: {arch.name}({args}) from zoo.models.archs; loads {arch.weights}"
 
 
 @docs_app.command("model-zoo")
