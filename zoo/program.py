@@ -13,12 +13,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from zoo.errors import ModelError
 from zoo.modelcheck import dtype_name, load_inference_program, read_program_desc
 from zoo.modelfiles import ModelFiles
+from zoo.schema import QUANTIZABLE_OPS
 
 # Ops that carry quantization in the two formats PaddleSlim writes.
 QUANT_OP_PREFIXES = ("fake_quantize_", "fake_dequantize_", "fake_channel_wise_")
 QUANT_OPS = ("quantize_linear", "dequantize_linear")
 # Compute ops that PaddleSlim turns into INT8 (activation and weight both quantized).
-QUANTIZABLE = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
+QUANTIZABLE = QUANTIZABLE_OPS
 
 
 @dataclass(frozen=True)

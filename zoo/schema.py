@@ -185,12 +185,16 @@ class Augment(Strict):
     auto_augment: bool = False
 
 
-# The values the quantizers accept (zoo.quant reads these lists: one source for the schema and the code)
+# The values the quantizers accept (zoo.quant and zoo.program read these lists: one source for the schema and the code)
 CalibAlgo = Literal["KL", "hist", "mse", "avg", "abs_max", "min_max"]
 WeightQuantizeType = Literal["abs_max", "channel_wise_abs_max"]
+# the op that holds each activation's calibrated scale in the saved model (the scale values are the same)
 ActivationQuantizeType = Literal["range_abs_max", "moving_average_abs_max"]
-# static-graph op types (PTQ, ACT) and the dygraph layer types quant-aware training wraps
-QuantOp = Literal["conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2", "Conv2D", "Linear"]
+# static-graph compute ops PaddleSlim turns into INT8 (PTQ, ACT; activation and weight both quantized)
+StaticQuantOp = Literal["conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2"]
+# what a recipe's quant.ops may name: those ops, or the dygraph layer types quant-aware training wraps
+QuantOp = Literal[StaticQuantOp, "Conv2D", "Linear"]
+QUANTIZABLE_OPS: Tuple[str, ...] = get_args(StaticQuantOp)
 CALIB_ALGOS: Tuple[str, ...] = get_args(CalibAlgo)
 WEIGHT_QUANTIZE_TYPES: Tuple[str, ...] = get_args(WeightQuantizeType)
 ACTIVATION_QUANTIZE_TYPES: Tuple[str, ...] = get_args(ActivationQuantizeType)

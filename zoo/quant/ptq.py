@@ -26,7 +26,6 @@ from zoo.quiet import silenced
 ALGOS = CALIB_ALGOS
 ENGINES = ("fast", "paddleslim")
 ROUNDINGS = ("round", "adaround")
-# ACTIVATION_QUANTIZE_TYPES: the op that holds each activation's calibrated scale in the saved model (same values)
 MODEL_FILENAME = "inference.pdmodel"
 PARAMS_FILENAME = "inference.pdiparams"
 

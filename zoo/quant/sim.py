@@ -27,10 +27,10 @@ from zoo.device import DeviceLike, require_device
 from zoo.errors import QuantizeError
 from zoo.modelfiles import ModelFiles
 from zoo.quant import calibration as cal
-from zoo.schema import CALIB_ALGOS
+from zoo.schema import CALIB_ALGOS, QUANTIZABLE_OPS
 
 ALGOS = tuple(a for a in CALIB_ALGOS if a != "min_max")  # the simulator does not model min_max
-WEIGHT_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
+WEIGHT_OPS = QUANTIZABLE_OPS  # the ops whose weights the simulator quantizes
 AXIS1_OPS = ("conv2d_transpose", "mul", "matmul", "matmul_v2")  # Paddle's per-channel axis 1 (output columns)
 HIST_BINS = 2048  # Paddle's PostTrainingQuantization._histogram_bins
 
