@@ -316,6 +316,8 @@ def main() -> int:
     parser.add_argument("--update-recipes", action="store_true",
                         help="write the new sha256/size and FP32 box AP into recipes/digits_yolov3_*.yaml")
     args = parser.parse_args()
+    if args.init_from is not None and not args.init_from.exists():
+        parser.error(f"--init-from {args.init_from} does not exist (give the .tar or folder an earlier round wrote)")
 
     import paddle
 
@@ -328,8 +330,11 @@ def main() -> int:
     root = materialize()
     start = time.time()
     summary_path = args.out / "digits_models.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    earlier = summary.get(NAME, {})
+
+    def read_summary() -> dict:
+        return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+
+    earlier = read_summary().get(NAME, {})
     rounds: List[dict] = []
     if args.init_from is not None:  # the rounds that made the starting model, when the summary knows it
         from zoo.fsutil import hash_file
@@ -354,6 +359,7 @@ def main() -> int:
              "anchors": [list(a) for a in ANCHORS], "seconds": train_seconds}
     if rounds:  # epochs/lr/seconds above are this round's; `rounds` lists each round in order, this one last
         entry["rounds"] = rounds + [{"epochs": args.epochs, "lr": args.lr, "sha256": entry["sha256"], "seconds": train_seconds}]
+    summary = read_summary()  # again: the other bundled models' entries may have changed while this trained
     summary[NAME] = entry
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(json.dumps(entry), flush=True)
