@@ -1,6 +1,8 @@
 """The COCO-layout reader: records as PaddleDetection 0.x built them, and file-and-field errors."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -38,13 +40,14 @@ def _folder(root: Path, images=None, annotations=None, categories=None) -> Path:
 
 def test_records_follow_paddledetection(tmp_path: Path) -> None:
     ds = CocoDataset(_folder(tmp_path / "coco"))
-    assert ds.clsid2catid == {0: 1, 1: 18} and ds.catid2clsid == {1: 0, 18: 1} and ds.num_classes == 2
+    # classes follow the file's category order (18 first), as PaddleDetection's enumerate(getCatIds())
+    assert ds.clsid2catid == {0: 18, 1: 1} and ds.catid2clsid == {18: 0, 1: 1} and ds.num_classes == 2
     assert [r["id"] for r in ds.records] == [7, 9, 42] == ds.image_ids  # sorted by id, images without boxes kept
     rec = ds.records[2]
     assert (rec["height"], rec["width"], rec["file"].name) == (30, 40, "a.png")
     # [x, y, w, h] -> [x1, y1, x1 + w - 1, y1 + h - 1], clipped to the image; the crowd box is left out
     np.testing.assert_allclose(rec["boxes"], [[4, 5, 13, 10], [35, 0, 39, 7]])
-    assert rec["boxes"].dtype == np.float32 and rec["classes"].tolist() == [1, 0]
+    assert rec["boxes"].dtype == np.float32 and rec["classes"].tolist() == [0, 1]
     assert ds.records[0]["boxes"].shape == (0, 4)  # its only box has zero area
     assert len(ds) == 3 and ds.split_size == 3
 
@@ -105,3 +108,17 @@ def test_missing_unreadable_and_mismatched_images(tmp_path: Path) -> None:
     cv2.imwrite(str(root / "val2017" / "c.png"), np.zeros((16, 17, 3), np.uint8))
     with pytest.raises(DataError, match=r"c\.png is 17x16 .* says width 16, height 16"):
         ds.load_image(1)
+
+
+@pytest.mark.parametrize("order", [[18, 1, 5], [1, 5, 18], [5, 18, 1]])
+def test_class_order_is_pycocotools_getcatids(tmp_path: Path, order) -> None:
+    """PaddleDetection gives class i to the i-th id of pycocotools' getCatIds(): the check is against pycocotools itself."""
+    from pycocotools.coco import COCO
+
+    cats = [{"id": cid, "name": f"c{cid}"} for cid in order]
+    ds = CocoDataset(_folder(tmp_path / "coco", categories=cats))
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = dict(enumerate(COCO(str(ds.annotation_file)).getCatIds()))
+    assert ds.clsid2catid == expected
+    assert list(ds.clsid2catid.values()) == order
+    assert ds.records[2]["classes"].tolist() == [order.index(18), order.index(1)]

@@ -186,7 +186,8 @@ class Augment(Strict):
 
 
 # The values the quantizers accept (zoo.quant and zoo.program read these lists: one source for the schema and the code)
-CalibAlgo = Literal["KL", "hist", "mse", "avg", "abs_max", "min_max"]
+# KL: Paddle 2.x's KL search; KL_paddle1: Paddle 1.x's (PaddleSlim 1.x quant_post), see zoo.quant.calibration.KLRule
+CalibAlgo = Literal["KL", "KL_paddle1", "hist", "mse", "avg", "abs_max", "min_max"]
 WeightQuantizeType = Literal["abs_max", "channel_wise_abs_max"]
 # the op that holds each activation's calibrated scale in the saved model (the scale values are the same)
 ActivationQuantizeType = Literal["range_abs_max", "moving_average_abs_max"]

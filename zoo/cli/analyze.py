@@ -18,7 +18,7 @@ def analyze_cmd(
     eval_data: Path = typer.Option(..., "--eval-data",
                                    help="ImageNet-layout folder (val split), or .npz with x (N, C, H, W) and y (N,) labels "
                                         "(without labels: cosine similarity of the outputs to FP32)."),
-    algo: str = typer.Option("KL", "--algo", help="Threshold search: KL, hist, mse, avg, abs_max."),
+    algo: str = typer.Option("KL", "--algo", help="Threshold search: KL (Paddle 2.x), KL_paddle1 (Paddle 1.x), hist, mse, avg, abs_max."),
     metric: Optional[str] = typer.Option(None, "--metric", help="top1 or cosine (default: top1 when labelled)."),
     max_drop: float = typer.Option(1.0, "--max-drop", min=0.0, help="The skip list is the float fallback meeting this drop."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Calibration batch size."),

@@ -199,7 +199,7 @@ def quantize_cmd(
     model_dir: Path = typer.Argument(..., help="Folder of a Paddle inference model (or its .pdmodel file)."),
     calib_data: Path = typer.Option(..., "--calib-data", help="ImageNet-layout folder, or .npy/.npz of (N, C, H, W) inputs."),
     algo: Optional[str] = typer.Option(None, "--algo",
-                                       help="Threshold search: KL, hist, mse, avg, abs_max (default KL; with --max-drop, "
+                                       help="Threshold search: KL (Paddle 2.x), KL_paddle1 (Paddle 1.x), hist, mse, avg, abs_max (default KL; with --max-drop, "
                                             "a comma list to search, default hist,mse,KL,avg,abs_max)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Calibration batch size."),
     batch_nums: int = typer.Option(10, "--batch-nums", min=1, help="Number of calibration batches."),

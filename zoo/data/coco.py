@@ -3,7 +3,9 @@
 Records follow PaddleDetection 0.x's COCODataSet (ppdet/data/source/coco.py, release/0.2): every
 image of the annotation file (images without boxes included, as its evaluation reader keeps them),
 crowd boxes left out, boxes as `[x1, y1, x2, y2]` with `x2 = x1 + w - 1` clipped to the image,
-and class indices given to the category ids in ascending order (no background class).
+and class i given to the i-th category id in the annotation file's order (no background class):
+PaddleDetection (0.x and 2.x) maps `enumerate(COCO.getCatIds())`, and pycocotools' getCatIds()
+keeps the file's order. COCO's own files list their ids sorted; another file may not.
 Images are decoded with OpenCV to RGB uint8 HWC, as its DecodeImage does.
 """
 from __future__ import annotations
@@ -91,7 +93,7 @@ class CocoDataset:
             raise DataError(f"{where}: 'categories' is empty", hint="A detection split needs its category list.")
         if len(set(ids)) != len(ids):
             raise DataError(f"{where}: 'categories' repeats an id: {sorted(ids)}")
-        self.clsid2catid: Dict[int, int] = {i: cat for i, cat in enumerate(sorted(ids))}
+        self.clsid2catid: Dict[int, int] = dict(enumerate(ids))  # the file's order, as getCatIds() gives it
         self.catid2clsid: Dict[int, int] = {cat: i for i, cat in self.clsid2catid.items()}
         self.num_classes = len(ids)
 

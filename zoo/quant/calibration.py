@@ -3,7 +3,7 @@
 Every function here returns exactly what Paddle's post-training quantization computes for the
 same input (same histogram bin, same float), only without per-bin Python loops:
 
-- `kl_threshold` scores every candidate clip bin at once from prefix sums. Paddle's own scores
+- `kl_threshold` (Paddle 2.x's rule, or Paddle 1.x's: see KLRule) scores every candidate clip bin at once from prefix sums. Paddle's own scores
   carry rounding noise (sequential float sums), so near-ties are settled by recomputing just
   the candidates within a proven error band with Paddle's exact arithmetic.
 - `histogram_counts` bins |x| into the sampling histogram by arithmetic on the bin index plus an
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,19 +24,69 @@ _EPS = float(np.finfo(np.float64).eps)
 _WORKSPACE = threading.local()
 
 
-def kl_threshold(hist: np.ndarray, bin_width: float, bits: int = 8) -> float:
-    """The KL-divergence clip threshold of an |activation| histogram, as Paddle computes it.
+@dataclass(frozen=True)
+class KLRule:
+    """Where a KL threshold search starts and how many levels its candidate Q has.
 
-    Candidates are the bin ends i in [(n-1)//2, n) whose last bin is non-empty; the reference
-    distribution P is hist[:i] with the tail folded into its last bin, the candidate Q is hist[:i]
-    merged into 2**(bits-1)-1 levels and spread back over the non-empty bins.
+    Two publishers' rules differ only in these (the scoring, the tail folding and the
+    (index + 0.5) x bin width threshold are the same):
+
+    - `KL`: Paddle >= 2.2 (its `cal_kl_threshold` module, also PaddleSlim 2.x's quant_post_static):
+      the search starts at bin int((n-1) x 0.5) and Q has 2**(bits-1)-1 levels (127 at 8 bits).
+    - `KL_paddle1`: Paddle 1.x, which PaddleSlim 1.x's quant_post ran (the published YOLOv3
+      quant_post archives): the search starts at bin int((n-1) x 0.7), Q has 255 levels whatever
+      the bits, and the histogram's edges are float32 (np.histogram over float32 |x| with a float32
+      (min, max) range), so the bin width is float32 too.
+    """
+
+    start: float
+    levels: Optional[int]  # None: 2**(bits-1)-1
+    float32_edges: bool
+
+    def levels_for(self, bits: int) -> int:
+        """The number of levels Q is merged into at `bits`."""
+        return self.levels if self.levels is not None else 2 ** (bits - 1) - 1
+
+
+KL_RULES: Dict[str, KLRule] = {
+    "KL": KLRule(start=0.5, levels=None, float32_edges=False),
+    "KL_paddle1": KLRule(start=0.7, levels=255, float32_edges=True),
+}
+HISTOGRAM_ALGOS = (*KL_RULES, "hist")  # the algorithms that calibrate from a sampling histogram
+
+
+def histogram_edges(algo: str, low: float, high: float, bins: int) -> np.ndarray:
+    """The bin edges of an |activation| histogram over [low, high], as `algo`'s publisher built them."""
+    rule = KL_RULES.get(algo)
+    if rule is not None and rule.float32_edges:
+        return np.histogram(np.empty(0, np.float32), bins=bins, range=(np.float32(low), np.float32(high)))[1]
+    return np.histogram([], bins=bins, range=(low, high))[1]
+
+
+def histogram_threshold(algo: str, hist: np.ndarray, edges: np.ndarray, bits: int = 8,
+                        hist_percent: float = 0.9999) -> float:
+    """The threshold of a histogram algorithm (`KL`, `KL_paddle1` or `hist`) from its sampling histogram."""
+    if algo == "hist":
+        return hist_threshold(hist, edges, hist_percent)
+    return kl_threshold(hist, edges[1] - edges[0], bits, rule=algo)
+
+
+def kl_threshold(hist: np.ndarray, bin_width: float, bits: int = 8, rule: str = "KL") -> float:
+    """The KL-divergence clip threshold of an |activation| histogram, by `rule` (see KLRule).
+
+    Candidates are the bin ends i in [int((n-1) x start), n) whose last bin is non-empty; the
+    reference distribution P is hist[:i] with the tail folded into its last bin, the candidate Q is
+    hist[:i] merged into the rule's levels (the last level takes the remainder) and spread back
+    over the non-empty bins of P. The threshold is (i + 0.5) x bin_width for the i of least KL(P||Q).
     """
     hist = np.asarray(hist)
     if hist.ndim != 1:
         raise ValueError("kl_threshold expects a 1-D histogram")
+    if rule not in KL_RULES:
+        raise ValueError(f"unknown KL rule {rule!r}; known: {', '.join(KL_RULES)}")
     n = hist.shape[0]
-    start = int((n - 1) * 0.5)
-    levels = 2 ** (bits - 1) - 1
+    start = int((n - 1) * KL_RULES[rule].start)
+    levels = KL_RULES[rule].levels_for(bits)
     counts = hist.astype(np.int64, copy=False)
     cand = np.arange(max(start, 1), n)
     cand = cand[counts[cand - 1] != 0]
@@ -357,6 +408,11 @@ def mse_threshold_update(
 
 
 __all__ = [
+    "KLRule",
+    "KL_RULES",
+    "HISTOGRAM_ALGOS",
+    "histogram_edges",
+    "histogram_threshold",
     "kl_threshold",
     "hist_threshold",
     "HistogramBinner",

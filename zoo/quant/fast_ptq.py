@@ -2,7 +2,8 @@
 
 `FastPostTrainingQuantization` is paddle.static.quantization.PostTrainingQuantization with the
 per-batch statistics and the final threshold searches replaced by zoo.quant.calibration, which
-computes the same values without per-bin Python loops. Everything else (graph passes, scale
+computes the same values without per-bin Python loops. `algo="KL_paddle1"` calibrates with
+Paddle 1.x's KL rule (zoo.quant.calibration.KLRule) instead of Paddle 2.x's. Everything else (graph passes, scale
 insertion, saving) is Paddle's own, so the saved model matches quant_post_static's.
 """
 from __future__ import annotations
@@ -37,8 +38,10 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
     mse/avg/abs_max/min_max includes their search) and computing KL/hist thresholds ("threshold").
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: object, algo: str = "KL", **kwargs: object) -> None:
+        # Paddle knows one KL; the rule (Paddle 2.x's or 1.x's) is the zoo's, applied in the threshold step
+        self._histogram_algo = algo
+        super().__init__(*args, algo="KL" if algo in cal.KL_RULES else algo, **kwargs)
         self.phase_seconds: Dict[str, float] = {"sampling": 0.0, "threshold": 0.0}
         self._binners: Dict[str, cal.HistogramBinner] = {}
 
@@ -130,6 +133,16 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
                 binner = self._binners[var_name] = cal.HistogramBinner(entry[1])
             entry[0] += binner.counts(tensor)
 
+    def _init_sampling_act_histogram(self) -> None:
+        """Paddle's fixed-edge histograms over each tensor's (min |x|, max |x|), with the edges `algo`'s publisher used."""
+        for var_name in self._quantized_act_var_name:
+            if var_name in self._zero_size_var_names and var_name not in self._sampling_act_abs_min_max:
+                continue
+            if var_name not in self._sampling_act_histogram:
+                low, high = self._sampling_act_abs_min_max[var_name]
+                edges = cal.histogram_edges(self._histogram_algo, low, high, self._histogram_bins)
+                self._sampling_act_histogram[var_name] = [np.zeros(self._histogram_bins, np.int64), edges]
+
     # KL / hist: thresholds
 
     def _kl_hist_thresholds(self) -> None:
@@ -138,12 +151,9 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
             if var_name in self._zero_size_var_names and var_name not in self._sampling_act_histogram:
                 continue
             hist, edges = self._sampling_act_histogram[var_name]
-            if self._algo == "KL":
-                self._quantized_var_threshold[var_name] = cal.kl_threshold(
-                    hist, edges[1] - edges[0], self._activation_bits
-                )
-            elif self._algo == "hist":
-                self._quantized_var_threshold[var_name] = cal.hist_threshold(hist, edges, self._hist_percent)
+            self._quantized_var_threshold[var_name] = cal.histogram_threshold(
+                self._histogram_algo, hist, edges, self._activation_bits, self._hist_percent
+            )
 
     # per-batch algorithms
 

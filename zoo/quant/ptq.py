@@ -139,6 +139,9 @@ def _check_settings(
         raise QuantizeError(f"unknown calibration algorithm {algo!r}", hint=f"Use one of: {', '.join(ALGOS)}.")
     if engine not in ENGINES:
         raise QuantizeError(f"unknown PTQ engine {engine!r}", hint=f"Use one of: {', '.join(ENGINES)}.")
+    if engine == "paddleslim" and algo == "KL_paddle1":
+        raise QuantizeError("algo KL_paddle1 (Paddle 1.x's KL rule) runs on the fast engine only: PaddleSlim 2.6 "
+                            "computes Paddle 2.x's KL", hint="Use --engine fast, or --algo KL for Paddle 2.x's rule.")
     if weight_quantize_type not in WEIGHT_QUANTIZE_TYPES:
         raise QuantizeError(
             f"unknown weight quantize type {weight_quantize_type!r}",

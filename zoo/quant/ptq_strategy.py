@@ -1,6 +1,6 @@
 """The `ptq` strategy: post-training static quantization with the recipe's calibration settings.
 
-A thin adapter over zoo.quant.ptq.quantize_static (KL, hist, mse, avg, abs_max threshold search).
+A thin adapter over zoo.quant.ptq.quantize_static (KL, KL_paddle1, hist, mse, avg, abs_max threshold search).
 """
 from __future__ import annotations
 

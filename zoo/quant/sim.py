@@ -261,13 +261,13 @@ class QuantSim:
                 value = float(np.mean(st.row_means)) if st.row_means else 0.0
             elif algo == "mse":
                 value = st.mse_threshold if st.mse_threshold is not None else st.abs_max
-            elif algo in ("KL", "hist"):
+            elif algo in cal.HISTOGRAM_ALGOS:
+                # one float64-edge histogram serves every histogram algorithm here; KL_paddle1's float32
+                # edges (fast_ptq) can move a value lying exactly on an edge by one bin
                 if st.hist is None or st.edges is None:
                     value = 0.0
-                elif algo == "KL":
-                    value = cal.kl_threshold(st.hist, st.edges[1] - st.edges[0], self.bits)
                 else:
-                    value = cal.hist_threshold(st.hist, st.edges, hist_percent)
+                    value = cal.histogram_threshold(algo, st.hist, st.edges, self.bits, hist_percent)
             else:
                 raise QuantizeError(f"unknown calibration algorithm {algo!r}", hint=f"Use one of: {', '.join(ALGOS)}.")
             out[name] = float(value)
