@@ -20,7 +20,7 @@ from zoo.modelfiles import ModelFiles, find_model_files
 # relative [x1, y1, x2, y2] of the objects every white test image holds, and their class indices
 REL_BOXES = [(0.1, 0.2, 0.5, 0.6), (0.3, 0.3, 0.9, 0.8)]
 REL_CLASSES = [0, 1]
-CATEGORY_IDS = [7, 3]  # listed unsorted: class 0 is category 3, class 1 is category 7
+CATEGORY_IDS = [7, 3]  # listed unsorted: class i is the i-th listed id (class 0 is category 7), as PaddleDetection maps them
 NMS = dict(background_label=-1, score_threshold=0.01, nms_top_k=1000, nms_threshold=0.45, keep_top_k=100,
            normalized=False, nms_eta=1.0)
 
@@ -35,7 +35,7 @@ def write_coco(root: Path, images: Sequence[Tuple[int, int, int]], plus_one: boo
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / split).mkdir(parents=True, exist_ok=True)
     cats = [{"id": c, "name": f"class{c}"} for c in CATEGORY_IDS]
-    to_cat = dict(enumerate(sorted(CATEGORY_IDS)))
+    to_cat = dict(enumerate(CATEGORY_IDS))
     imgs: List[Dict] = []
     anns: List[Dict] = []
     for n, (h, w, value) in enumerate(images):

@@ -75,7 +75,54 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
 
 
 def _zoo_eval(pre: Preprocess, path: Path, input_size: int | None = None) -> np.ndarray:
-    return eval_transform(pre, input_size)(load_image(path))
+    return eval_transform(pre, input_size)(load_image(path, pre.backend))
+
+
+# --- real photos ---------------------------------------------------------------------------------
+# scikit-learn's two sample photos (640x427 JPEGs), cut to sizes whose resized long side minus 224
+# is 3 mod 4 (where flooring and Pillow's rounding of (w - 224) / 2 disagree), and re-encoded as the
+# file kinds whose decoders differ: 16-bit PNG, CMYK JPEG, palette PNG.
+
+def _photo_cut(photo: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.ascontiguousarray(photo[:h, :w])
+
+
+def _hits_rounding(w: int, h: int) -> bool:
+    percent = 256.0 / min(w, h)
+    resized = (int(round(w * percent)), int(round(h * percent)))
+    return any((side - 224) % 4 == 3 for side in resized)
+
+
+PHOTO_CUTS = [("china", 632, 427), ("flower", 300, 425), ("china", 640, 427), ("flower", 427, 427)]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    from sklearn.datasets import load_sample_images
+
+    folder = tmp_path_factory.mktemp("fidelity-photos")
+    sample = load_sample_images()
+    by_name = {Path(f).stem: img for f, img in zip(sample.filenames, sample.images)}
+    out: Dict[str, Path] = {}
+    for stem, w, h in PHOTO_CUTS:
+        rgb = _photo_cut(by_name[stem], w, h)
+        base = f"{stem}_{w}x{h}"
+        out[f"{base}.jpg"] = folder / f"{base}.jpg"
+        Image.fromarray(rgb).save(out[f"{base}.jpg"], quality=92)
+        out[f"{base}_16bit.png"] = folder / f"{base}_16bit.png"
+        deep = rgb.astype(np.uint16) * 257 + np.random.default_rng(w).integers(0, 257, rgb.shape, dtype=np.uint16)
+        assert cv2.imwrite(str(out[f"{base}_16bit.png"]), deep[:, :, ::-1])  # a 16-bit RGB PNG
+        out[f"{base}_grey16bit.png"] = folder / f"{base}_grey16bit.png"
+        assert cv2.imwrite(str(out[f"{base}_grey16bit.png"]), deep[:, :, 1])  # a 16-bit grey PNG (PIL: I;16)
+        out[f"{base}_cmyk.jpg"] = folder / f"{base}_cmyk.jpg"
+        Image.fromarray(rgb).convert("CMYK").save(out[f"{base}_cmyk.jpg"], quality=92)
+        out[f"{base}_palette.png"] = folder / f"{base}_palette.png"
+        Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=200).save(out[f"{base}_palette.png"])
+    return out
+
+
+def test_photo_cuts_hit_the_crop_rounding() -> None:
+    assert [_hits_rounding(w, h) for _, w, h in PHOTO_CUTS] == [True, True, False, False]
 
 
 # --- references --------------------------------------------------------------------------------
@@ -108,12 +155,13 @@ def paddleclas_eval(path: Path, resize_short: int = 256, crop: int = 224) -> np.
 
 
 def paddleslim_eval(path: Path, resize_size: int = 256, crop_size: int = 224) -> np.ndarray:
-    """PaddleSlim's demo reader, demo/imagenet_reader.py (release/2.6), process_image(mode='val'),
-    which the dygraph quant demo (demo/dygraph/quant/train.py) evaluates with:
+    """PaddleSlim's demo reader, demo/imagenet_reader.py as of the dygraph quant demo's numbers
+    (2020-12, release/2.0 to 2.2), process_image(mode='val'):
 
     Image.open(path) (no conversion yet); resize_short: percent = float(256) / min(size),
-    sides int(round(side * percent)), img.resize(..., Image.LANCZOS); crop_image(center=True):
-    start (width - 224) // 2, img.crop; convert('RGB') if needed;
+    sides int(round(side * percent)), img.resize(..., Image.LANCZOS) in the file's mode (Pillow
+    resizes a palette image with NEAREST); crop_image(center=True): start (width - 224) / 2, a
+    float, then img.crop with float coordinates; convert('RGB') if needed;
     np.array(img).astype('float32').transpose((2, 0, 1)) / 255, then in place `-= img_mean`,
     `/= img_std` with float64 arrays shaped (3, 1, 1).
     """
@@ -122,7 +170,7 @@ def paddleslim_eval(path: Path, resize_size: int = 256, crop_size: int = 224) ->
     resized = (int(round(img.size[0] * percent)), int(round(img.size[1] * percent)))
     img = img.resize(resized, Image.LANCZOS)
     width, height = img.size
-    w_start, h_start = (width - crop_size) // 2, (height - crop_size) // 2
+    w_start, h_start = (width - crop_size) / 2, (height - crop_size) / 2
     img = img.crop((w_start, h_start, w_start + crop_size, h_start + crop_size))
     if img.mode != "RGB":
         img = img.convert("RGB")
@@ -211,6 +259,40 @@ def test_eval_transform_matches_upstream_reader(entry: str, reference: Reference
         assert got.shape == want.shape == (3, 224, 224), name
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{entry} on {name}")
+
+
+PHOTO_KINDS = ["", "_16bit", "_grey16bit", "_cmyk", "_palette"]
+
+
+@pytest.mark.parametrize("entry,reference,atol", CLASSIFICATION, ids=[c[0] for c in CLASSIFICATION])
+def test_eval_transform_matches_upstream_reader_on_real_photos(entry: str, reference: Reference, atol: float,
+                                                               photos: Dict[str, Path]) -> None:
+    """Every file kind of the real photos: 8-bit, 16-bit RGB and grey PNG, CMYK JPEG, palette PNG, at sizes that hit the rounding."""
+    pre = get_recipe(entry).preprocess
+    worst = 0.0
+    for name, path in sorted(photos.items()):
+        got, want = _zoo_eval(pre, path), reference(path)
+        assert got.shape == want.shape == (3, 224, 224), name
+        worst = max(worst, float(np.abs(got - want).max()))
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{entry} on {name}")
+    assert len(photos) == len(PHOTO_CUTS) * len(PHOTO_KINDS)
+
+
+def test_the_photo_kinds_really_decode_differently(photos: Dict[str, Path]) -> None:
+    """The comparisons above can fail: PIL and OpenCV disagree on 16-bit and CMYK files, and the
+    rounded float offset is one pixel off the floored one on the cuts that hit the rounding."""
+    act = get_recipe("mobilenetv3_act").preprocess
+    for kind in ("_grey16bit.png", "_cmyk.jpg"):
+        path = photos[f"china_632x427{kind}"]
+        via_pil = eval_transform(act)(Image.open(path))  # the PIL decode the cv2 path used to take
+        assert np.abs(via_pil - paddleclas_eval(path)).max() > 0.01, kind
+    slim = get_recipe("mobilenetv1_qat").preprocess
+    floored = slim.model_copy(update={"sizing": Sizing.paddle})
+    for name in ("china_632x427.jpg", "flower_300x425.jpg"):
+        assert np.abs(_zoo_eval(floored, photos[name]) - paddleslim_eval(photos[name])).max() > 0.05, name
+    palette = photos["china_632x427_palette.png"]
+    converted_first = eval_transform(slim)(Image.open(palette).convert("RGB"))
+    assert np.abs(converted_first - paddleslim_eval(palette)).max() > 0.05  # P mode resizes with NEAREST
 
 
 def test_cv2_path_follows_imdecode_on_rotated_and_transparent_images(images: Dict[str, Path]) -> None:
@@ -307,7 +389,7 @@ def test_qat_demo_train_crop_matches_paddleslim_reader(entry: str, images: Dict[
     crop = RandomResizedCrop(224, tuple(augment.crop_scale), interp=recipe.preprocess.interpolation,
                              sampler=augment.crop_sampler)
     for seed, name in enumerate(_plain_samples()):
-        img = load_image(images[name])
+        img = load_image(images[name], recipe.preprocess.backend)
         random.seed(seed)
         got = np.asarray(crop(img))
         want = np.asarray(paddleslim_random_crop(img, 224, random.Random(seed)))
@@ -322,7 +404,7 @@ def test_act_train_transform_is_cv2_crop_flip_autoaugment(images: Dict[str, Path
     transform = train_transform(recipe.preprocess, augment)
     assert [type(s).__name__ for s in transform.steps] == ["RandomResizedCrop", "function", "AutoAugment"]
     random.seed(3)
-    out = transform(load_image(images["wide.png"]))
+    out = transform(load_image(images["wide.png"], recipe.preprocess.backend))
     assert out.shape == (3, 224, 224) and out.dtype == np.float32 and np.isfinite(out).all()
 
 

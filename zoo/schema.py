@@ -131,7 +131,10 @@ class Backend(str, Enum):
 class Sizing(str, Enum):
     """How a reader rounds the sides of a short-side resize and the offsets of a center crop."""
 
-    paddle = "paddle"  # PaddleClas / PaddleSlim: long side round(), offsets (w - crop) // 2
+    paddle = "paddle"  # PaddleClas, PaddleSlim >= 2.3 demo reader: long side round(), offsets (w - crop) // 2
+    # PaddleSlim's demo/imagenet_reader.py up to release/2.2: long side round(), offsets (w - crop) / 2 that
+    # Pillow's crop rounds half to even; the image keeps its decoded mode (palette: NEAREST) until after the crop
+    paddleslim = "paddleslim"
     torchvision = "torchvision"  # torchvision-style: long side truncated, offsets round((w - crop) / 2)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from zoo.data.imagenet import subsample
+from zoo.data.imagenet import decode_cv2, subsample
 from zoo.errors import DataError
 
 
@@ -153,15 +153,12 @@ class CocoDataset:
 
     def load_image(self, index: int) -> np.ndarray:
         """Image `index` as RGB uint8 HWC (cv2 decode); a size that disagrees with its annotation is refused."""
-        import cv2
-
         rec = self.records[index]
         path: Path = rec["file"]
         try:
-            raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+            image = decode_cv2(path.read_bytes())
         except OSError as exc:
             raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-        image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
         if image is None:
             raise DataError(f"{path} is not a readable image (image id {rec['id']} of {self.annotation_file})",
                             hint="Replace the file, or remove the image from the annotation file.")
@@ -171,7 +168,7 @@ class CocoDataset:
                 f"{path} is {w}x{h} (width x height) but {self.annotation_file} says width {rec['width']}, "
                 f"height {rec['height']} (image id {rec['id']})",
                 hint="Boxes are in the annotation's pixel coordinates: the image and its annotation must agree.")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
 
     def coco(self) -> Any:
         """The ground truth as a pycocotools COCO object (built once, from the file already read)."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from zoo.errors import DataError
+from zoo.schema import Backend
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff", ".gif")
 
@@ -98,11 +99,35 @@ def subsample(n: int, max_samples: Optional[int]) -> List[int]:
     return [int(i) for i in np.linspace(0, n - 1, max_samples).round().astype(np.int64)]
 
 
-def load_image(path: Path) -> Image.Image:
-    """Decode an image to RGB with PIL; DataError names the file when it cannot be read."""
+def decode_cv2(raw: bytes) -> Optional[np.ndarray]:
+    """RGB uint8 HWC as PaddleClas's and PaddleDetection's DecodeImage get it, or None if OpenCV cannot decode it.
+
+    `cv2.imdecode(data, IMREAD_COLOR)` then the channels reversed: OpenCV applies the EXIF
+    orientation, scales 16-bit samples to 8 bits, converts CMYK, grey and palette images and drops
+    alpha, each its own way (PIL clips 16-bit samples and converts CMYK otherwise).
+    """
+    import cv2
+
+    data = np.frombuffer(raw, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if image is None else np.ascontiguousarray(image[:, :, ::-1])
+
+
+def load_image(path: Path, backend: Backend = Backend.pil) -> Union[Image.Image, np.ndarray]:
+    """Decode an image as the backend's readers do; DataError names the file when it cannot be read.
+
+    `cv2`: `decode_cv2` (an RGB array). `pil`: `Image.open` in the file's own mode (P, L, RGBA,
+    CMYK, I;16 ...), loaded: the transform converts it to RGB where its reader did.
+    """
     try:
+        if Backend(backend) is Backend.cv2:
+            image = decode_cv2(Path(path).read_bytes())
+            if image is None:
+                raise ValueError("OpenCV cannot decode it")
+            return image
         with Image.open(path) as img:
-            return img.convert("RGB")
+            img.load()
+            return img
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist", hint="Check the list file's paths: they are relative to the data folder.") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -147,7 +172,8 @@ class ImageListDataset(_Base):  # type: ignore[misc,valid-type]
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, np.int64]:
         path, label = self.samples[index]
-        return self.transform(load_image(path)), np.int64(label)
+        backend = getattr(self.transform, "backend", Backend.pil)  # a recipe transform decodes as its reader did
+        return self.transform(load_image(path, backend)), np.int64(label)
 
 
 def iterate_batches(dataset: ImageListDataset, batch_size: int, num_workers: int = 0,

@@ -13,8 +13,14 @@ and each path follows that reader step by step:
   `Image.crop`, `x / 255` then mean and std.
 
 `preprocess.sizing` names the rounding: `paddle` (long side `round(long * short_target / short)`,
-crop offsets `(w - crop) // 2`) or `torchvision` (long side truncated, offsets
-`round((w - crop) / 2)`, halves to even). A square `resize` (detection) ignores the aspect ratio.
+crop offsets `(w - crop) // 2`), `paddleslim` (long side rounded, offsets `(w - crop) / 2` as
+Pillow's crop rounds them: half to even; and the image stays in the mode it was decoded in, a
+palette image resized with NEAREST, until it is converted to RGB after the crop) or
+`torchvision` (long side truncated, offsets rounded half to even). A square `resize` (detection)
+ignores the aspect ratio.
+
+Images come from `zoo.data.imagenet.load_image(path, backend)`: OpenCV's decode for `cv2`,
+PIL's (mode kept) for `pil`.
 
 Transforms take what the datasets decode (a PIL image) or an RGB uint8 HWC array, and return
 float32 arrays, so the same code feeds Paddle Inference, static-graph calibration and training.
@@ -79,7 +85,7 @@ def short_side_size(w: int, h: int, size: int, sizing: Sizing = Sizing.paddle) -
 
 def center_box(w: int, h: int, size: int, sizing: Sizing = Sizing.paddle) -> Box:
     """(left, top, right, bottom) of the central `size` x `size` square of a `w` x `h` image."""
-    if Sizing(sizing) is Sizing.torchvision:
+    if Sizing(sizing) in (Sizing.torchvision, Sizing.paddleslim):  # Python's round: halves to even, as Pillow's crop
         left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
     else:
         left, top = (w - size) // 2, (h - size) // 2
@@ -140,10 +146,10 @@ def center_crop(img: ImageLike, size: int, sizing: Sizing = Sizing.paddle) -> Im
 
 
 def rgb_array(img: ImageLike) -> np.ndarray:
-    """An RGB uint8 HWC array as PaddleClas's DecodeImage gets it from `cv2.imdecode(data, 1)`.
+    """An RGB uint8 HWC array from an image handed in by a caller (the datasets decode with OpenCV).
 
-    PIL and OpenCV decode JPEG to the same pixels here (both libjpeg-turbo, ISLOW DCT); the one
-    difference is that imdecode applies the EXIF orientation and PIL does not, so it is applied.
+    For a PIL image this is PaddleClas's `cv2.imdecode(data, 1)` on 8-bit files (EXIF orientation
+    applied); 16-bit and CMYK files decode differently in PIL, which is why the datasets do not use it.
     """
     if isinstance(img, np.ndarray):
         if img.ndim == 2:
@@ -152,12 +158,14 @@ def rgb_array(img: ImageLike) -> np.ndarray:
     return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
-def _as_backend(img: ImageLike, backend: Backend) -> ImageLike:
+def _as_backend(img: ImageLike, backend: Backend, keep_mode: bool = False) -> ImageLike:
+    """The image as the backend's steps take it: an RGB array (cv2), or a PIL image in RGB or L, or in
+    its decoded mode when `keep_mode` (PaddleSlim's reader converts only after the crop)."""
     if backend is Backend.cv2:
         return rgb_array(img)
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img)
-    return img if img.mode in ("RGB", "L") else img.convert("RGB")
+    return img if keep_mode or img.mode in ("RGB", "L") else img.convert("RGB")
 
 
 # --- normalization -----------------------------------------------------------------------------
@@ -167,8 +175,11 @@ class Normalize:
     """Image -> normalized float32 array in the recipe's channel order and layout.
 
     `cv2` follows PaddleClas's NormalizeImage: `(x * float32(1/255) - mean) / std` in float32.
-    `pil` divides by 255 as PaddleSlim's reader does (which then applies mean and std in float64:
-    within 3e-7 of this float32 arithmetic, kept so the bundled digits numbers stay measured).
+    `pil` divides by 255 as PaddleSlim's reader does (which then applies mean and std in float64;
+    this float32 arithmetic is kept so the bundled digits numbers stay measured). Measured against
+    step-by-step copies of the readers (tests/test_preprocess_fidelity.py, real photos included):
+    PaddleClas and paddle.vision exactly; PaddleSlim's reader to 4.8e-7; PaddleDetection 0.x's
+    (float64 mean/std) to 7.2e-7 with `scale`, to 1.2e-7 relative (1.2e-4 absolute) without.
     """
 
     mean: Tuple[float, float, float]
@@ -216,12 +227,17 @@ def _normalizer(pre: Preprocess) -> Normalize:
     return Normalize(tuple(pre.mean), tuple(pre.std), pre.scale, pre.channels, pre.layout, Backend(pre.backend))
 
 
+def _compose(pre: Preprocess, steps: Sequence[Step]) -> Compose:
+    return Compose(steps, _normalizer(pre), keep_mode=Sizing(pre.sizing) is Sizing.paddleslim)
+
+
 class Compose:
     """Bring the input to the backend's image type, apply the steps in order, then normalize."""
 
-    def __init__(self, steps: Sequence[Step], final: Normalize) -> None:
+    def __init__(self, steps: Sequence[Step], final: Normalize, keep_mode: bool = False) -> None:
         self.steps = list(steps)
         self.final = final
+        self.keep_mode = keep_mode
 
     @property
     def backend(self) -> Backend:
@@ -229,7 +245,7 @@ class Compose:
         return self.final.backend
 
     def __call__(self, img: ImageLike) -> np.ndarray:
-        img = _as_backend(img, self.backend)
+        img = _as_backend(img, self.backend, self.keep_mode)
         for step in self.steps:
             img = step(img)
         return self.final(img)
@@ -273,7 +289,7 @@ def eval_transform(pre: Preprocess, input_size: Optional[int] = None) -> Transfo
     if pre.crop is not None:
         crop, sizing = pre.crop, Sizing(pre.sizing)
         steps.append(lambda img: center_crop(img, crop, sizing))
-    return Compose(steps, _normalizer(pre))
+    return _compose(pre, steps)
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -381,7 +397,7 @@ def train_transform(pre: Preprocess, augment: Optional[Augment]) -> Transform:
         steps.append(_hflip)
     if augment.auto_augment:
         steps.append(AutoAugment())
-    return Compose(steps, _normalizer(pre))
+    return _compose(pre, steps)
 
 
 # --- AutoAugment -------------------------------------------------------------------------------
