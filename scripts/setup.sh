@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the two environments, idempotently:
 #   .venv       CPython 3.10: paddlepaddle 2.6.2 (CPU), paddleslim, paddlelite 2.13rc0 (arm), the zoo (editable)
-#   .venv-lite  CPython 3.7 + paddlelite 2.12: the x86 Lite converter and runtime, used through a subprocess
+#   .venv-lite  CPython 3.7 + paddlelite 2.12: the x86 Lite converter and runtime, used through a subprocess;
+#               opencv-python 4.2.0.32, the reference build of the cv2 backend's resize
 # A stamp holding the hash of what was installed skips work that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,8 @@ if [ "$(cat .venv-lite/.zoo-stamp 2>/dev/null)" != "$want" ]; then
   py37=$(scripts/find-python 3.7)
   echo "setup: x86 Lite toolchain (.venv-lite) with $py37"
   [ -x .venv-lite/bin/python ] || "$py37" -m venv .venv-lite
-  .venv-lite/bin/python -m pip install -q "paddlelite==2.12" "numpy<1.22"
+  # opencv-python 4.2.0.32: the build paddlepaddle 1.8.5 pinned, the reference of the cv2 backend's resize tests
+  .venv-lite/bin/python -m pip install -q "paddlelite==2.12" "numpy<1.22" "opencv-python==4.2.0.32"
   echo "$want" > .venv-lite/.zoo-stamp
 fi
 echo "setup: ready (.venv, .venv-lite)"

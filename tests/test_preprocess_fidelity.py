@@ -222,8 +222,14 @@ def paddledetection_eval(path: Path, target_size: int, is_scale: bool = True) ->
     im = cv2.imdecode(np.frombuffer(path.read_bytes(), dtype="uint8"), 1)
     im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
     h, w = im.shape[:2]
-    im = cv2.resize(im, None, None, fx=float(target_size) / float(w), fy=float(target_size) / float(h),
-                    interpolation=2)
+    # paddlepaddle 1.8.5 ran opencv-python 4.2.0.32, whose bicubic is this build's scalar path
+    # (test_opencv_reference.py checks that against 4.2.0.32 itself)
+    cv2.setUseOptimized(False)
+    try:
+        im = cv2.resize(im, None, None, fx=float(target_size) / float(w), fy=float(target_size) / float(h),
+                        interpolation=2)
+    finally:
+        cv2.setUseOptimized(True)
     im = im.astype(np.float32, copy=False)
     if is_scale:
         im = im / 255.0

@@ -3,7 +3,8 @@
 Paddle writes several layouts: `inference.pdmodel` + `inference.pdiparams` (2.x `paddle.jit.save` /
 `paddle.static.save_inference_model`), `model.pdmodel` + `model.pdiparams`, the legacy
 `__model__` + `__params__` (or `model` + `params`) of the 1.x era, and legacy folders with one
-file per parameter (params_file None).
+file per parameter (params_file None). A PaddleSlim 1.x quant-aware export (`float/` beside `int/`)
+is read from `float/`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from typing import Optional
 from zoo.errors import ModelError
 
 LEGACY_PAIRS = (("__model__", "__params__"), ("model", "params"))
+# PaddleSlim 1.x's quant-aware export writes float/ (fake-quant, runs in Paddle) beside int/ (int8-typed
+# weights, Paddle Lite only) and, in early releases, mobile/: such a folder is read from float/
+QUANT_EXPORT_FLOAT = "float"
+QUANT_EXPORT_OTHERS = ("int", "int8", "mobile")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ def find_model_files(path: Path) -> ModelFiles:
         if model.is_file():
             params = path / params_name
             return ModelFiles(path, model, params if params.is_file() else None)
+    quant_export = path / QUANT_EXPORT_FLOAT
+    if quant_export.is_dir() and any((path / sub).is_dir() for sub in QUANT_EXPORT_OTHERS):
+        return find_model_files(quant_export)
     raise ModelError(
         f"{path} holds no Paddle inference model (no *.pdmodel, __model__ or model file)",
     )

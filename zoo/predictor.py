@@ -8,7 +8,7 @@ import numpy as np
 
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, paddle_message
-from zoo.modelcheck import check_model
+from zoo.modelcheck import check_model, int8_typed_weights, lite_only_error
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quiet import silenced
 
@@ -30,7 +30,10 @@ class Predictor:
         from paddle import inference  # heavy import, kept lazy
 
         self.files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
-        check_model(self.files)  # Paddle Inference crashes natively on some corrupt files; refuse them first
+        desc = check_model(self.files)  # Paddle Inference crashes natively on some corrupt files; refuse them first
+        lite_only = int8_typed_weights(desc)
+        if lite_only:  # Paddle would load it and then fail on the first batch with an unrelated-looking error
+            raise lite_only_error(self.files, lite_only)
         if self.files.params_file is not None:
             config = inference.Config(str(self.files.model_file), str(self.files.params_file))
         else:

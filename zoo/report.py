@@ -86,7 +86,7 @@ def versions() -> Dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("zoo", "paddlepaddle", "paddlepaddle-gpu", "paddleslim", "paddlelite", "numpy"):
+    for dist in ("zoo", "paddlepaddle", "paddlepaddle-gpu", "paddleslim", "paddlelite", "numpy", "opencv-python", "pillow"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

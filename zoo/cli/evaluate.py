@@ -133,6 +133,10 @@ def _render(result: dict) -> None:
     console.print(f"[bold]{escape(str(result['model']))}[/]" + (f" ({result['artifact']} artifact)" if "artifact" in result else ""))
     shown = result["input_size"] if not isinstance(result["input_size"], list) else ", ".join(map(str, result["input_size"]))
     console.print(escape(f"  data      {result['data']} (split {result['split']}), {result['images']} images, input {shown}"))
+    if result.get("preprocess_source"):
+        console.print(escape(f"  preprocessing from {result['preprocess_source']}"))
+    if result.get("image_library"):
+        console.print(escape(f"  images    {result['image_library']}"))
     if result.get("runtime", "paddle") != "paddle":
         console.print(escape(f"  runtime   {result['runtime']}"))
     kind = "INT8" if result.get("artifact") == "quantized" else "FP32"

@@ -6,7 +6,8 @@ and each path follows that reader step by step:
 - `cv2`, PaddleClas's readers (ppcls/data/preprocess/ops/operators.py: DecodeImage, ResizeImage,
   CropImage, NormalizeImage) and PaddleDetection 0.x's: the image as `cv2.imdecode` returns it
   (EXIF orientation applied) with its channels reversed to RGB; `cv2.resize` with the recipe's
-  interpolation (bilinear is INTER_LINEAR, PaddleClas's default); array slicing for the crop;
+  interpolation (bilinear is INTER_LINEAR, PaddleClas's default) through OpenCV's scalar kernels
+  (`cv2_resize`: opencv-python 4.2.0.32's pixels); array slicing for the crop;
   `(x * float32(1/255) - mean) / std` in float32 on HWC, then CHW.
 - `pil`, PaddleSlim's demo readers (demo/imagenet_reader.py), paddle.vision-style transforms and
   the zoo's own data: PIL's decode (no EXIF rotation), `Image.resize` with the recipe's filter,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -71,6 +73,32 @@ def cv2_interpolation(interp: Interpolation) -> int:
     return _CV2_INTERPOLATION[Interpolation(interp)]
 
 
+_SCALAR_KERNELS = threading.Lock()
+
+
+def cv2_resize(img: np.ndarray, size: Tuple[int, int], interp: Interpolation) -> np.ndarray:
+    """`cv2.resize` through OpenCV's scalar (non-SIMD) kernels, the one place the zoo resizes with OpenCV.
+
+    The SIMD bicubic that OpenCV gained after 4.2 rounds differently: on real photos 2.2 % of the
+    values of opencv-python 4.5.5 to 4.11 (4.6.0.66 here) are one level off 4.2.0.32's, the build
+    paddlepaddle 1.8.5 pinned for PaddleDetection 0.x. With the optimized paths off, every one of
+    those builds gives 4.2.0.32's pixels exactly, bicubic and bilinear (scripts/opencv_builds.py).
+    The switch is process-wide in OpenCV, so it is held under a lock and restored at once.
+    """
+    with _SCALAR_KERNELS:
+        optimized = cv2.useOptimized()
+        cv2.setUseOptimized(False)
+        try:
+            return cv2.resize(img, size, interpolation=cv2_interpolation(interp))
+        finally:
+            cv2.setUseOptimized(optimized)
+
+
+def opencv_build() -> str:
+    """The OpenCV build the cv2 backend runs, and how it resizes (reported with every evaluation)."""
+    return f"opencv {cv2.__version__} (scalar resize kernels)"
+
+
 # --- geometry shared by both backends --------------------------------------------------------
 
 def short_side_size(w: int, h: int, size: int, sizing: Sizing = Sizing.paddle) -> Tuple[int, int]:
@@ -102,7 +130,7 @@ def image_size(img: ImageLike) -> Tuple[int, int]:
 def _resize_to(img: ImageLike, size: Tuple[int, int], interp: Interpolation) -> ImageLike:
     if isinstance(img, np.ndarray):
         # upstream calls cv2.resize even at the same size; OpenCV copies then
-        return cv2.resize(img, size, interpolation=cv2_interpolation(interp))
+        return cv2_resize(img, size, interp)
     if img.size == size:
         return img
     return img.resize(size, pil_interpolation(interp))

@@ -167,8 +167,22 @@ def evaluate_target(target: str, opts: EvalOptions,
                 row["published"] = published
                 row["comparison"] = compare_published(row, published, recipe.tolerance.eval, found)
     result.update(task.summarize(rows))
-    result.update(task=task.name, data=str(data), split=split, device=str(device), runtime=opts.runtime)
+    result.update(task=task.name, data=str(data), split=split, device=str(device), runtime=opts.runtime,
+                  image_library=image_library(pre))
     return result
+
+
+def image_library(pre: Preprocess) -> str:
+    """The image library and build that decoded and resized the images for `pre`."""
+    from zoo.schema import Backend
+
+    if Backend(pre.backend) is Backend.cv2:
+        from zoo.data.transforms import opencv_build
+
+        return opencv_build()
+    import PIL
+
+    return f"Pillow {PIL.__version__}"
 
 
 def compare_published(metrics: Dict[str, Any], published: Dict[str, float], tolerance: float,
