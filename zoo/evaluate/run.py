@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pydantic import ValidationError as PydanticValidationError
 
+from zoo.data.infer_cfg import read_infer_cfg
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, UnknownNameError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -138,10 +139,14 @@ def evaluate_target(target: str, opts: EvalOptions,
                 raise UsageError("evaluating a model folder needs --data DIR",
                                  hint="Pass an ImageNet-layout folder (classification) or a COCO folder (detection).")
             data = Path(opts.data).expanduser()
-            pre = task.preprocess(task.folder_preprocess(), opts.overrides)
-            sizes = task.folder_sizes(files, asked, opts.overrides)
+            exported = read_infer_cfg(files.folder)  # an export folder's own preprocessing; flags still override it
+            pre = task.preprocess(exported.preprocess if exported else task.folder_preprocess(), opts.overrides)
+            sizes = task.folder_sizes(files, asked or ([exported.size] if exported and exported.size else None),
+                                      opts.overrides)
             split = opts.split or task.folder_split
             result.update(model=str(files.folder), path=str(files.folder))
+            if exported:
+                result["preprocess_source"] = str(exported.path)
             dataset = task.eval_dataset(data, split, pre, sizes[0], opts.max_samples)
         total, done = len(dataset) * len(sizes), 0
 
