@@ -47,6 +47,8 @@ def preprocess_text(pre: Preprocess) -> str:
         parts.append(f"crop {pre.crop}")
     if pre.sizing is Sizing.torchvision:
         parts.append("torchvision rounding")
+    elif pre.sizing is Sizing.paddleslim:
+        parts.append("PaddleSlim 2.0-2.2 reader rounding")
     return ", ".join(parts)
 
 
@@ -110,4 +112,10 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
             out += ["Other published figures:", ""]
             out += [f"- `{name}`: {o.what}: {o.value:g} {o.unit}" for name, o in notes]
             out.append("")
+    followed = [r for r in recipes if r.source.pipeline]
+    if followed:
+        out += ["## Publisher pipelines", "",
+                "What each entry follows of the code that produced its published numbers, and what was checked against it.", ""]
+        out += [f"- `{r.name}`: {r.source.pipeline}" for r in followed]
+        out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -105,6 +105,8 @@ class Source(Strict):
     doc: str
     url: str
     note: Optional[str] = None
+    pipeline: Optional[str] = Field(None, description="the publisher's pipeline the zoo follows (framework and "
+                                                      "PaddleSlim versions, calibration, reader) and what was verified against it")
 
 
 class Dataset(Strict):
