@@ -15,7 +15,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from test_calibration import RECORDED_CASES, SYNTHETIC, _batches, _ptq_stub, _weights
+from .test_calibration import RECORDED_CASES, SYNTHETIC, _batches, _ptq_stub, _weights
 from zoo.quant import calibration as cal
 from zoo.quant.fast_ptq import FastPostTrainingQuantization
 
