@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tests.opencv_reference import opencv_4_2_kernels
+
 COCO_IDS: Tuple[int, ...] = tuple(
     [i for i in range(1, 12)] + [i for i in range(13, 26)] + [27, 28] + [i for i in range(31, 45)]
     + [i for i in range(46, 66)] + [67, 70] + [i for i in range(72, 83)] + [i for i in range(84, 91)])
@@ -331,13 +333,8 @@ def independent_box_ap(model_dir: Path, coco_root: Path, size: int, scale: bool 
             for im in batch:
                 rgb = cv2.cvtColor(cv2.imread(str(coco_root / split / im["file_name"])), cv2.COLOR_BGR2RGB)
                 h, w = rgb.shape[:2]
-                # paddlepaddle 1.8.5's opencv-python 4.2.0.32 resized as this build's scalar kernels do
-                # (test_opencv_reference.py checks that against 4.2.0.32 itself)
-                cv2.setUseOptimized(False)
-                try:
+                with opencv_4_2_kernels():  # paddlepaddle 1.8.5's opencv-python 4.2.0.32 pixels
                     resized = cv2.resize(rgb, None, None, fx=size / w, fy=size / h, interpolation=2).astype(np.float32)
-                finally:
-                    cv2.setUseOptimized(True)
                 if scale:
                     resized /= 255.0
                 inputs.append(((resized - mean) / std).transpose(2, 0, 1))

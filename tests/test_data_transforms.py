@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.opencv_reference import opencv_4_2_kernels
 from zoo.data.transforms import (
     DEFAULT_PREPROCESS,
     AutoAugment,
@@ -154,11 +155,8 @@ def test_cv2_backend_resizes_with_opencv_and_normalizes_like_paddleclas() -> Non
     arr = np.asarray(_image(50, 37, seed=4))
     pre = Preprocess(backend=Backend.cv2, resize_short=24, crop=24, interpolation="bicubic")
     got = eval_transform(pre)(arr)
-    cv2.setUseOptimized(False)  # the scalar kernels: opencv-python 4.2.0.32's bicubic (test_opencv_reference.py)
-    try:
+    with opencv_4_2_kernels():  # opencv-python 4.2.0.32's bicubic
         resized = cv2.resize(arr, (32, 24), interpolation=cv2.INTER_CUBIC)[:, 4:28]
-    finally:
-        cv2.setUseOptimized(True)
     want = (resized.astype(np.float32) * np.float32(1 / 255.0) - np.float32(pre.mean)) / np.float32(pre.std)
     np.testing.assert_array_equal(got, want.transpose(2, 0, 1))
     # a PIL image of the same pixels gives the same result, and PIL's own resize does not

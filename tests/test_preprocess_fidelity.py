@@ -24,6 +24,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.opencv_reference import opencv_4_2_kernels
 from zoo.data.imagenet import load_image
 from zoo.data.transforms import RandomResizedCrop, eval_transform, train_transform
 from zoo.registry import builtin_recipe_dir, get_recipe, load_registry
@@ -222,14 +223,9 @@ def paddledetection_eval(path: Path, target_size: int, is_scale: bool = True) ->
     im = cv2.imdecode(np.frombuffer(path.read_bytes(), dtype="uint8"), 1)
     im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
     h, w = im.shape[:2]
-    # paddlepaddle 1.8.5 ran opencv-python 4.2.0.32, whose bicubic is this build's scalar path
-    # (test_opencv_reference.py checks that against 4.2.0.32 itself)
-    cv2.setUseOptimized(False)
-    try:
+    with opencv_4_2_kernels():  # paddlepaddle 1.8.5 ran opencv-python 4.2.0.32
         im = cv2.resize(im, None, None, fx=float(target_size) / float(w), fy=float(target_size) / float(h),
                         interpolation=2)
-    finally:
-        cv2.setUseOptimized(True)
     im = im.astype(np.float32, copy=False)
     if is_scale:
         im = im / 255.0

@@ -315,33 +315,6 @@ def persistables(desc: "ProgramDesc") -> List[Param]:
     return [found[name] for name in sorted(found)]
 
 
-def int8_typed_weights(desc: "ProgramDesc") -> List[str]:
-    """Persistables declared int8 that a compute op reads as its weight: the `int/` model of PaddleSlim 1.x's
-    quant-aware export (ConvertToInt8Pass), which Paddle Lite runs and Paddle Inference does not."""
-    int8 = {p.name for p in persistables(desc) if p.dtype == 21}
-    if not int8:
-        return []
-    used = []
-    for block in desc.blocks:
-        for op in block.ops:
-            if "quant" in op.type:
-                continue
-            for slot in op.inputs:
-                used += [name for name in slot.arguments if name in int8 and name not in used]
-    return used
-
-
-def lite_only_error(files: Any, weights: Sequence[str]) -> ModelError:
-    """The error for a model with int8-typed weights, naming the weights and where it can run."""
-    shown = ", ".join(weights[:3]) + (f" and {len(weights) - 3} more" if len(weights) > 3 else "")
-    sibling = Path(files.folder).parent / "float"
-    where = f" or evaluate the float/ model beside it ({sibling})" if sibling.is_dir() else ""
-    return ModelError(
-        f"{files.folder} stores its weights as int8 ({shown}): it is the int/ model of a PaddleSlim 1.x "
-        "quant-aware export, which only Paddle Lite runs (Paddle Inference fails on int8 weights)",
-        hint=f"Convert it with `zoo export {files.folder} --target lite --arch arm`{where}.")
-
-
 def check_params_file(path: Path, params: Sequence[Param], model_file: Path) -> None:
     """Walk a combined params file against the program's persistables; ModelError naming what is wrong."""
     path = Path(path)

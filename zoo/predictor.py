@@ -8,8 +8,9 @@ import numpy as np
 
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, paddle_message
-from zoo.modelcheck import check_model, int8_typed_weights, lite_only_error
+from zoo.modelcheck import check_model
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.program import int8_typed_weights, lite_only_error
 from zoo.quiet import silenced
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from zoo.errors import ModelError
-from zoo.modelcheck import dtype_name, load_inference_program, read_program_desc
+from zoo.modelcheck import dtype_name, load_inference_program, persistables, read_program_desc
 from zoo.modelfiles import ModelFiles
 from zoo.schema import QUANTIZABLE_OPS
 
@@ -69,6 +70,31 @@ class ProgramInfo:
 def is_quant_op(op_type: str) -> bool:
     """Whether `op_type` is a quantize/dequantize op of either PaddleSlim format."""
     return op_type in QUANT_OPS or op_type.startswith(QUANT_OP_PREFIXES)
+
+
+def int8_typed_weights(desc: Any) -> List[str]:
+    """Persistables declared int8 that a compute op reads as its weight: the `int/` model of PaddleSlim 1.x's
+    quant-aware export (ConvertToInt8Pass), which Paddle Lite runs and Paddle Inference does not."""
+    int8 = {p.name for p in persistables(desc) if dtype_name(p.dtype) == "int8"}
+    used: List[str] = []
+    for block in desc.blocks if int8 else ():
+        for op in block.ops:
+            if is_quant_op(op.type):
+                continue
+            for slot in op.inputs:
+                used += [name for name in slot.arguments if name in int8 and name not in used]
+    return used
+
+
+def lite_only_error(files: ModelFiles, weights: Sequence[str]) -> ModelError:
+    """The error for a model with int8-typed weights, naming the weights and where it can run."""
+    shown = ", ".join(weights[:3]) + (f" and {len(weights) - 3} more" if len(weights) > 3 else "")
+    sibling = Path(files.folder).parent / "float"
+    where = f" or evaluate the float/ model beside it ({sibling})" if sibling.is_dir() else ""
+    return ModelError(
+        f"{files.folder} stores its weights as int8 ({shown}): it is the int/ model of a PaddleSlim 1.x "
+        "quant-aware export, which only Paddle Lite runs (Paddle Inference fails on int8 weights)",
+        hint=f"Convert it with `zoo export {files.folder} --target lite --arch arm`{where}.")
 
 
 def read_program(files: ModelFiles) -> ProgramInfo:

@@ -34,7 +34,7 @@ class InferConfig:
 
     path: Path
     preprocess: Preprocess
-    size: Optional[int]
+    size: int
 
 
 def _fail(path: Path, what: str) -> DataError:

@@ -36,6 +36,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+import PIL
 from PIL import Image, ImageEnhance, ImageOps
 
 from zoo.schema import Augment, Backend, CropSampler, Interpolation, Preprocess, Sizing
@@ -97,6 +98,13 @@ def cv2_resize(img: np.ndarray, size: Tuple[int, int], interp: Interpolation) ->
 def opencv_build() -> str:
     """The OpenCV build the cv2 backend runs, and how it resizes (reported with every evaluation)."""
     return f"opencv {cv2.__version__} (scalar resize kernels)"
+
+
+def image_library(pre: Preprocess) -> str:
+    """The image library and build that decode and resize the images for `pre`."""
+    if Backend(pre.backend) is Backend.cv2:
+        return opencv_build()
+    return f"Pillow {PIL.__version__}"
 
 
 # --- geometry shared by both backends --------------------------------------------------------

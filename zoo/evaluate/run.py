@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from pydantic import ValidationError as PydanticValidationError
 
 from zoo.data.infer_cfg import read_infer_cfg
+from zoo.data.transforms import image_library
 from zoo.device import DeviceLike, require_device
 from zoo.errors import ModelError, UnknownNameError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -141,8 +142,7 @@ def evaluate_target(target: str, opts: EvalOptions,
             data = Path(opts.data).expanduser()
             exported = read_infer_cfg(files.folder)  # an export folder's own preprocessing; flags still override it
             pre = task.preprocess(exported.preprocess if exported else task.folder_preprocess(), opts.overrides)
-            sizes = task.folder_sizes(files, asked or ([exported.size] if exported and exported.size else None),
-                                      opts.overrides)
+            sizes = task.folder_sizes(files, asked or ([exported.size] if exported else None), opts.overrides)
             split = opts.split or task.folder_split
             result.update(model=str(files.folder), path=str(files.folder))
             if exported:
@@ -175,19 +175,6 @@ def evaluate_target(target: str, opts: EvalOptions,
     result.update(task=task.name, data=str(data), split=split, device=str(device), runtime=opts.runtime,
                   image_library=image_library(pre))
     return result
-
-
-def image_library(pre: Preprocess) -> str:
-    """The image library and build that decoded and resized the images for `pre`."""
-    from zoo.schema import Backend
-
-    if Backend(pre.backend) is Backend.cv2:
-        from zoo.data.transforms import opencv_build
-
-        return opencv_build()
-    import PIL
-
-    return f"Pillow {PIL.__version__}"
 
 
 def compare_published(metrics: Dict[str, Any], published: Dict[str, float], tolerance: float,

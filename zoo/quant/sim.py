@@ -229,7 +229,8 @@ class QuantSim:
         self.calib_batches = count
         for st in self.stats.values():
             if st.high > 0 or st.low < float("inf"):
-                st.hist, st.edges = np.histogram([], bins=HIST_BINS, range=(st.low, st.high))
+                st.edges = cal.histogram_edges("KL", st.low, st.high, HIST_BINS)
+                st.hist = np.zeros(HIST_BINS, np.int64)
                 st.binner = cal.HistogramBinner(st.edges)
         for arrays in self._run_fp32(batches, batch_nums, names):
             for name, x in arrays.items():
