@@ -81,7 +81,8 @@ def _stats(row: BenchRow, raw: Dict[str, Any], batch: int) -> None:
     times = np.asarray(raw["latencies_ms"], dtype=np.float64)
     row.p50_ms = round(float(np.percentile(times, 50)), 4)
     row.p90_ms = round(float(np.percentile(times, 90)), 4)
-    row.mean_ms = round(float(times.mean()), 4)
+    # 1 ns: the throughput is derived from it, and tiny models run in a few hundredths of a ms
+    row.mean_ms = round(float(times.mean()), 6)
     row.throughput = round(batch * 1000.0 / float(times.mean()), 2)
     row.peak_rss_mb = round(raw["maxrss_kb"] / 1024.0, 1)
     row.model_rss_mb = round(max(raw["maxrss_kb"] - raw.get("baseline_rss_kb", 0), 0) / 1024.0, 1)
