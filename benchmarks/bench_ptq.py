@@ -178,13 +178,12 @@ def _settings(case: dict, out: Path) -> dict:
 
 def _zoo_worker(settings: dict) -> None:
     from zoo.quant.ptq import quantize_static
+    from zoo.quant.settings import PTQSettings
 
     timings: Dict[str, float] = {}
-    quantize_static(
-        Path(settings["model"]), Path(settings["out"]), np.load(settings["calib"]), algo=settings["algo"],
-        batch_size=settings["batch_size"], batch_nums=settings["batch_nums"],
-        hist_percent=settings["hist_percent"], quantizable_op_type=settings["ops"], engine="fast", timings=timings,
-    )
+    ptq = PTQSettings(algo=settings["algo"], batch_size=settings["batch_size"], batch_nums=settings["batch_nums"],
+                      hist_percent=settings["hist_percent"], ops=settings["ops"], engine="fast")
+    quantize_static(Path(settings["model"]), Path(settings["out"]), np.load(settings["calib"]), ptq, timings=timings)
     print(json.dumps({"timings": timings}))
 
 
@@ -257,24 +256,26 @@ def record_histograms(out: Path, limit: int = 6) -> None:
     """Save activation histograms of the digits model on digits images (the tests' recorded cases)."""
     import paddle
 
-    from zoo.quant import fast_ptq
-    from zoo.quant.ptq import _batch_source, _make_loader, _read_program, _static_mode
     from zoo.modelfiles import find_model_files
+    from zoo.program import static_mode
+    from zoo.quant import fast_ptq
+    from zoo.quant.calib_batches import calibration_batches, model_inputs, static_loader
 
     work = out.parent / ".record"
     case = prepare_digits(work)
     if case is None:
         raise SystemExit("the bundled digits model is missing")
     files = find_model_files(case["model"])
-    feeds, _ = _read_program(files)
-    batches = _batch_source(np.load(case["calib"]), feeds, case["batch_size"])
-    with _static_mode():
+    feeds, _ = model_inputs(files)
+    batches = calibration_batches(np.load(case["calib"]), feeds, case["batch_size"])
+    with static_mode():
         scope = paddle.static.Scope()
         with paddle.static.scope_guard(scope):
             exe = paddle.static.Executor(paddle.CPUPlace())
+            loader = static_loader(batches, feeds, paddle.CPUPlace())
             ptq = fast_ptq.FastPostTrainingQuantization(
                 executor=exe, model_dir=str(files.folder), model_filename=files.model_file.name,
-                params_filename=files.params_filename, data_loader=_make_loader(batches, feeds), scope=scope,
+                params_filename=files.params_filename, data_loader=loader, scope=scope,
                 batch_size=case["batch_size"], batch_nums=case["batch_nums"], algo="KL",
                 quantizable_op_type=list(case["recipe_ops"]),
             )

@@ -135,10 +135,10 @@ class Loader:
 sys.path.insert(0, sys.argv[8])
 from pathlib import Path
 from zoo.modelfiles import find_model_files
-from zoo.quant.ptq import _batch_source, _make_loader, _read_program
-feeds, _ = _read_program(find_model_files(Path(sys.argv[2])))
-# PaddleSlim's PTQ takes only a static paddle.io.DataLoader: the one zoo.quant.ptq builds
-calib_loader = _make_loader(_batch_source(calib, feeds, 32), feeds, paddle.CPUPlace())
+from zoo.quant.calib_batches import calibration_batches, model_inputs, static_loader
+feeds, _ = model_inputs(find_model_files(Path(sys.argv[2])))
+# PaddleSlim's PTQ takes only a static paddle.io.DataLoader: the one the zoo's PTQ builds
+calib_loader = static_loader(calibration_batches(calib, feeds, 32), feeds, paddle.CPUPlace())
 exe = paddle.static.Executor(paddle.CPUPlace())
 started = time.perf_counter()
 def top1(executor, program, feed_names, fetch_targets):

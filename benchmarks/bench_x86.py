@@ -57,6 +57,7 @@ def prepare_random(name: str, work: Path) -> Path:
     import paddle
 
     from zoo.quant.ptq import quantize_static
+    from zoo.quant.settings import PTQSettings
 
     folder = work / name
     if (folder / "report.json").is_file():
@@ -68,8 +69,9 @@ def prepare_random(name: str, work: Path) -> Path:
                         input_spec=[paddle.static.InputSpec([None, 3, SIZE, SIZE], "float32", "x")])
         # images-like inputs (ImageNet-normalized uniform noise) so every layer sees a realistic range
         calib = ((np.random.RandomState(0).rand(16, 3, SIZE, SIZE) - 0.45) / 0.225).astype("float32")
-        quantize_static(folder / "fp32", folder / "int8", calib, algo="abs_max", batch_size=8, batch_nums=2,
-                        quantizable_op_type=("conv2d", "depthwise_conv2d", "mul", "matmul_v2"))
+        quantize_static(folder / "fp32", folder / "int8", calib,
+                        PTQSettings(algo="abs_max", batch_size=8, batch_nums=2,
+                                    ops=("conv2d", "depthwise_conv2d", "mul", "matmul_v2")))
     report = {"name": name, "recipe": None, "settings": [{"input_size": SIZE}], "status": "PASS",
               "note": "random weights; made by benchmarks/bench_x86.py"}
     (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")

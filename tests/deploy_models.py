@@ -98,8 +98,10 @@ def int8_model(factory: pytest.TempPathFactory, onnx_format: bool = False) -> Pa
     except ImportError:  # the zoo's PTQ module absent: the plain PaddleSlim call makes the same kind of model
         _paddleslim_ptq(src, out, ops, onnx_format)
         return out
-    quantize_static(src, out, calibration(), algo="abs_max", batch_size=8, batch_nums=4,
-                    quantizable_op_type=ops, onnx_format=onnx_format)
+    from zoo.quant.settings import PTQSettings
+
+    quantize_static(src, out, calibration(), PTQSettings(algo="abs_max", batch_size=8, batch_nums=4, ops=ops,
+                                                         onnx_format=onnx_format))
     return out
 
 

@@ -326,9 +326,9 @@ def _work_folder(args: tuple) -> Path:
 
 def _quantize(model: Path, out: Path):  # type: ignore[no-untyped-def]
     from zoo.quant.ptq import quantize_static
+    from zoo.quant.settings import PTQSettings
 
-    return quantize_static(model, out, calibration(16), algo="abs_max", batch_size=8, batch_nums=2,
-                           quantizable_op_type=OPS)
+    return quantize_static(model, out, calibration(16), PTQSettings(algo="abs_max", batch_size=8, batch_nums=2, ops=OPS))
 
 
 def _leftovers(out: Path) -> list:

@@ -10,6 +10,7 @@ import pytest
 from zoo.errors import QuantizeError
 from zoo.predictor import Predictor
 from zoo.quant.ptq import quantize_static
+from zoo.quant.settings import PTQSettings
 
 OPS = ("conv2d", "depthwise_conv2d", "mul", "matmul_v2")
 
@@ -90,8 +91,8 @@ def model_scales(folder: Path) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]
 
 
 def test_paddleslim_engine_int8_close_to_fp32(tiny_model: Path, calib: np.ndarray, tmp_path: Path) -> None:
-    out = quantize_static(tiny_model, tmp_path / "int8", calib, batch_size=8, batch_nums=4,
-                          quantizable_op_type=OPS, engine="paddleslim")
+    out = quantize_static(tiny_model, tmp_path / "int8", calib,
+                          PTQSettings(batch_size=8, batch_nums=4, ops=OPS, engine="paddleslim"))
     assert out.model_file == tmp_path / "int8" / "inference.pdmodel"
     assert out.params_file is not None and out.params_file.is_file()
     assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["inference.pdiparams", "inference.pdmodel"]
@@ -110,11 +111,10 @@ def test_paddleslim_engine_int8_close_to_fp32(tiny_model: Path, calib: np.ndarra
 ])
 def test_fast_engine_matches_paddleslim(algo: str, onnx_format: bool, tiny_model: Path, calib: np.ndarray,
                                         tmp_path: Path) -> None:
-    settings = dict(algo=algo, batch_size=8, batch_nums=4, hist_percent=0.999, quantizable_op_type=OPS,
-                    onnx_format=onnx_format)
+    settings = PTQSettings(algo=algo, batch_size=8, batch_nums=4, hist_percent=0.999, ops=OPS, onnx_format=onnx_format)
     timings: Dict[str, float] = {}
-    slim = quantize_static(tiny_model, tmp_path / "slim", calib, engine="paddleslim", **settings)
-    fast = quantize_static(tiny_model, tmp_path / "fast", calib, engine="fast", timings=timings, **settings)
+    slim = quantize_static(tiny_model, tmp_path / "slim", calib, settings.replace(engine="paddleslim"))
+    fast = quantize_static(tiny_model, tmp_path / "fast", calib, settings.replace(engine="fast"), timings=timings)
     slim_attrs, slim_arrays = model_scales(slim.folder)
     fast_attrs, fast_arrays = model_scales(fast.folder)
     assert fast_attrs == slim_attrs
@@ -137,16 +137,16 @@ def test_callable_calibration_data(tiny_model: Path, calib: np.ndarray, tmp_path
         calls.append(1)
         return (calib[i : i + 8] for i in range(0, 40, 8))
 
-    from_array = quantize_static(tiny_model, tmp_path / "a", calib, batch_size=8, batch_nums=3, quantizable_op_type=OPS)
-    from_callable = quantize_static(tiny_model, tmp_path / "b", batches, batch_nums=3, quantizable_op_type=OPS)
+    from_array = quantize_static(tiny_model, tmp_path / "a", calib, PTQSettings(batch_size=8, batch_nums=3, ops=OPS))
+    from_callable = quantize_static(tiny_model, tmp_path / "b", batches, PTQSettings(batch_nums=3, ops=OPS))
     assert len(calls) == 2  # KL reads the data twice: ranges, then histograms
     assert model_scales(from_array.folder)[0] == model_scales(from_callable.folder)[0]
 
 
 def test_skip_patterns_keep_ops_in_fp32(tiny_model: Path, calib: np.ndarray, tmp_path: Path) -> None:
-    quantize_static(tiny_model, tmp_path / "all", calib, batch_size=8, batch_nums=2, quantizable_op_type=OPS)
-    quantize_static(tiny_model, tmp_path / "skip", calib, batch_size=8, batch_nums=2, quantizable_op_type=OPS,
-                    skip_patterns=["linear_*.w_0"])
+    settings = PTQSettings(batch_size=8, batch_nums=2, ops=OPS)
+    quantize_static(tiny_model, tmp_path / "all", calib, settings)
+    quantize_static(tiny_model, tmp_path / "skip", calib, settings.replace(skip=["linear_*.w_0"]))
     def dequantized_weights(folder: Path) -> int:
         return sum(k.startswith("fake_channel_wise_dequantize_max_abs(") and ":Scales:0" in k
                    for k in model_scales(folder)[1])
@@ -157,7 +157,7 @@ def test_skip_patterns_keep_ops_in_fp32(tiny_model: Path, calib: np.ndarray, tmp
 @pytest.mark.parametrize(
     "kwargs, calib_factory, message",
     [
-        ({"algo": "nope"}, None, "unknown calibration algorithm"),
+        ({"algo": "nope"}, None, "unknown algo"),
         ({"engine": "nope"}, None, "unknown PTQ engine"),
         ({"batch_size": 0}, None, "must be positive"),
         ({}, lambda c: c[:, :2], "the model expects"),
@@ -167,15 +167,13 @@ def test_skip_patterns_keep_ops_in_fp32(tiny_model: Path, calib: np.ndarray, tmp
         ({}, lambda c: (lambda: iter([c[:8, :2]])), "the model expects"),
         ({}, lambda c: (lambda: 1 / 0), "ZeroDivisionError"),
         ({}, lambda c: "images/", "must be an array or a callable"),
-        ({"skip_patterns": ["no_such_tensor*"]}, None, "matches no tensor"),
+        ({"skip": ["no_such_tensor*"]}, None, "matches no tensor"),
     ],
 )
 def test_bad_input_raises_quantize_error(kwargs, calib_factory, message, tiny_model, calib, tmp_path) -> None:
     data = calib if calib_factory is None else calib_factory(calib)
-    settings = dict(batch_size=8, batch_nums=2, quantizable_op_type=OPS)
-    settings.update(kwargs)
-    with pytest.raises(QuantizeError) as info:
-        quantize_static(tiny_model, tmp_path / "out", data, **settings)
+    with pytest.raises(QuantizeError) as info:  # a bad setting is refused when the settings are built
+        quantize_static(tiny_model, tmp_path / "out", data, PTQSettings(**{"batch_size": 8, "batch_nums": 2, "ops": OPS, **kwargs}))
     assert message in info.value.message
     assert info.value.hint
     assert not (tmp_path / "out").exists()

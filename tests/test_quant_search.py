@@ -130,18 +130,21 @@ def test_normal_model_meets_the_target_with_every_layer_int8(models, data, tmp_p
 def test_simulated_trials_match_the_written_model(models, data, tmp_path: Path) -> None:
     from zoo.modelfiles import find_model_files
     from zoo.predictor import Predictor
-    from zoo.quant.ptq import _batch_source, _read_program, quantize_static
+    from zoo.quant.calib_batches import calibration_batches, model_inputs
+    from zoo.quant.ptq import quantize_static
+    from zoo.quant.settings import PTQSettings
     from zoo.quant.sim import QuantSim
 
     files = find_model_files(models[0])
     calib = np.load(data[0])["x"]
     x = np.load(data[1])["x"]
-    sim = QuantSim(files, ("conv2d", "mul", "matmul_v2"))
-    batches = _batch_source(calib, _read_program(files)[0], 16)
+    settings = PTQSettings(batch_size=16, batch_nums=4, ops=("conv2d", "mul", "matmul_v2"))
+    sim = QuantSim(files, settings)
+    batches = calibration_batches(calib, model_inputs(files)[0], 16)
     sim.collect(lambda: iter(batches), 4)
     for algo in ("KL", "abs_max"):
-        written = quantize_static(files, tmp_path / algo, calib, algo=algo, batch_size=16, batch_nums=4,
-                                  quantizable_op_type=("conv2d", "mul", "matmul_v2"), skip_patterns=[conv2_weight(models[0])])
+        written = quantize_static(files, tmp_path / algo, calib,
+                                  settings.replace(algo=algo, skip=[conv2_weight(models[0])]))
         sim.configure(sim.thresholds(algo), sim.weight_levels(), [True, False, True])
         simulated = sim.run(x)
         real = Predictor(written).run(x)[0]

@@ -7,8 +7,16 @@ from typing import Optional
 
 import typer
 
+from rich.markup import escape
+
 from zoo.cli.common import console, err_console, handle_errors, print_json
-from zoo.errors import UsageError
+from zoo.cli.quantize import usage_checked
+from zoo.cli.tables import compact_table, print_table
+from zoo.device import require_device
+from zoo.fsutil import atomic_write_bytes
+from zoo.modelfiles import find_model_files
+from zoo.quant.inputs import calibration_input
+from zoo.quant.settings import PTQSettings, SearchTarget
 
 
 @handle_errors
@@ -37,30 +45,17 @@ def analyze_cmd(
     Prints the layers ranked by what quantizing them alone costs, and a skip list (the float
     fallback that meets --max-drop) ready for `zoo quantize --skip` or a recipe's `quant.skip`.
     """
-    # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from rich.markup import escape
-
-    from zoo.cli.tables import compact_table, print_table
-    from zoo.device import require_device
-    from zoo.fsutil import atomic_write_bytes
-    from zoo.modelfiles import find_model_files
-    from zoo.quant.inputs import calibration_input
-    from zoo.quant.search import analyze, load_eval_data, plot_analysis
-    from zoo.quant.sim import ALGOS
+    from zoo.quant.search import analyze, load_eval_data, plot_analysis  # imports paddle: kept off `zoo --help`
 
     target_device = require_device(device)
-    if algo not in ALGOS:
-        raise UsageError(f"unknown algo {algo!r}", hint=f"Use one of {', '.join(ALGOS)}.")
-    if metric is not None and metric not in ("top1", "cosine"):
-        raise UsageError(f"unknown metric {metric!r}", hint="Use top1 or cosine.")
-    op_types = [o.strip() for o in ops.split(",") if o.strip()]
+    settings = usage_checked(PTQSettings, algo=algo, batch_size=batch_size, batch_nums=batch_nums,
+                             hist_percent=hist_percent, ops=ops)
+    usage_checked(SearchTarget, max_drop, metric or "top1", (algo,))  # the simulator models the algo; metric known
     model = find_model_files(model_dir)
     calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
     data = load_eval_data(eval_data, model, "val", eval_samples)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
-    result = analyze(model, calib, data, algo=algo, metric=metric, max_drop=max_drop, batch_size=batch_size,
-                     batch_nums=batch_nums, hist_percent=hist_percent, quantizable_op_type=op_types,
-                     device=target_device, log=log)
+    result = analyze(model, calib, data, settings, metric=metric, max_drop=max_drop, device=target_device, log=log)
     if out is not None:
         out = Path(out).expanduser()
         out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "zoo.cli.fetch",
     "zoo.cli.catalog",
     "zoo.cli.reproduce",
+    "zoo.cli.quantize",
     "zoo.cli.export",
     "zoo.cli.evaluate",
     "zoo.cli.analyze",

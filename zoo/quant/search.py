@@ -19,6 +19,7 @@ whether the target was met.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,17 @@ import numpy as np
 from zoo.device import DeviceLike
 from zoo.errors import DataError, QuantizeError
 from zoo.fsutil import atomic_write_bytes
+from zoo.modelcheck import check_model, load_inference_program
 from zoo.modelfiles import ModelFiles
-from zoo.quant.sim import ALGOS, QuantSim
+from zoo.predictor import Predictor
+from zoo.program import read_program, static_mode
+from zoo.quant.calib_batches import calibration_batches, model_inputs
+from zoo.quant.ptq import quantize_static
+from zoo.quant.settings import SEARCH_METRICS, PTQSettings, SearchTarget
+from zoo.quant.sim import QuantSim
+from zoo.quiet import silenced
 
-# Most likely first: hist and mse keep MobileNet-like models closest in this zoo's measurements, KL
-# clips ReLU6-free activations hard, avg and abs_max are kept for models with few outliers.
-DEFAULT_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
-METRICS = ("top1", "cosine")
+METRICS = SEARCH_METRICS
 RANK_SAMPLES = 256  # evaluation images used to rank layers (a continuous output error, little noise)
 REPORT_FILE = "quantize-report.json"
 
@@ -162,9 +167,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Session:
     """A QuantSim with its statistics, the scorer, and the trial log."""
 
-    def __init__(self, sim: QuantSim, scorer: Scorer, max_drop: float, hist_percent: float,
-                 log: Callable[[str], None]) -> None:
-        self.sim, self.scorer, self.max_drop, self.hist_percent, self.log = sim, scorer, max_drop, hist_percent, log
+    def __init__(self, sim: QuantSim, scorer: Scorer, max_drop: float, log: Callable[[str], None]) -> None:
+        self.sim, self.scorer, self.max_drop, self.log = sim, scorer, max_drop, log
         self.trials: List[Trial] = []
         self._thresholds: Dict[str, Dict[str, float]] = {}
         self.levels: Dict[Tuple[str, bool], Dict[str, np.ndarray]] = {}
@@ -173,7 +177,7 @@ class _Session:
 
     def thresholds(self, algo: str) -> Dict[str, float]:
         if algo not in self._thresholds:
-            self._thresholds[algo] = self.sim.thresholds(algo, self.hist_percent)
+            self._thresholds[algo] = self.sim.thresholds(algo)
         return self._thresholds[algo]
 
     def weights(self, rounding: str, bias_correction: bool) -> Dict[str, np.ndarray]:
@@ -245,101 +249,71 @@ def search(
     calib: Any,
     eval_data: EvalData,
     out_dir: Path,
+    target: SearchTarget,
+    settings: PTQSettings = PTQSettings(),
     *,
-    max_drop: float,
-    metric: str = "top1",
-    algos: Sequence[str] = DEFAULT_ALGOS,
-    roundings: Sequence[str] = ("round", "adaround"),
-    bias_corrections: Sequence[bool] = (False, True),
-    max_float: Optional[int] = None,
-    batch_size: int = 32,
-    batch_nums: int = 10,
-    hist_percent: float = 0.9999,
-    quantizable_op_type: Sequence[str] = ("conv2d", "depthwise_conv2d", "mul"),
-    weight_quantize_type: str = "channel_wise_abs_max",
-    onnx_format: bool = False,
     device: DeviceLike = "cpu",
     log: Callable[[str], None] = lambda message: None,
 ) -> SearchResult:
-    """Write the INT8 model with the fewest float layers whose drop on `eval_data` is at most `max_drop`.
+    """Write the INT8 model with the fewest float layers whose drop on `eval_data` is at most `target.max_drop`.
 
-    `out_dir` receives the model and quantize-report.json (every trial, the float layers and why).
-    When no trial meets the target within `max_float` float layers (default: half the quantizable
-    layers) the most accurate one found is written and `met` is False.
+    `settings` gives what every trial shares (batches, ops, weight type, hist_percent, ONNX format);
+    `target` the algorithms, roundings and bias corrections searched. `out_dir` receives the model and
+    quantize-report.json (every trial, the float layers and why). When no trial meets the target within
+    `target.max_float` float layers (default: half the quantizable layers) the most accurate one found
+    is written and `met` is False.
     """
-    # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.quant.ptq import _batch_source, _read_program, quantize_static
-    from zoo.modelcheck import check_model
-
-    _check_search_settings(max_drop, algos, roundings)
     check_model(model)
     began = time.perf_counter()
     timings: Dict[str, float] = {}
-    feeds, _ = _read_program(model)
-    if len(feeds) != 1:
-        raise QuantizeError(f"the accuracy search handles single-input models; this one takes {[f.name for f in feeds]}",
-                            hint="Quantize it without --max-drop.")
-    batches = _batch_source(calib, feeds, batch_size)
-
     t = time.perf_counter()
-    sim = QuantSim(model, quantizable_op_type, device=device, weight_quantize_type=weight_quantize_type)
-    sim.collect(lambda: iter(batches), batch_nums)
-    if batches.error is not None:
-        raise batches.error
+    sim = _collected_sim(model, calib, settings, device, "the accuracy search", "Quantize it without --max-drop.")
     timings["statistics"] = time.perf_counter() - t
     n = len(sim.layers)
-    cap = n // 2 if max_float is None else max(0, min(int(max_float), n))
-
-    def predict(files: ModelFiles) -> np.ndarray:
-        return _outputs(files, eval_data, device)
+    cap = n // 2 if target.max_float is None else max(0, min(int(target.max_float), n))
 
     t = time.perf_counter()
-    scorer = Scorer(eval_data, metric, predict(model))
+    scorer = Scorer(eval_data, target.metric, _outputs(model, eval_data, device))
     timings["fp32_eval"] = time.perf_counter() - t
-    session = _Session(sim, scorer, max_drop, hist_percent, log)
-    log(f"FP32 {metric} {scorer.fp32_score:.2f} on {eval_data.source}; {n} quantizable layers; "
+    session = _Session(sim, scorer, target.max_drop, log)
+    log(f"FP32 {target.metric} {scorer.fp32_score:.2f} on {eval_data.source}; {n} quantizable layers; "
         f"statistics in {timings['statistics']:.1f} s")
 
     t = time.perf_counter()
-    chosen, ranking = _choose(session, sim, algos, roundings, bias_corrections, cap, timings, model, calib, batch_size,
-                              batch_nums, hist_percent, quantizable_op_type, weight_quantize_type, device)
+    chosen, ranking = _choose(session, target, cap, timings, model, calib, device)
     timings["trials"] = time.perf_counter() - t - timings.get("adaround", 0.0)
 
     # the chosen settings, written by the plain PTQ path and scored by Paddle Inference
     t = time.perf_counter()
-    float_names = list(chosen.float_layers)
-    floats_idx = [l.index for l in sim.layers if l.name in float_names]
-    written = quantize_static(
-        model, out_dir, calib, algo=chosen.algo, batch_size=batch_size, batch_nums=batch_nums,
-        hist_percent=hist_percent, quantizable_op_type=quantizable_op_type, weight_quantize_type=weight_quantize_type,
-        onnx_format=onnx_format, skip_patterns=_skip_patterns(sim, floats_idx), rounding=chosen.rounding,
-        bias_correction=chosen.bias_correction, device=device)
-    final_score = scorer.score(predict(written))
+    floats_idx = [l.index for l in sim.layers if l.name in chosen.float_layers]
+    written_settings = settings.replace(algo=chosen.algo, rounding=chosen.rounding,
+                                        bias_correction=chosen.bias_correction, skip=_skip_patterns(sim, floats_idx))
+    written = quantize_static(model, out_dir, calib, written_settings, device=device)
+    final_score = scorer.score(_outputs(written, eval_data, device))
     timings["final"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - began
-    report = _search_report(model, written, eval_data, metric, sim, scorer, final_score, chosen, ranking, max_drop, cap,
-                            batch_size, batch_nums, hist_percent, quantizable_op_type, weight_quantize_type, onnx_format,
-                            session, timings)
+    report = _search_report(model, written, eval_data, sim, scorer, final_score, chosen, ranking, target, cap,
+                            written_settings, session, timings)
     atomic_write_bytes(written.folder / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     return SearchResult(report["met"], report, written, session.trials)
 
 
-
-def _check_search_settings(max_drop: float, algos: Sequence[str], roundings: Sequence[str]) -> None:
-    if max_drop < 0:
-        raise QuantizeError(f"--max-drop must be at least 0, got {max_drop}", hint="It is in points of the metric, e.g. 1.0.")
-    bad = [a for a in algos if a not in ALGOS]
-    if bad or not algos:
-        raise QuantizeError(f"unknown calibration algorithm(s) {bad or list(algos)}", hint=f"Use some of: {', '.join(ALGOS)}.")
-    if any(r not in ("round", "adaround") for r in roundings) or "round" not in roundings:
-        raise QuantizeError(f"roundings must include round (got {list(roundings)})", hint="Use round or round,adaround.")
+def _collected_sim(model: ModelFiles, calib: Any, settings: PTQSettings, device: DeviceLike, who: str,
+                   hint: Optional[str] = None) -> QuantSim:
+    """A QuantSim of a single-input `model` with its calibration statistics collected."""
+    feeds, _ = model_inputs(model)
+    if len(feeds) != 1:
+        raise QuantizeError(f"{who} handles single-input models; this one takes {[f.name for f in feeds]}", hint=hint)
+    batches = calibration_batches(calib, feeds, settings.batch_size)
+    sim = QuantSim(model, settings, device=device)
+    sim.collect(lambda: iter(batches), settings.batch_nums)
+    if batches.error is not None:
+        raise batches.error
+    return sim
 
 
 def _outputs(files: ModelFiles, eval_data: EvalData, device: DeviceLike) -> np.ndarray:
     """The model's first output on every evaluation image, flattened per image (Paddle Inference)."""
-    from zoo.predictor import Predictor
-    from zoo.quiet import silenced
-
     with silenced():
         predictor = Predictor(files, device=device, threads=2)
     outs = [np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)]
@@ -347,20 +321,19 @@ def _outputs(files: ModelFiles, eval_data: EvalData, device: DeviceLike) -> np.n
     return out.reshape(out.shape[0], -1)
 
 
-def _choose(session: "_Session", sim: QuantSim, algos: Sequence[str], roundings: Sequence[str],
-            bias_corrections: Sequence[bool], cap: int, timings: Dict[str, float], model: ModelFiles, calib: Any,
-            batch_size: int, batch_nums: int, hist_percent: float, quantizable_op_type: Sequence[str],
-            weight_quantize_type: str, device: DeviceLike) -> Tuple[Trial, List[Dict[str, Any]]]:
+def _choose(session: "_Session", target: SearchTarget, cap: int, timings: Dict[str, float], model: ModelFiles,
+            calib: Any, device: DeviceLike) -> Tuple[Trial, List[Dict[str, Any]]]:
     """The trial to write, cheapest first: all layers INT8 (each algorithm, then bias correction on the
     best two), per-layer float fallback, AdaRound weights; else the most accurate within the float budget."""
+    sim = session.sim
     n = len(sim.layers)
     chosen: Optional[Trial] = None
     ranking: List[Dict[str, Any]] = []
-    for algo in algos:
+    for algo in target.algos:
         tr = session.trial("global", algo, "round", False, [])
         if tr.met:
             return tr, ranking
-    if True in bias_corrections:
+    if True in target.bias_corrections:
         best = sorted({tr.algo for tr in session.trials}, key=lambda a: -max(x.metric for x in session.trials if x.algo == a))
         for algo in best[:2]:
             tr = session.trial("global", algo, "round", True, [])
@@ -369,12 +342,11 @@ def _choose(session: "_Session", sim: QuantSim, algos: Sequence[str], roundings:
     if cap > 0:  # per-layer float fallback on the best all-INT8 setting
         base = max(session.trials, key=lambda x: x.metric)
         chosen, ranking = session.fallback(base.algo, base.rounding, base.bias_correction, cap)
-    if chosen is None and "adaround" in roundings:  # AdaRound weights (PaddleSlim), all INT8 and then with fallback
+    if chosen is None and "adaround" in target.roundings:  # AdaRound weights (PaddleSlim), all INT8 and then with fallback
         base = max(session.trials, key=lambda x: (x.int8_layers == n, x.metric))
         ta = time.perf_counter()
         session.levels[("adaround", base.bias_correction)] = _adaround_levels(
-            model, calib, sim, base.algo, base.bias_correction, batch_size, batch_nums, hist_percent,
-            quantizable_op_type, weight_quantize_type, device)
+            model, calib, sim, sim.settings.replace(algo=base.algo, bias_correction=base.bias_correction), device)
         timings["adaround"] = time.perf_counter() - ta
         tr = session.trial("global", base.algo, "adaround", base.bias_correction, [])
         if tr.met:
@@ -387,46 +359,42 @@ def _choose(session: "_Session", sim: QuantSim, algos: Sequence[str], roundings:
     return chosen, ranking
 
 
-def _search_report(model: ModelFiles, written: ModelFiles, eval_data: EvalData, metric: str, sim: QuantSim,
-                   scorer: "Scorer", final_score: float, chosen: Trial, ranking: List[Dict[str, Any]], max_drop: float,
-                   cap: int, batch_size: int, batch_nums: int, hist_percent: float, quantizable_op_type: Sequence[str],
-                   weight_quantize_type: str, onnx_format: bool, session: "_Session",
-                   timings: Dict[str, float]) -> Dict[str, Any]:
+def _search_report(model: ModelFiles, written: ModelFiles, eval_data: EvalData, sim: QuantSim, scorer: "Scorer",
+                   final_score: float, chosen: Trial, ranking: List[Dict[str, Any]], target: SearchTarget, cap: int,
+                   settings: PTQSettings, session: "_Session", timings: Dict[str, float]) -> Dict[str, Any]:
     """quantize-report.json: the target, whether it was met, the chosen settings, every trial and why each
     float layer stayed float."""
-    from zoo.program import read_program
-
     n = len(sim.layers)
     float_names = list(chosen.float_layers)
-    floats_idx = [l.index for l in sim.layers if l.name in float_names]
     drop = scorer.fp32_score - final_score
     why = {r["name"]: r for r in ranking}
     return {
         "model": str(model.folder),
         "out": str(written.folder),
-        "metric": metric,
+        "metric": target.metric,
         "eval_data": eval_data.source,
         "eval_images": int(len(eval_data.x)),
-        "calibration": {"batch_size": batch_size, "batch_nums": batch_nums, "batches_seen": sim.calib_batches,
-                        "hist_percent": hist_percent},
-        "target": {"max_drop": max_drop, "max_float": cap},
-        "met": drop <= max_drop + 1e-9,
+        "calibration": {"batch_size": settings.batch_size, "batch_nums": settings.batch_nums,
+                        "batches_seen": sim.calib_batches, "hist_percent": settings.hist_percent},
+        "target": {"max_drop": target.max_drop, "max_float": cap},
+        "met": drop <= target.max_drop + 1e-9,
         "fp32": round(scorer.fp32_score, 4),
         "int8": round(final_score, 4),
         "drop": round(drop, 4),
         "settings": {"algo": chosen.algo, "rounding": chosen.rounding, "bias_correction": chosen.bias_correction,
-                     "ops": list(quantizable_op_type), "weight": weight_quantize_type, "onnx_format": onnx_format},
+                     "ops": list(settings.ops), "weight": settings.weight, "onnx_format": settings.onnx_format},
         "quantizable_layers": n,
         "int8_layers": n - len(float_names),
         "int8_ops_in_model": len(read_program(written).quantized),
         "int8_share": round((n - len(float_names)) / n, 4),
         "float_layers": [_why(name, sim, why) for name in float_names],
-        "skip": _skip_patterns(sim, floats_idx),
+        "skip": list(settings.skip),
         "trials": [tr.as_dict() for tr in session.trials],
         "ranking": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in ranking],
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "search_metric_of_chosen": round(chosen.metric, 4),
     }
+
 
 def _skip_patterns(sim: QuantSim, floats: Sequence[int]) -> List[str]:
     """quantize_static skip patterns for the float layers: their weights (unique), else their inputs."""
@@ -452,22 +420,14 @@ def _why(name: str, sim: QuantSim, ranked: Dict[str, Dict[str, Any]]) -> Dict[st
     return entry
 
 
-def _adaround_levels(model: ModelFiles, calib: Any, sim: QuantSim, algo: str, bc: bool, batch_size: int,
-                     batch_nums: int, hist_percent: float, op_types: Sequence[str], weight_quantize_type: str,
+def _adaround_levels(model: ModelFiles, calib: Any, sim: QuantSim, settings: PTQSettings,
                      device: DeviceLike) -> Dict[str, np.ndarray]:
-    """Integer weight levels chosen by PaddleSlim's AdaRound, read back from a model it wrote."""
-    import tempfile
-
-    import paddle
-
-    from zoo.modelcheck import load_inference_program
-    from zoo.program import static_mode
-    from zoo.quant.ptq import quantize_static
+    """Integer weight levels chosen by PaddleSlim's AdaRound (with `settings`' algo and bias correction),
+    read back from a model it wrote."""
+    import paddle  # heavy: only the AdaRound branch needs it here
 
     with tempfile.TemporaryDirectory(prefix="zoo-adaround-") as tmp:
-        files = quantize_static(model, Path(tmp) / "m", calib, algo=algo, batch_size=batch_size, batch_nums=batch_nums,
-                                hist_percent=hist_percent, quantizable_op_type=op_types,
-                                weight_quantize_type=weight_quantize_type, rounding="adaround", bias_correction=bc,
+        files = quantize_static(model, Path(tmp) / "m", calib, settings.replace(rounding="adaround", skip=()),
                                 device=device)
         with static_mode():
             scope = paddle.static.Scope()
@@ -484,45 +444,27 @@ def analyze(
     model: ModelFiles,
     calib: Any,
     eval_data: EvalData,
+    settings: PTQSettings = PTQSettings(),
     *,
-    algo: str = "KL",
     metric: Optional[str] = None,
     max_drop: float = 1.0,
-    batch_size: int = 32,
-    batch_nums: int = 10,
-    hist_percent: float = 0.9999,
-    quantizable_op_type: Sequence[str] = ("conv2d", "depthwise_conv2d", "mul"),
-    weight_quantize_type: str = "channel_wise_abs_max",
     device: DeviceLike = "cpu",
     log: Callable[[str], None] = lambda message: None,
 ) -> Dict[str, Any]:
-    """Per-layer sensitivity: the metric with only each layer INT8, and with only each layer float.
+    """Per-layer sensitivity of `settings.algo`: the metric with only each layer INT8, and with only each layer float.
 
     `metric` defaults to top-1 when the data is labelled, else the cosine similarity of the outputs to
     FP32 (in %). Layers are ranked by what quantizing them alone costs; `skip` is the float fallback
     (greedy in that order, then pruned) that meets `max_drop`.
     """
-    # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.quant.ptq import _batch_source, _read_program
-    from zoo.predictor import Predictor
-    from zoo.quiet import silenced
-
     began = time.perf_counter()
+    algo = settings.algo
     metric = metric or ("top1" if eval_data.y is not None else "cosine")
-    feeds, _ = _read_program(model)
-    if len(feeds) != 1:
-        raise QuantizeError(f"the analysis handles single-input models; this one takes {[f.name for f in feeds]}")
-    batches = _batch_source(calib, feeds, batch_size)
-    sim = QuantSim(model, quantizable_op_type, device=device, weight_quantize_type=weight_quantize_type)
-    sim.collect(lambda: iter(batches), batch_nums)
-    if batches.error is not None:
-        raise batches.error
+    SearchTarget(max_drop, metric, (algo,))  # the one check of the target (algo the simulator models, metric known)
+    sim = _collected_sim(model, calib, settings, device, "the analysis")
     stats_seconds = time.perf_counter() - began
-    with silenced():
-        predictor = Predictor(model, device=device, threads=2)
-    fp32 = np.concatenate([np.asarray(predictor.run(eval_data.x[s:s + 64])[0]) for s in range(0, len(eval_data.x), 64)])
-    scorer = Scorer(eval_data, metric, fp32.reshape(fp32.shape[0], -1))
-    session = _Session(sim, scorer, max_drop, hist_percent, log)
+    scorer = Scorer(eval_data, metric, _outputs(model, eval_data, device))
+    session = _Session(sim, scorer, max_drop, log)
     n = len(sim.layers)
     everything = list(range(n))
     all_int8 = session.trial("all INT8", algo, "round", False, [])

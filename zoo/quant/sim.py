@@ -27,9 +27,10 @@ from zoo.device import DeviceLike, require_device
 from zoo.errors import QuantizeError
 from zoo.modelfiles import ModelFiles
 from zoo.quant import calibration as cal
-from zoo.schema import CALIB_ALGOS, QUANTIZABLE_OPS
+from zoo.quant.settings import SIMULATED_ALGOS, PTQSettings
+from zoo.schema import QUANTIZABLE_OPS
 
-ALGOS = tuple(a for a in CALIB_ALGOS if a != "min_max")  # the simulator does not model min_max
+ALGOS = SIMULATED_ALGOS  # the simulator does not model min_max
 WEIGHT_OPS = QUANTIZABLE_OPS  # the ops whose weights the simulator quantizes
 AXIS1_OPS = ("conv2d_transpose", "mul", "matmul", "matmul_v2")  # Paddle's per-channel axis 1 (output columns)
 HIST_BINS = 2048  # Paddle's PostTrainingQuantization._histogram_bins
@@ -67,8 +68,8 @@ class _ActStats:
 class QuantSim:
     """The FP32 model with per-layer switchable INT8 simulation (see the module docstring)."""
 
-    def __init__(self, files: ModelFiles, op_types: Sequence[str], device: DeviceLike = "cpu", bits: int = 8,
-                 weight_quantize_type: str = "channel_wise_abs_max", threads: int = 2) -> None:
+    def __init__(self, files: ModelFiles, settings: PTQSettings = PTQSettings(), device: DeviceLike = "cpu",
+                 bits: int = 8, threads: int = 2) -> None:
         import paddle
 
         from zoo.modelcheck import load_inference_program
@@ -76,7 +77,9 @@ class QuantSim:
 
         self.bits = bits
         self.levels = float(2 ** (bits - 1) - 1)
-        self.channel_wise = weight_quantize_type == "channel_wise_abs_max"
+        self.settings = settings
+        op_types = settings.ops
+        self.channel_wise = settings.weight == "channel_wise_abs_max"
         self._static = static_mode
         with static_mode():
             self.device = require_device(device)
@@ -250,8 +253,9 @@ class QuantSim:
                 values = self.exe.run(self.fp32_program, feed=feed, fetch_list=names, return_numpy=True)
                 yield dict(zip(names, values))
 
-    def thresholds(self, algo: str, hist_percent: float = 0.9999) -> Dict[str, float]:
-        """Activation thresholds of `algo`, computed as Paddle computes them from the shared statistics."""
+    def thresholds(self, algo: str) -> Dict[str, float]:
+        """Activation thresholds of `algo` (with the settings' hist_percent), computed as Paddle computes
+        them from the shared statistics."""
         if not self.stats:
             raise QuantizeError("no calibration statistics were collected", hint="Call collect() first.")
         out: Dict[str, float] = {}
@@ -268,7 +272,7 @@ class QuantSim:
                 if st.hist is None or st.edges is None:
                     value = 0.0
                 else:
-                    value = cal.histogram_threshold(algo, st.hist, st.edges, self.bits, hist_percent)
+                    value = cal.histogram_threshold(algo, st.hist, st.edges, self.bits, self.settings.hist_percent)
             else:
                 raise QuantizeError(f"unknown calibration algorithm {algo!r}", hint=f"Use one of: {', '.join(ALGOS)}.")
             out[name] = float(value)
