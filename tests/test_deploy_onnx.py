@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zoo.tasks import get_task
 from zoo.deploy.export import export_model
 from zoo.deploy.onnx import OnnxSession, export_onnx, is_legacy_quant, legacy_to_qdq, onnx_ops, parse_unsupported
 from zoo.program import read_program
@@ -199,7 +200,8 @@ def qat_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tmp = tmp_path_factory.mktemp("qat")
     x, y = tiny_data(96, seed=2)
-    files = get_strategy("qat").quantize(tiny_recipe("qat"), FP32Source(input_shape=TINY_SHAPE, network=trained_tiny_net()),
+    files = get_strategy("qat").quantize(tiny_recipe("qat"), FP32Source(input_shape=TINY_SHAPE, network=trained_tiny_net(),
+                                                                   hooks=get_task("classification")),
                                          QuantData(train=ArrayDataset(x, y)), tmp / "int8",
                                          QuantOptions(work_dir=tmp / "checkpoints"))
     return files.folder

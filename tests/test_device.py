@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.quant_tiny import SHAPE, ArrayDataset, save_fp32, tiny_data, tiny_net, tiny_recipe
+from zoo.tasks import get_task
 from zoo.cli.main import app
 from zoo.device import Device, parse_device, require_device
 from zoo.errors import UsageError
@@ -214,7 +215,7 @@ def test_qat_trains_on_the_chosen_device(fake_gpus: None, set_devices: List[str]
 
     x, y = tiny_data(32, seed=2)
     with pytest.raises(Reached):
-        get_strategy("qat").quantize(tiny_recipe("qat"), FP32Source(input_shape=SHAPE, network=tiny_net()),
+        get_strategy("qat").quantize(tiny_recipe("qat"), FP32Source(input_shape=SHAPE, network=tiny_net(), hooks=get_task("classification")),
                                      QuantData(train=ArrayDataset(x, y)), tmp_path / "int8",
                                      QuantOptions(device="gpu:1", work_dir=tmp_path / "ckpt"))
     assert set_devices == ["gpu:1"]

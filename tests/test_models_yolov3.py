@@ -16,7 +16,7 @@ from zoo.models.yolov3 import ANCHORS, DOWNSAMPLE, decode_legacy, export_legacy,
 
 ARCHS = {"yolov3_mobilenet_v1": "mobilenet_v1", "yolov3_resnet34": "resnet34",
          "yolov3_resnet50vd_dcn": "resnet50vd_dcn"}
-# state-dict sizes of the published networks (DETECTION.md §1.5, counted on PaddleDetection's own layers)
+# state-dict sizes of the published networks (docs/detection.md §1.4, counted on PaddleDetection's own layers)
 COUNTS = {"yolov3_mobilenet_v1": 241, "yolov3_resnet34": 291, "yolov3_resnet50vd_dcn": 387}
 # 0.x names and shapes at full width, 80 classes: every backbone rule and the head's concat widths
 KNOWN: Dict[str, Dict[str, Tuple[int, ...]]] = {

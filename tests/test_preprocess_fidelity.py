@@ -212,7 +212,7 @@ def paddlevision_eval(path: Path, resize_size: int = 256, crop_size: int = 224) 
 
 def paddledetection_eval(path: Path, target_size: int, is_scale: bool = True) -> np.ndarray:
     """PaddleDetection 0.x YOLOv3 eval reader (configs/yolov3_reader.yml, release/0.2;
-    ppdet/data/transform/operators.py), as ../shared/DETECTION.md section 2.2 records it:
+    ppdet/data/transform/operators.py), as docs/detection.md §2.2 records it:
 
     DecodeImage(to_rgb=True): cv2.imdecode then cv2.cvtColor(BGR2RGB); ResizeImage(target_size,
     interp=2, max_size=0): cv2.resize(im, None, None, fx=target / w, fy=target / h,

@@ -12,12 +12,13 @@ from tests.quant_tiny import SHAPE, ArrayDataset, accuracy, op_types, tiny_data,
 from zoo.errors import TrainError
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, get_strategy
 from zoo.quant.qat import INTERRUPT_ENV, quant_layer_types
+from zoo.tasks import get_task
 
 
 def _run(tmp: Path, recipe, resume: bool = False, **opts):  # type: ignore[no-untyped-def]
     x, y = tiny_data(96, seed=2)
     strategy = get_strategy("qat")
-    source = FP32Source(input_shape=SHAPE, network=trained_tiny_net())
+    source = FP32Source(input_shape=SHAPE, network=trained_tiny_net(), hooks=get_task("classification"))
     files = strategy.quantize(
         recipe,
         source,

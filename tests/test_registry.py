@@ -272,10 +272,26 @@ def test_the_untyped_extra_section_is_refused_with_where_it_went(tmp_path: Path)
 
 
 def test_a_recipe_without_preprocess_gets_its_architectures(tmp_path: Path) -> None:
-    from zoo.tasks.detection import DETECTION_PREPROCESS
+    from zoo.data.transforms import DETECTION_PREPROCESS
 
     data = _entry("yolov3_r34_coco_quant_post")
     del data["preprocess"]
     path = tmp_path / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data))
     assert load_recipe_file(path).preprocess == DETECTION_PREPROCESS
+
+
+@pytest.mark.parametrize("section, field, value, where", [
+    ("quant", "algo_alternatives", ["KL"], "--max-drop"),
+    ("train", "eval_batch_size", 8, "--batch-size"),
+    ("train", "origin_metric", 0.9, "fp32_top1"),
+])
+def test_a_removed_recipe_field_is_named_with_where_it_went(section, field, value, where, tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parent.parent / "recipes" / "digits_mobilenetv1_qat.yaml"
+    data = yaml.safe_load(source.read_text())
+    data.setdefault(section, {})[field] = value
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError) as info:
+        load_recipe_file(path)
+    assert f"`{section}.{field}` was removed" in info.value.message and where in info.value.message

@@ -1,6 +1,6 @@
 """A static-graph YOLOv3 written the way PaddleDetection 0.x wrote it, for checking zoo.models.yolov3.
 
-It follows the 0.x layer code (DETECTION.md §1) call by call: parameters are named inside each
+It follows the 0.x layer code (docs/detection.md §1.3) call by call: parameters are named inside each
 layer (ParamAttr names, BN moving-stat names) exactly as those layers named them, the upsample is
 the legacy `nearest_interp` op with align_corners=True, the DCN is the static `deformable_conv`.
 Nothing here reads the zoo's name map: a program built here, saved with Paddle's save_vars, is what

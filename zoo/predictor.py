@@ -104,8 +104,3 @@ class Predictor:
         rows start only here: `run()` alone cannot split a batch.
         """
         return [[list(level) for level in self._predictor.get_output_handle(n).lod()] for n in self.output_names]
-
-
-def load_predictor(path: Path, **kwargs: object) -> Predictor:
-    """Shortcut for Predictor(path, **kwargs)."""
-    return Predictor(path, **kwargs)  # type: ignore[arg-type]

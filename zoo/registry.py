@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from zoo.errors import RecipeError, UnknownNameError
 from zoo.models.registry import ARCHITECTURES, INFERENCE_MODEL, Architecture, argument_problems
 from zoo.names import NameRegistry
-from zoo.schema import Recipe, Strategy, Task, validation_messages
+from zoo.schema import Recipe, Strategy, Task, removed_fields, validation_messages
 
 
 def builtin_recipe_dir() -> Path:
@@ -53,6 +53,9 @@ def load_recipe_file(path: Path) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of fields, got {type(data).__name__}")
+    removed = removed_fields(data)
+    if removed:
+        raise RecipeError(f"{path}: " + "; ".join(removed), hint="Delete the field(s) from the recipe.")
     arch = _architecture(path, data.get("arch"))
     if "preprocess" not in data and arch is not None and arch.preprocess is not None:
         data = {**data, "preprocess": arch.preprocess().model_dump(mode="json")}  # the convention its weights were trained with

@@ -95,7 +95,7 @@ class _Stages:
 
 def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
     """The recipe's network with the FP32 weights quant-aware training starts from (the task says which)."""
-    from zoo.hub import fetch
+    from zoo.hub import fetch, vouched_for
     from zoo.models.weights import load_pretrained
 
     task = get_task(recipe.task)
@@ -107,7 +107,7 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
 
         load_from_inference(network, find_model_files(fetched.path), input_shape(recipe))
     else:
-        load_pretrained(network, recipe, fetched.path, trusted=True, role=role)  # zoo.hub verified it against its pin
+        load_pretrained(network, recipe, fetched.path, verify=vouched_for, role=role)  # zoo.hub pinned it
     network.eval()
     return network
 
@@ -254,7 +254,7 @@ def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], 
     task = get_task(recipe.task)
     calib = task.calibration_batches(datasets["calib"], recipe.quant.batch_size or 32) if "calib" in datasets else None
     data = QuantData(calib=calib, train=datasets.get("train"), eval=datasets["eval"])
-    source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network)
+    source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network, hooks=get_task(recipe.task))
     qopts = QuantOptions(
         device=opts.device,
         work_dir=work / "checkpoints" if recipe.strategy is Strategy.qat else work,

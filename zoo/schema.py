@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union, get_args
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -220,7 +220,6 @@ class QuantConfig(Strict):
     moving_rate: Optional[float] = None
     # post-training calibration
     algo: Optional[CalibAlgo] = None
-    algo_alternatives: List[CalibAlgo] = Field(default_factory=list)
     calib_split: Optional[str] = Field(None, description="the split PTQ calibrates on (default: the training split "
                                                          "that pairs with the evaluation split)")
     batch_size: Optional[int] = Field(None, gt=0)
@@ -247,7 +246,6 @@ class Schedule(Strict):
 
 class Distill(Strict):
     loss: str = "soft_label"
-    temperature: float = 1.0
     alpha: float = 1.0
     node: Optional[str] = Field(None, description="teacher/student node; default: the final output")
 
@@ -262,12 +260,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     batch_size: int = Field(gt=0)
-    eval_batch_size: Optional[int] = Field(None, gt=0)
     eval_iter: Optional[int] = Field(None, gt=0)
-    origin_metric: Optional[float] = None
     augment: Optional[Augment] = None
     distill: Optional[Distill] = None
-    sync_bn: bool = False
     note: Optional[str] = None
 
     @model_validator(mode="after")
@@ -358,6 +353,9 @@ class NmsConfig(Strict):
     nms_eta: float = Field(1.0, gt=0, le=1)
 
 
+DOWNSAMPLE_RATIOS = (32, 16, 8)  # YOLOv3's three output levels: the backbone taps the head reads, deepest first
+
+
 class DetectionConfig(Strict):
     """The detection head and the conventions the published numbers were measured with."""
 
@@ -366,7 +364,6 @@ class DetectionConfig(Strict):
         default_factory=lambda: [(10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198),
                                  (373, 326)])
     anchor_masks: List[List[int]] = Field(default_factory=lambda: [[6, 7, 8], [3, 4, 5], [0, 1, 2]])
-    downsample_ratios: List[int] = Field(default_factory=lambda: [32, 16, 8])
     conf_threshold: float = Field(0.01, ge=0, le=1, description="yolo_box: boxes below it are zeroed")
     clip_bbox: bool = True
     ignore_thresh: float = Field(0.7, gt=0, le=1, description="yolo_loss: predictions overlapping a box this much are not negatives")
@@ -374,12 +371,36 @@ class DetectionConfig(Strict):
 
     @model_validator(mode="after")
     def _masks(self) -> "DetectionConfig":
-        if len(self.anchor_masks) != len(self.downsample_ratios):
-            raise ValueError("anchor_masks and downsample_ratios need one entry per output level")
+        if len(self.anchor_masks) != len(DOWNSAMPLE_RATIOS):
+            raise ValueError(f"anchor_masks need one entry per output level (strides {list(DOWNSAMPLE_RATIOS)})")
         bad = [i for mask in self.anchor_masks for i in mask if not 0 <= i < len(self.anchors)]
         if bad:
             raise ValueError(f"anchor_masks name anchors {bad} beyond the {len(self.anchors)} anchors")
         return self
+
+
+# Fields recipes once carried that set nothing: the loader names each one and says where it went.
+REMOVED_FIELDS: Dict[str, str] = {
+    "quant.algo_alternatives": "to try other calibration algorithms, run `zoo quantize --max-drop X --algo A,B` "
+                               "(it searches them); say why in quant.note",
+    "train.eval_batch_size": "the evaluation batch size does not change a metric; pass `zoo eval --batch-size N`",
+    "train.sync_bn": "training uses plain batch norm on every device (the published configs set sync_bn false)",
+    "train.origin_metric": "the FP32 metric lives in published[].fp32_top1 (or fp32_box_ap)",
+    "train.distill.temperature": "PaddleSlim's ACT soft-label distillation has no temperature (it is always 1)",
+    "detection.downsample_ratios": f"YOLOv3's output strides are fixed by its three backbone taps, {list(DOWNSAMPLE_RATIOS)}",
+}
+
+
+def removed_fields(data: Mapping[str, Any]) -> List[str]:
+    """Each removed field `data` (a recipe mapping) still sets, as 'field: where it went'."""
+    found = []
+    for dotted, where in REMOVED_FIELDS.items():
+        node: Any = data
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            found.append(f"`{dotted}` was removed: {where}")
+    return found
 
 
 class Recipe(Strict):

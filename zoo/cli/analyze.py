@@ -66,7 +66,7 @@ def analyze_cmd(
         print_json(result)
         return
     m = result["metric"]
-    table = compact_table(["rank", "layer", "op", f"only INT8", "drop", "only float", "gain"],
+    table = compact_table(["rank", "layer", "op", "only INT8", "drop", "only float", "gain"],
                           title=f"{model.folder.name}: {algo}, {m} FP32 {result['fp32']:.2f}, all INT8 {result['all_int8']:.2f}",
                           numeric={"rank", "only INT8", "drop", "only float", "gain"})
     for rank, row in enumerate(result["layers"], start=1):

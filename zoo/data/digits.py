@@ -9,13 +9,13 @@ nothing half-written and concurrent runs agree.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
+from zoo.home import cache_home
 
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
@@ -25,17 +25,8 @@ _META = "digits.json"
 
 
 def default_home() -> Path:
-    """ZOO_HOME (or the hub's cache home when that is available)."""
-    try:
-        from zoo.hub import cache_home  # type: ignore[attr-defined]
-
-        return Path(cache_home())
-    except (ImportError, AttributeError):
-        env = os.environ.get("ZOO_HOME")
-        if env:
-            return Path(env).expanduser()
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "zoo"
+    """Where generated digits data lives: the zoo's cache home (ZOO_HOME)."""
+    return cache_home()
 
 
 def dataset_dir(home: Optional[Path] = None) -> Path:

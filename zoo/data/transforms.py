@@ -32,14 +32,17 @@ import math
 import random
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import PIL
 from PIL import Image, ImageEnhance, ImageOps
 
-from zoo.schema import Augment, Backend, CropSampler, Interpolation, Preprocess, Sizing
+from pydantic import ValidationError as PydanticValidationError
+
+from zoo.errors import UsageError
+from zoo.schema import Augment, Backend, CropSampler, Interpolation, Preprocess, Sizing, validation_messages
 
 ImageLike = Union[Image.Image, np.ndarray]
 Transform = Callable[[ImageLike], np.ndarray]
@@ -62,6 +65,8 @@ _CV2_INTERPOLATION = {
 
 # Default preprocessing of a plain inference model folder (the ImageNet evaluation convention).
 DEFAULT_PREPROCESS = Preprocess(backend=Backend.pil, resize_short=256, crop=224)
+# PaddleDetection 0.x's YOLOv3 eval reader: cv2 decode, bicubic square resize (608 by default), /255, ImageNet mean/std
+DETECTION_PREPROCESS = Preprocess(backend=Backend.cv2, resize=608, interpolation=Interpolation.bicubic)
 
 
 def pil_interpolation(interp: Interpolation) -> int:
@@ -525,3 +530,19 @@ class AutoAugment:
             if random.random() < prob:
                 pil = _op(name, pil, level)
         return np.asarray(pil) if array_in else pil
+
+
+def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
+    """The preprocessing with command-line overrides, validated like a recipe's."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return pre
+    data = pre.model_dump()
+    if "resize_short" in given:
+        data["resize"] = None
+    data.update(given)
+    try:
+        return Preprocess.model_validate(data)
+    except PydanticValidationError as exc:  # a usage problem: name the flag's field and what is wrong
+        raise UsageError(f"invalid preprocessing flags: {'; '.join(validation_messages(exc))}",
+                         hint="See `zoo eval --help`.") from None

@@ -11,7 +11,7 @@ The contract is read from the model's feeds:
   COCO json boxes are `[x1, y1, x2 - x1, y2 - y1]`, rows with a negative label skipped
   (ppdet/metrics/json_results.py get_det_res).
 
-Class indices map to the annotation's category ids in ascending order; the json is scored by
+Class i is the i-th category id in the annotation file's order (docs/detection.md §2.1); the json is scored by
 pycocotools `COCOeval(..., "bbox")` over the images that were run.
 """
 from __future__ import annotations

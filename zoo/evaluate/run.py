@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from pydantic import ValidationError as PydanticValidationError
-
 from zoo.data.infer_cfg import read_infer_cfg
 from zoo.data.transforms import image_library
 from zoo.device import DeviceLike, require_device
@@ -16,9 +14,8 @@ from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.protocol import Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
-from zoo.schema import Preprocess, Recipe, Role, validation_messages
+from zoo.schema import Recipe, Role
 from zoo.tasks import ScoreOptions, get_task, task_of_model
-from zoo.tasks.classification import declared_side, folder_input_size  # noqa: F401  (their old home)
 
 
 @dataclass
@@ -37,22 +34,6 @@ class EvalOptions:
     task: Optional[str] = None  # a model folder's task; None: detected from its program
     sizes: Optional[List[int]] = None  # input sides to score at; None: the task's default
     runtime: str = "paddle"  # zoo.deploy.runtimes name: score on the runtime that will serve the model
-
-
-def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
-    """The preprocessing with command-line overrides, validated like a recipe's."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if not given:
-        return pre
-    data = pre.model_dump()
-    if "resize_short" in given:
-        data["resize"] = None
-    data.update(given)
-    try:
-        return Preprocess.model_validate(data)
-    except PydanticValidationError as exc:  # a usage problem: name the flag's field and what is wrong
-        raise UsageError(f"invalid preprocessing flags: {'; '.join(validation_messages(exc))}",
-                         hint="See `zoo eval --help`.") from None
 
 
 def resolve_target(target: str) -> Tuple[Optional[Recipe], Optional[Path]]:

@@ -20,7 +20,6 @@ from zoo.errors import ArchiveError
 from zoo.modelfiles import LEGACY_PAIRS
 
 META_NAME = "zoo-artifact.json"
-_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # (legacy model name, legacy params name) -> normalized names
 _NORMALIZED = ("inference.pdmodel", "inference.pdiparams")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from zoo.hub.config import cache_home
+from zoo.home import cache_home
 from zoo.hub.core import artifact_key, artifact_ref, hash_file
 from zoo.hub.store import Store
 from zoo.registry import load_registry

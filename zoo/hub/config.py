@@ -3,20 +3,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from zoo.errors import UsageError
-
-
-def cache_home() -> Path:
-    """ZOO_HOME, else $XDG_CACHE_HOME/zoo, else ~/.cache/zoo."""
-    home = os.environ.get("ZOO_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "zoo"
 
 
 def offline() -> bool:

@@ -11,7 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 from zoo.errors import ArchiveError, ChecksumError, DownloadError, ModelError, OfflineError, UsageError
 from zoo.hub import archive as arc
-from zoo.hub.config import Settings, cache_home, mirror_from_env, offline
+from zoo.home import cache_home
+from zoo.hub.config import Settings, mirror_from_env, offline
 from zoo.hub.download import discard_partial, download
 from zoo.hub.mirror import candidates
 from zoo.hub.progress import bar

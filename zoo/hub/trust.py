@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.errors import ChecksumError
-from zoo.hub.config import cache_home
+from zoo.home import cache_home
 from zoo.hub.core import hash_file
 from zoo.hub.store import Store
 from zoo.registry import load_registry
@@ -30,3 +30,9 @@ def verified_pdparams(path: Path) -> Path:
         hint="A .pdparams file is a pickle that can run code when loaded; get it with `zoo fetch NAME --what pretrained` "
              "so it is verified and pinned, or add its sha256 to the recipe.",
     )
+
+
+def vouched_for(path: Path) -> bool:
+    """True when `path`'s hash is pinned or published (the `verify` of zoo.models.weights.load_pretrained);
+    ChecksumError, saying what to do, otherwise."""
+    return verified_pdparams(path) == Path(path)

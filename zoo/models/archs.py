@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from zoo.data.transforms import DEFAULT_PREPROCESS, DETECTION_PREPROCESS
 from zoo.models.registry import register_model
 from zoo.schema import Backend, Preprocess, Task
 
 
 def _imagenet() -> Preprocess:
     """The ImageNet evaluation convention of the published classifiers (resize 256, center crop 224)."""
-    from zoo.data.transforms import DEFAULT_PREPROCESS
-
     return DEFAULT_PREPROCESS
 
 
@@ -21,8 +20,6 @@ def _digits() -> Preprocess:
 
 def _yolov3_reader() -> Preprocess:
     """PaddleDetection 0.x's YOLOv3 eval reader: cv2 decode, bicubic square resize to 608, /255, ImageNet mean/std."""
-    from zoo.tasks.detection import DETECTION_PREPROCESS
-
     return DETECTION_PREPROCESS
 
 

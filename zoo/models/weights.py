@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -66,11 +66,12 @@ def state_from_persistables(model, folder: Path, name_map: Mapping[str, str]) ->
     return out
 
 
-def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False, role: Role = Role.pretrained) -> None:
+def load_pretrained(model, recipe: Recipe, path: Path, verify: Optional[Callable[[Path], bool]] = None,
+                    role: Role = Role.pretrained) -> None:
     """Load the recipe's `role` artifact (a fetched file or extracted folder of weights) into `model`.
 
-    `.pdparams` are pickles: they load only if the recipe's sha256/md5 matches, or with
-    `trusted=True` when zoo.hub verified the file against its pin.
+    `.pdparams` are pickles: they load only if the recipe's sha256/md5 matches, or, for a recipe
+    without a checksum, if `verify(path)` vouches for the file (e.g. the hub checked it against its pin).
     """
     artifact = recipe.artifacts.get(role)
     if artifact is None:
@@ -87,9 +88,7 @@ def load_pretrained(model, recipe: Recipe, path: Path, trusted: bool = False, ro
         elif artifact.md5 is not None:
             verified = hash_file(path)[1] == artifact.md5
         else:
-            from zoo.hub import verified_pdparams
-
-            verified = trusted or verified_pdparams(path) == path  # raises when nobody vouched for it
+            verified = verify is not None and verify(path)
         if not verified:
             raise ModelError(f"refusing to unpickle {path}: its hash does not match the recipe",
                              hint="Fetch it with `zoo fetch NAME` so it is verified, or check the file.")

@@ -1,13 +1,13 @@
 """YOLOv3 as PaddleDetection 0.x built it, its legacy inference export and its 0.x weight loading.
 
-The head (`YOLOv3Head` in ppdet 0.x, DETECTION.md §1.2) takes the backbone's taps deepest first
+The head (`YOLOv3Head` in ppdet 0.x, docs/detection.md §1.2) takes the backbone's taps deepest first
 (strides 32, 16, 8). Level i runs a detection block of six conv-bn-leaky units (1x1 to `c`, 3x3 to
 2c, twice; the 1x1 `route`; the 3x3 `tip`) with c = 512, 256, 128, a biased 1x1 output conv with
 3 x (5 + classes) filters, and, for the first two levels, a 1x1 transition (256, 128) on the route,
 upsampled x2 (nearest) and concatenated BEFORE the next backbone tap. Only the output convs have a
 bias; BatchNorm stays unfused.
 
-The legacy inference contract (what the published archives hold, DETECTION.md §2.3): feeds
+The legacy inference contract (what the published archives hold, docs/detection.md §2.3): feeds
 `image` float32 [-1, 3, S, S] and `im_size` int32 [-1, 2] (original H, W); per level a `yolo_box`
 with the level's anchors and conf_thresh = the NMS score threshold (0.01: 0.x passes
 `nms.score_threshold`), boxes concatenated, scores transposed to [N, C, M] and concatenated, and a

@@ -1,7 +1,7 @@
 """The explicit map from PaddleDetection 0.x static-graph persistable names to zoo.models.yolov3's parameters.
 
 The published FP32 YOLOv3 weights are `save_persistables` folders, one file per variable, named by
-the 0.x layer code (DETECTION.md §1). The rules, per module:
+the 0.x layer code (docs/detection.md §1.3). The rules, per module:
 
 - Head (`_conv_bn`): `{name}.conv.weights`, `{name}.bn.{scale,offset,mean,var}` for
   `yolo_block.{i}.{0.0,0.1,1.0,1.1,2,tip}` and `yolo_transition.{i}`; the output convs

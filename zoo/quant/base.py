@@ -12,7 +12,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -28,6 +28,30 @@ from zoo.schema import Recipe
 CalibFn = Callable[[], Iterable[np.ndarray]]
 
 
+class QuantHooks(ABC):
+    """What a quantization strategy asks of the model's task (zoo.tasks.ModelTask implements it).
+
+    The pipeline hands the recipe's task to the strategy through FP32Source.hooks, so strategies
+    never look tasks up themselves.
+    """
+
+    def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
+        """The tensor-name patterns of `files` whose ops the recipe's `quant.skip` leaves in FP32 (default: as written)."""
+        return list(recipe.quant.skip)
+
+    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
+        """Mark the layers quant-aware training must leave in float (default: none)."""
+
+    @abstractmethod
+    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
+        """loss(trainee, batch): the scalar training loss of one batch of the task's training set."""
+
+    @abstractmethod
+    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
+                       input_shape: Tuple[int, int, int]) -> None:
+        """Write the quant-aware-trained `network` into `folder` as an inference model with the task's contract."""
+
+
 @dataclass
 class FP32Source:
     """What a strategy quantizes: an FP32 inference model, a network with weights, or both."""
@@ -36,6 +60,13 @@ class FP32Source:
     model: Optional[ModelFiles] = None
     network: Any = None  # a paddle.nn.Layer with its FP32 weights loaded (QAT)
     build_network: Optional[Callable[[], Any]] = None  # a fresh network, for resuming
+    hooks: Optional[QuantHooks] = None  # the recipe's task: skip lists, QAT loss and export (zoo.tasks)
+
+    def require_hooks(self, strategy: str) -> QuantHooks:
+        if self.hooks is None:
+            raise QuantizeError(f"strategy {strategy!r} needs the model's task (FP32Source.hooks), none was given",
+                                hint="Pass hooks=zoo.tasks.get_task(recipe.task).")
+        return self.hooks
 
     def require_model(self, strategy: str) -> ModelFiles:
         if self.model is None:
@@ -205,8 +236,3 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     paddle.seed(seed)
 
-
-def batches_of(arrays: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """Float32, contiguous batches (what every Paddle input wants)."""
-    for batch in arrays:
-        yield np.ascontiguousarray(batch, dtype=np.float32)

@@ -11,7 +11,6 @@ from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, r
 from zoo.quant.ptq import quantize_static
 from zoo.quant.settings import PTQSettings
 from zoo.schema import Recipe
-from zoo.tasks import get_task
 
 
 @register_strategy("ptq")
@@ -29,7 +28,8 @@ class PTQStrategy(QuantStrategy):
         q = recipe.quant
         model = source.require_model(self.name)
         calib = data.require_calib(self.name)
-        skip = get_task(recipe.task).quant_skip(recipe, model)  # e.g. a detector's `yolo_output` head
+        # the task's reading of quant.skip (e.g. a detector's `yolo_output` head); as written without one
+        skip = source.hooks.quant_skip(recipe, model) if source.hooks is not None else list(q.skip)
         settings = PTQSettings.from_recipe(q, engine=options.engine, skip=skip)
         # replace: a reproduction's INT8 folder holds this model only
         return quantize_static(model, Path(out_dir), calib, settings, device=options.device, replace=True)

@@ -147,8 +147,6 @@ class QATStrategy(QuantStrategy):
     ) -> ModelFiles:
         import paddle
 
-        from zoo.tasks import get_task
-
         train = recipe.train
         if train is None:
             raise TrainError(f"recipe {recipe.name!r} has no `train` section")
@@ -163,7 +161,7 @@ class QATStrategy(QuantStrategy):
         if not options.resume:
             ckpt.clear()
 
-        task = get_task(recipe.task)
+        task = source.require_hooks(self.name)
         seed_everything(options.seed)
         paddle.disable_static()
         plan.device.activate()

@@ -1,13 +1,15 @@
 """The task interface: one small class per task (classification, detection), registered by name."""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zoo.device import DeviceLike
+from zoo.data.transforms import apply_overrides
 from zoo.modelfiles import ModelFiles
+from zoo.quant.base import QuantHooks
 from zoo.schema import Preprocess, Recipe, Role
 
 
@@ -23,8 +25,9 @@ class ScoreOptions:
     runtime: str = "paddle"  # zoo.deploy.runtimes name: the runtime that will serve the model
 
 
-class ModelTask(ABC):
-    """What scoring and reproducing a model of one task needs: data, preprocessing, metric, report rows."""
+class ModelTask(QuantHooks):
+    """What scoring and reproducing a model of one task needs: data, preprocessing, metric, report rows
+    (and, from QuantHooks, what the quantization strategies ask of the task)."""
 
     name: ClassVar[str]
     metrics: ClassVar[Tuple[str, ...]]  # the metrics a recipe of this task publishes, headline first
@@ -75,8 +78,6 @@ class ModelTask(ABC):
 
     def preprocess(self, base: Preprocess, overrides: Mapping[str, Any]) -> Preprocess:
         """`base` with the command-line overrides applied."""
-        from zoo.evaluate.run import apply_overrides
-
         return apply_overrides(base, dict(overrides))
 
     @property
@@ -130,20 +131,3 @@ class ModelTask(ABC):
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
         """A callable returning the calibration input batches of `dataset` (arrays, or {feed name: array} dicts)."""
 
-    def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
-        """The tensor-name patterns of `files` whose ops the recipe's `quant.skip` leaves in FP32 (default: as written)."""
-        return list(recipe.quant.skip)
-
-    # --- quant-aware training -------------------------------------------------------------------
-
-    def prepare_qat(self, recipe: Recipe, network: Any) -> None:
-        """Mark the layers quant-aware training must leave in float (default: none)."""
-
-    @abstractmethod
-    def training_loss(self, recipe: Recipe, network: Any) -> Callable[[Any, Sequence[Any]], Any]:
-        """loss(trainee, batch): the scalar training loss of one batch of the task's training set."""
-
-    @abstractmethod
-    def save_quantized(self, recipe: Recipe, network: Any, quanter: Any, folder: Path,
-                       input_shape: Tuple[int, int, int]) -> None:
-        """Write the quant-aware-trained `network` into `folder` as an inference model with the task's contract."""

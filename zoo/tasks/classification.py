@@ -5,26 +5,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zoo.errors import DataError, UsageError
+from zoo.hub import vouched_for
 from zoo.modelfiles import ModelFiles
+from zoo.models.weights import load_pretrained
+from zoo.program import declared_side
 from zoo.protocol import calib_images_wanted, calib_split
+from zoo.quiet import silenced
 from zoo.schema import Preprocess, Recipe, Strategy
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
-
-
-def declared_side(files: ModelFiles) -> Optional[int]:
-    """The square H = W of the model's image input as its program declares it; None when dynamic."""
-    from zoo.modelcheck import read_program_desc
-
-    block = read_program_desc(files.model_file).blocks[0]
-    feeds = [name for op in block.ops if op.type == "feed" for slot in op.outputs for name in slot.arguments]
-    shapes = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
-    dims = [shapes.get(name, []) for name in feeds]
-    images = [d for d in dims if len(d) == 4]
-    if len(images) != 1:
-        return None
-    h, w = int(images[0][2]), int(images[0][3])
-    return h if h > 0 and h == w else None
 
 
 def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
@@ -63,13 +52,11 @@ class ClassificationTask(ModelTask):
     labels = {"top1": "top-1", "top5": "top-5"}
 
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
-        from zoo.models.weights import load_pretrained
-        from zoo.quiet import silenced
 
         size = recipe.headline().input_size
         with silenced():
             network = self.build_network(recipe)
-            load_pretrained(network, recipe, weights, trusted=True)  # fetch verified it against its pin
+            load_pretrained(network, recipe, weights, verify=vouched_for)  # fetch pinned it
         return self.save_network(recipe, network, out_dir, (3, size, size))
 
     def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:

@@ -1,4 +1,4 @@
-"""Detection: COCO-layout data, a square cv2 resize, COCO box AP per input size (DETECTION.md)."""
+"""Detection: COCO-layout data, a square cv2 resize, COCO box AP per input size (docs/detection.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +7,15 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from zoo.errors import DataError, ModelError, UsageError
+from zoo.data.transforms import DETECTION_PREPROCESS
 from zoo.modelfiles import ModelFiles
+from zoo.program import declared_side
 from zoo.protocol import FAIL, PARTIAL, PASS, calib_images_wanted, calib_split
-from zoo.schema import Backend, Contract, DatasetKind, Interpolation, Preprocess, Recipe, Role, Strategy
+from zoo.schema import Contract, DatasetKind, Preprocess, Recipe, Role, Strategy
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
 # PaddleDetection 0.x YOLOv3 evaluation reader (configs/yolov3_reader.yml): the default of a model folder
-DETECTION_PREPROCESS = Preprocess(backend=Backend.cv2, resize=608, interpolation=Interpolation.bicubic)
 
 
 @register_task("detection")
@@ -105,7 +106,6 @@ class DetectionTask(ModelTask):
     def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
         if asked:
             return list(dict.fromkeys(asked))
-        from zoo.tasks.classification import declared_side
 
         side = declared_side(files)
         if side is None:
@@ -205,8 +205,8 @@ class DetectionTask(ModelTask):
         return dataset.batches(batch_size)
 
     def quant_skip(self, recipe: Recipe, files: ModelFiles) -> List[str]:
-        """The recipe's skip list with `yolo_output` (0.x's name scope of the head's output convs, DETECTION.md
-        3.1) turned into the weight names of the convs whose outputs the program's yolo_box ops decode."""
+        """The recipe's skip list with `yolo_output` (0.x's name scope of the head's output convs, docs/detection.md
+        §3.1) turned into the weight names of the convs whose outputs the program's yolo_box ops decode."""
         out: List[str] = []
         for name in recipe.quant.skip:
             if name != YOLO_OUTPUT_SCOPE:
