@@ -149,3 +149,27 @@ def test_network_weights_load_from_an_inference_model(tmp_path: Path) -> None:
     load_from_inference(fresh, find_model_files(fp32), SHAPE)
     for key, value in trained.state_dict().items():
         np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+
+
+def test_a_strategy_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
+    """QAT seeds the global RNGs and switches Paddle to dynamic mode for its run; the caller sees neither."""
+    import random
+
+    import numpy as np
+    import paddle
+
+    from zoo.program import static_mode
+
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.rand())
+    x, y = tiny_data(64)
+    source = FP32Source(input_shape=SHAPE, network=trained_tiny_net(), hooks=get_task("classification"))
+    random.seed(123)
+    np.random.seed(123)
+    with static_mode():  # a caller in static mode stays in static mode
+        get_strategy("qat").quantize(tiny_recipe("qat"), source,
+                                     QuantData(train=ArrayDataset(x, y)), tmp_path / "int8",
+                                     QuantOptions(work_dir=tmp_path / "ckpt", iterations=2, seed=7))
+        assert not paddle.in_dynamic_mode()
+    assert (random.random(), np.random.rand()) == expected

@@ -97,3 +97,17 @@ def test_known_paddle_noise_is_filtered_by_message_only(monkeypatch) -> None:  #
             warnings.warn(message + ".", UserWarning)
         warnings.warn("a warning about the user's own run", UserWarning)
     assert [str(w.message) for w in seen] == ["a warning about the user's own run"]
+
+
+def test_a_library_call_redirects_nothing_unless_asked() -> None:
+    code = textwrap.dedent('''
+        import sys
+        from zoo import quiet
+        with quiet.silenced():
+            print("library-call-output")
+        quiet.configure(verbose=False)
+        with quiet.silenced():
+            print("asked-for-quiet")
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "library-call-output" in proc.stdout and "asked-for-quiet" not in proc.stdout

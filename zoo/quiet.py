@@ -2,6 +2,9 @@
 
 Paddle reads GLOG_* variables when its C++ core loads, so `configure` must run before the first
 `import paddle`; the CLI calls it at start-up. `--verbose` turns the noise back on.
+
+A library call changes nothing in the process unless asked: until `configure(verbose=False)` runs
+(the CLI's start-up, or a Python caller that wants the quiet), `silenced()` redirects nothing.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import warnings
 from typing import Iterator, Optional, Tuple
 
 _VERBOSE = False
+_SILENCE = False  # set by configure(): silenced() redirects file descriptors only when the caller asked
 _QUIET_ENV = {
     "GLOG_minloglevel": "2",
     "GLOG_v": "0",
@@ -33,8 +37,9 @@ _KNOWN_NOISE = (
 
 def configure(verbose: bool = False) -> None:
     """Set the environment and loggers so Paddle stays quiet unless `verbose`."""
-    global _VERBOSE
+    global _VERBOSE, _SILENCE
     _VERBOSE = verbose
+    _SILENCE = not verbose
     if verbose:
         for key in list(_set_by_us):
             os.environ.pop(key, None)
@@ -53,8 +58,8 @@ def configure(verbose: bool = False) -> None:
 
 
 def is_verbose() -> bool:
-    """Whether --verbose was given."""
-    return _VERBOSE
+    """Whether Paddle's own output should show: --verbose, or nobody asked for quiet (a plain library call)."""
+    return _VERBOSE or not _SILENCE
 
 
 # the terminal's stdout/stderr, saved by the outermost silenced() block in progress (None: nothing redirected)
@@ -65,14 +70,15 @@ _lock = threading.RLock()
 
 @contextlib.contextmanager
 def silenced() -> Iterator[None]:
-    """Redirect the process's stdout/stderr file descriptors to /dev/null around one noisy call, unless verbose.
+    """Redirect the process's stdout/stderr file descriptors to /dev/null around one noisy call, when the
+    caller asked for quiet (`configure(verbose=False)`: the CLI does).
 
     PaddleSlim and Paddle's C++ core write straight to the file descriptors (progress bars,
     GLOG), so redirecting `sys.stdout` alone is not enough. The descriptors are restored on every
     exit path; wrap only the call that prints, and report progress from inside it through `audible()`.
     """
     global _terminal, _devnull
-    if _VERBOSE:
+    if not _SILENCE:
         yield
         return
     with _lock:

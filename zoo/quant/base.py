@@ -7,12 +7,15 @@ Recipes name their strategy (`ptq`, `qat`, `act`); `get_strategy(recipe.strategy
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import random
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -141,10 +144,46 @@ class QuantOptions:
     progress: Optional[TrainProgress] = None  # training progress reports (QAT, ACT); None: nobody listens
 
 
+@contextlib.contextmanager
+def kept_process_state() -> Iterator[None]:
+    """Whatever a strategy does to process-wide state inside (global RNG seeds, Paddle's dynamic/static
+    mode, Paddle's current device) is undone on exit: the caller finds the process as it left it."""
+    import paddle  # every strategy runs Paddle; zoo.quant.base itself stays importable without it
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    paddle_state, dynamic, device = paddle.get_rng_state(), paddle.in_dynamic_mode(), paddle.get_device()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if paddle.in_dynamic_mode() != dynamic:
+            (paddle.disable_static if dynamic else paddle.enable_static)()
+        if paddle.get_device() != device:
+            paddle.set_device(device)
+        paddle.set_rng_state(paddle_state)
+
+
 class QuantStrategy(ABC):
-    """One quantization method."""
+    """One quantization method.
+
+    Every subclass's `quantize` runs inside `kept_process_state`, so a strategy may seed the RNGs
+    and switch Paddle's mode for its own run without leaking either to the caller.
+    """
 
     name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inner = cls.__dict__.get("quantize")
+        if inner is not None and not getattr(inner, "_keeps_process_state", False):
+            @functools.wraps(inner)
+            def quantize(self: "QuantStrategy", *args: Any, **kw: Any) -> ModelFiles:
+                with kept_process_state():
+                    return inner(self, *args, **kw)
+
+            quantize._keeps_process_state = True  # type: ignore[attr-defined]
+            cls.quantize = quantize  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         self.info: Dict[str, Any] = {}  # what the last run did (training history, settings): the report's `training`
@@ -228,8 +267,7 @@ def model_input(model: ModelFiles) -> Tuple[str, List[int]]:
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
+    """Seed Python's, numpy's and Paddle's global generators (inside a strategy: kept_process_state undoes it)."""
     import paddle
 
     random.seed(seed)
