@@ -7,7 +7,7 @@ preprocessing its numbers were measured with, the published numbers and where th
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -21,6 +21,7 @@ from zoo.device import DeviceLike
 from zoo.errors import UsageError
 from zoo.evaluate.run import recipe_model, resolve_target
 from zoo.home import cache_home
+from zoo.hub.core import artifact_ref
 from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
 from zoo.predictor import Predictor
 from zoo.registry import load_registry
@@ -44,14 +45,11 @@ class LoadedModel:
     recipe: Optional[Recipe] = None
     device: DeviceLike = "cpu"
     threads: int = 2
-    _transform: Optional[Transform] = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def transform(self) -> Transform:
         """image -> float32 input array, as the entry's published numbers were measured."""
-        if self._transform is None:
-            self._transform = eval_transform(self.preprocess, self.input_size)
-        return self._transform
+        return eval_transform(self.preprocess, self.input_size)
 
     @cached_property
     def predictor(self) -> Predictor:
@@ -89,7 +87,7 @@ def load(name_or_path: Union[str, Path], artifact: Optional[str] = None, *, devi
     role = _role(recipe, artifact)
     files = recipe_model(recipe, role, cache_home() / "exported" / recipe.name / role.value, mirror)
     art = recipe.artifacts[role]
-    provenance = {"recipe": recipe.name, "artifact": role.value, "url": art.urls[0] if art.urls else f"bundled:{art.bundled}",
+    provenance = {"recipe": recipe.name, "artifact": role.value, "url": artifact_ref(art),
                   "sha256": art.sha256, "source": recipe.source.model_dump(mode="json") if recipe.source else None,
                   "model_sha256": model_sha256(files)}
     published = [row.model_dump(mode="json", exclude_none=True) for row in recipe.published]

@@ -209,11 +209,7 @@ def open_program(files: ModelFiles) -> Iterator[OpenProgram]:
 
 def declared_side(files: ModelFiles) -> Optional[int]:
     """The square H = W of the model's image input as its program declares it; None when dynamic."""
-    block = read_program_desc(files.model_file).blocks[0]
-    feeds = [name for op in block.ops if op.type == "feed" for slot in op.outputs for name in slot.arguments]
-    shapes = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
-    dims = [shapes.get(name, []) for name in feeds]
-    images = [d for d in dims if len(d) == 4]
+    images = [spec.shape for spec in read_program(files).inputs if len(spec.shape) == 4]
     if len(images) != 1:
         return None
     h, w = int(images[0][2]), int(images[0][3])

@@ -16,7 +16,6 @@ import threading
 import warnings
 from typing import Iterator, Optional, Tuple
 
-_VERBOSE = False
 _SILENCE = False  # set by configure(): silenced() redirects file descriptors only when the caller asked
 _QUIET_ENV = {
     "GLOG_minloglevel": "2",
@@ -37,8 +36,7 @@ _KNOWN_NOISE = (
 
 def configure(verbose: bool = False) -> None:
     """Set the environment and loggers so Paddle stays quiet unless `verbose`."""
-    global _VERBOSE, _SILENCE
-    _VERBOSE = verbose
+    global _SILENCE
     _SILENCE = not verbose
     if verbose:
         for key in list(_set_by_us):
@@ -59,7 +57,7 @@ def configure(verbose: bool = False) -> None:
 
 def is_verbose() -> bool:
     """Whether Paddle's own output should show: --verbose, or nobody asked for quiet (a plain library call)."""
-    return _VERBOSE or not _SILENCE
+    return not _SILENCE
 
 
 # the terminal's stdout/stderr, saved by the outermost silenced() block in progress (None: nothing redirected)

@@ -30,9 +30,3 @@ def verified_pdparams(path: Path) -> Path:
         hint="A .pdparams file is a pickle that can run code when loaded; get it with `zoo fetch NAME --what pretrained` "
              "so it is verified and pinned, or add its sha256 to the recipe.",
     )
-
-
-def vouched_for(path: Path) -> bool:
-    """True when `path`'s hash is pinned or published (the `verify` of zoo.models.weights.load_pretrained);
-    ChecksumError, saying what to do, otherwise."""
-    return verified_pdparams(path) == Path(path)

@@ -71,7 +71,8 @@ def load_pretrained(model, recipe: Recipe, path: Path, verify: Optional[Callable
     """Load the recipe's `role` artifact (a fetched file or extracted folder of weights) into `model`.
 
     `.pdparams` are pickles: they load only if the recipe's sha256/md5 matches, or, for a recipe
-    without a checksum, if `verify(path)` vouches for the file (e.g. the hub checked it against its pin).
+    without a checksum, if `verify(path)` vouches for the file (e.g. the caller fetched it through zoo.hub,
+    which checked it against its pin, or zoo.hub.verified_pdparams finds its hash pinned or published).
     """
     artifact = recipe.artifacts.get(role)
     if artifact is None:

@@ -29,11 +29,11 @@ from zoo.errors import ModelError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.models.yolov3_backbones import BACKBONES, ConvBN, build_backbone, scaled
 from zoo.models.yolov3_names import static_names
+from zoo.schema import DOWNSAMPLE_RATIOS as DOWNSAMPLE  # the strides recipes' anchor_masks are checked against
 
 ANCHORS: List[List[int]] = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119],
                             [116, 90], [156, 198], [373, 326]]
 ANCHOR_MASKS: List[List[int]] = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
-DOWNSAMPLE = (32, 16, 8)
 LEGACY_FEEDS = ("image", "im_size")
 _PROBE = "yolo_output.0.conv.weights"  # present in every YOLOv3 persistables folder
 

@@ -28,8 +28,8 @@ class PTQStrategy(QuantStrategy):
         q = recipe.quant
         model = source.require_model(self.name)
         calib = data.require_calib(self.name)
-        # the task's reading of quant.skip (e.g. a detector's `yolo_output` head); as written without one
-        skip = source.hooks.quant_skip(recipe, model) if source.hooks is not None else list(q.skip)
+        # the task's reading of quant.skip (e.g. a detector's `yolo_output` head); None: quant.skip as written
+        skip = source.hooks.quant_skip(recipe, model) if source.hooks is not None else None
         settings = PTQSettings.from_recipe(q, engine=options.engine, skip=skip)
         # replace: a reproduction's INT8 folder holds this model only
         return quantize_static(model, Path(out_dir), calib, settings, device=options.device, replace=True)
