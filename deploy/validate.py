@@ -325,7 +325,7 @@ def real_detection_inputs(recipe: Any, info: ProgramInfo, count: int = 8,
     try:
         if recipe:  # an entry: its data (bundled for digits, else `data`) and its preprocessing
             entry = load_registry().get(str(recipe.get("name") if isinstance(recipe, dict) else recipe))
-            if entry.task.value != "detection":
+            if entry.task != "detection":
                 return None
             task = get_task(entry.task)
             folder, split, pre = task.resolve_data(entry, data), entry.dataset.split, entry.preprocess

@@ -424,5 +424,5 @@ def test_upstream_entries_use_their_readers_backend() -> None:
     recipes = load_registry().filter()
     assert len(recipes) >= 12
     for recipe in recipes:
-        want = Backend.cv2 if recipe.task is Task.detection or recipe.name == "mobilenetv3_act" else Backend.pil
+        want = Backend.cv2 if recipe.task == Task.detection or recipe.name == "mobilenetv3_act" else Backend.pil
         assert recipe.preprocess.backend is want, recipe.name

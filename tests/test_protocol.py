@@ -1,8 +1,9 @@
 """PASS/FAIL only for the recipe's protocol: every shortened or altered setting makes a run PARTIAL."""
 from __future__ import annotations
 
-from zoo.protocol import PARTIAL, RunFacts, deviations, eval_deviations, status
+from zoo.protocol import PARTIAL, RunFacts, eval_deviations, status
 from zoo.registry import get_recipe
+from zoo.reproduce import protocol_deviations as deviations
 
 
 def _facts(**kw: object) -> RunFacts:

@@ -15,7 +15,7 @@ def _fmt(value: Optional[float]) -> str:
 def metric_text(recipe: Recipe, fp32: bool = False) -> str:
     """Published metrics as one short string: `top-1 55.3 / top-5 79.05` or `608: 27.9, 416: 28.0`."""
     rows: List[Published] = recipe.published
-    if recipe.task is Task.classification:
+    if recipe.task == Task.classification:
         row = recipe.headline()
         values = row.fp32() if fp32 else row.metrics()
         return " / ".join(f"{_LABEL[k]} {values[k]:.2f}" for k in ("top1", "top5") if k in values) or "–"
@@ -57,8 +57,8 @@ def summary(recipe: Recipe) -> Dict[str, Any]:
     return {
         "name": recipe.name,
         "aliases": list(recipe.aliases),
-        "task": recipe.task.value,
-        "strategy": recipe.strategy.value,
+        "task": recipe.task,
+        "strategy": recipe.strategy,
         "arch": recipe.arch,
         "metric": recipe.primary_metric(),
         "published": [
@@ -94,7 +94,7 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
     ]
     for task, title in ((Task.classification, "Classification (ImageNet-1k val, top-1 / top-5)"),
                         (Task.detection, "Detection (COCO val2017 box AP, IoU .50:.95)")):
-        chosen = [r for r in recipes if r.task is task]
+        chosen = [r for r in recipes if r.task == task]
         if not chosen:
             continue
         out += [f"## {title}", ""] + ([_TASK_NOTES[task], ""] if task in _TASK_NOTES else []) + [
@@ -103,7 +103,7 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
         for r in chosen:
             d = drop(r)
             out.append(
-                f"| `{r.name}` | {r.strategy.value} | {r.arch} | {metric_text(r)} | {metric_text(r, fp32=True)} | "
+                f"| `{r.name}` | {r.strategy} | {r.arch} | {metric_text(r)} | {metric_text(r, fp32=True)} | "
                 f"{'–' if d is None else f'{d:.2f}'} | {preprocess_text(r.preprocess)} | {r.default_artifact.value} | [{r.source.doc.split(',')[0]}]({r.source.url}) |"
             )
         out.append("")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional
 
-from zoo.schema import Recipe, Strategy
+from zoo.schema import Recipe
 
 PASS, FAIL, PARTIAL = "PASS", "FAIL", "PARTIAL"
 DEFAULT_CALIB_SPLIT = "train"
@@ -74,26 +74,32 @@ def eval_deviations(recipe: Recipe, facts: RunFacts) -> List[Deviation]:
     return found
 
 
-def deviations(recipe: Recipe, facts: RunFacts) -> List[Deviation]:
-    """Every difference between a reproduction and the recipe's protocol (empty: the full protocol was run)."""
-    found = eval_deviations(recipe, facts)
-    if recipe.strategy is Strategy.ptq:
-        wanted_split = calib_split(recipe)
-        if facts.calib_split is not None and facts.calib_split != wanted_split:
-            found.append(Deviation("calibration split", wanted_split, f"{facts.calib_split} (--calib-on-eval)"))
-        wanted = calib_images_wanted(recipe)
-        if facts.calib_images is not None and facts.calib_images < wanted:
-            found.append(Deviation("calibration images", str(wanted), f"{facts.calib_images} (all the split holds)"))
-    elif recipe.train is not None:
-        train = recipe.train
-        if facts.epochs is not None and (train.epochs is None or float(facts.epochs) != float(train.epochs)):
-            found.append(Deviation("epochs", _num(train.epochs), f"{facts.epochs} (--epochs)"))
-        if facts.iterations is not None and facts.iterations != train.iterations:
-            found.append(Deviation("iterations", _num(train.iterations), f"{facts.iterations} (--iterations)"))
-        if facts.batch_size is not None and facts.batch_size != train.batch_size:
-            found.append(Deviation("batch size", str(train.batch_size), f"{facts.batch_size} (--batch-size)"))
-        if facts.max_samples is not None:
-            found.append(Deviation("training images", "the whole train split", f"at most {facts.max_samples} (--max-samples)"))
+def calibration_deviations(recipe: Recipe, facts: RunFacts) -> List[Deviation]:
+    """How a post-training calibration differed from the recipe's (split, number of images)."""
+    found: List[Deviation] = []
+    wanted_split = calib_split(recipe)
+    if facts.calib_split is not None and facts.calib_split != wanted_split:
+        found.append(Deviation("calibration split", wanted_split, f"{facts.calib_split} (--calib-on-eval)"))
+    wanted = calib_images_wanted(recipe)
+    if facts.calib_images is not None and facts.calib_images < wanted:
+        found.append(Deviation("calibration images", str(wanted), f"{facts.calib_images} (all the split holds)"))
+    return found
+
+
+def training_deviations(recipe: Recipe, facts: RunFacts) -> List[Deviation]:
+    """How a training run differed from the recipe's (epochs, iterations, batch size, training images)."""
+    found: List[Deviation] = []
+    train = recipe.train
+    if train is None:
+        return found
+    if facts.epochs is not None and (train.epochs is None or float(facts.epochs) != float(train.epochs)):
+        found.append(Deviation("epochs", _num(train.epochs), f"{facts.epochs} (--epochs)"))
+    if facts.iterations is not None and facts.iterations != train.iterations:
+        found.append(Deviation("iterations", _num(train.iterations), f"{facts.iterations} (--iterations)"))
+    if facts.batch_size is not None and facts.batch_size != train.batch_size:
+        found.append(Deviation("batch size", str(train.batch_size), f"{facts.batch_size} (--batch-size)"))
+    if facts.max_samples is not None:
+        found.append(Deviation("training images", "the whole train split", f"at most {facts.max_samples} (--max-samples)"))
     return found
 
 

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from zoo.errors import RecipeError, UnknownNameError
 from zoo.models.registry import ARCHITECTURES, INFERENCE_MODEL, Architecture, argument_problems
 from zoo.names import NameRegistry
-from zoo.schema import Recipe, Strategy, Task, removed_fields, validation_messages
+from zoo.plugins import STRATEGIES, TASKS
+from zoo.schema import Recipe, removed_fields, validation_messages
 
 
 def builtin_recipe_dir() -> Path:
@@ -69,7 +70,21 @@ def load_recipe_file(path: Path) -> Recipe:
             hint="Name each recipe file after its entry: NAME.yaml.",
         )
     _check_architecture(path, recipe, arch)
+    _check_task_and_strategy(path, recipe)
     return recipe
+
+
+def _check_task_and_strategy(path: Path, recipe: Recipe) -> None:
+    """`task` and `strategy` name registered ones, and the recipe sets what its strategy reads."""
+    for field, table in (("task", TASKS), ("strategy", STRATEGIES)):
+        try:
+            table.get(getattr(recipe, field))
+        except UnknownNameError as exc:
+            raise RecipeError(f"{path}: field `{field}`: {exc} (registered: {', '.join(table.names())})",
+                              hint=exc.hint) from None
+    problems = STRATEGIES.get(recipe.strategy)().recipe_problems(recipe)
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems), hint="Add the field(s) to the recipe.")
 
 
 def _architecture(path: Path, name: object) -> Optional[Architecture]:
@@ -90,10 +105,10 @@ def _check_architecture(path: Path, recipe: Recipe, arch: Optional[Architecture]
             raise RecipeError(f"{path}: field `arch_args`: arch {INFERENCE_MODEL!r} builds no network, so it takes no arguments",
                               hint="Remove `arch_args`, or name the architecture of the network.")
         return
-    if arch.task is not recipe.task:
-        raise RecipeError(f"{path}: field `arch`: {arch.name} is a {arch.task.value} network, the recipe's task is "
-                          f"{recipe.task.value}", hint=f"Pick a {recipe.task.value} architecture: "
-                          f"{', '.join(n for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).task is recipe.task)}.")
+    if arch.task != recipe.task:
+        raise RecipeError(f"{path}: field `arch`: {arch.name} is a {arch.task} network, the recipe's task is "
+                          f"{recipe.task}", hint=f"Pick a {recipe.task} architecture: "
+                          f"{', '.join(n for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).task == recipe.task)}.")
     problems = argument_problems(arch, recipe.arch_args)
     classes = recipe.arch_args.get("num_classes", recipe.dataset.num_classes)
     if classes != recipe.dataset.num_classes:
@@ -150,8 +165,8 @@ class Registry:
     def filter(
         self,
         pattern: Optional[str] = None,
-        task: Optional[Task] = None,
-        strategy: Optional[Strategy] = None,
+        task: Optional[str] = None,
+        strategy: Optional[str] = None,
     ) -> List[Recipe]:
         """Recipes whose name matches the fnmatch pattern (a bare word matches as a substring)."""
         if pattern and not any(ch in pattern for ch in "*?["):
@@ -161,9 +176,9 @@ class Registry:
             recipe = self._recipes.get(name)
             if pattern and not fnmatch.fnmatch(name, pattern):
                 continue
-            if task is not None and recipe.task is not task:
+            if task is not None and recipe.task != task:
                 continue
-            if strategy is not None and recipe.strategy is not strategy:
+            if strategy is not None and recipe.strategy != strategy:
                 continue
             out.append(recipe)
         return out

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from zoo.errors import Interrupted
+from zoo.errors import Interrupted, UsageError
 from zoo.fsutil import atomic_write_text
 from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
-from zoo.protocol import PARTIAL, RunFacts, deviations
+from zoo.protocol import PARTIAL, Deviation, RunFacts, eval_deviations
 from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
 from zoo.device import require_device
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, TrainProgress, copy_model, get_strategy
+from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, copy_model, get_strategy
 from zoo.report import all_within, compare, compared_with, published_int8, versions, write_report
 from zoo.runfolder import claim, recipe_hash
-from zoo.schema import Recipe, Role, Strategy
+from zoo.schema import DatasetKind, Recipe, Role
 from zoo.tasks import ScoreOptions, get_task
 
 STAGES_FILE = "stages.json"
@@ -117,7 +117,7 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
     from zoo.hub import fetch
 
     shape = input_shape(recipe)
-    needs_network = recipe.strategy is Strategy.qat or Role.fp32 not in recipe.artifacts
+    needs_network = get_strategy(recipe.strategy).needs.network or Role.fp32 not in recipe.artifacts
     network = _build_network(recipe, out, opts) if needs_network else None
     if stages.get("fp32") and (out / "fp32" / "inference.pdmodel").is_file():
         return find_model_files(out / "fp32"), network
@@ -144,7 +144,27 @@ def _export_weights(recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
 
 def _datasets(recipe: Recipe, root: Path, opts: ReproduceOptions) -> Dict[str, Any]:
     """The recipe task's evaluation data and its calibration (PTQ) or training (QAT/ACT) data."""
-    return get_task(recipe.task).reproduce_datasets(recipe, root, opts.max_samples, opts.calib_on_eval)
+    data = get_strategy(recipe.strategy).needs.data
+    return get_task(recipe.task).reproduce_datasets(recipe, root, opts.max_samples, opts.calib_on_eval, data)
+
+
+def protocol_deviations(recipe: Recipe, facts: RunFacts) -> List[Deviation]:
+    """Every difference between a run and its recipe's protocol: the evaluation's, then the strategy's own
+    (calibration or training); empty when the full protocol was run."""
+    return eval_deviations(recipe, facts) + get_strategy(recipe.strategy).deviations(recipe, facts)
+
+
+def reproducing_strategy(recipe: Recipe) -> QuantStrategy:
+    """The recipe's strategy, refused (UsageError) when it cannot quantize a model of the recipe's task."""
+    strategy = get_strategy(recipe.strategy)
+    if not strategy.supports(recipe.task):
+        data = "" if recipe.dataset.kind is DatasetKind.digits else " --data DATA_DIR"
+        raise UsageError(
+            f"{recipe.name} is a {recipe.task} entry of strategy {recipe.strategy!r}, which quantizes "
+            f"{', '.join(sorted(strategy.needs.tasks or ()))} models only; `zoo reproduce` cannot run it",
+            hint=f"Evaluate its published model with `zoo eval {recipe.name}{data}` instead.",
+        )
+    return strategy
 
 
 def _sizes(recipe: Recipe) -> List[int]:
@@ -224,6 +244,7 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
 
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     task = get_task(recipe.task)
+    reproducing_strategy(recipe)
     task.require_reproducible(recipe)
     require_device(opts.device).activate()
     out = Path(opts.out) if opts.out else default_out(recipe.name)
@@ -250,14 +271,14 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
 def _quantize(recipe: Recipe, opts: ReproduceOptions, datasets: Dict[str, Any], fp32: ModelFiles, network: Any,
               work: Path, resuming: bool) -> Tuple[ModelFiles, Dict[str, Any]]:
     """Run the recipe's strategy into WORK/int8; return the model and what the strategy reports."""
-    strategy = get_strategy(recipe.strategy.value)
+    strategy = get_strategy(recipe.strategy)
     task = get_task(recipe.task)
     calib = task.calibration_batches(datasets["calib"], recipe.quant.batch_size or 32) if "calib" in datasets else None
     data = QuantData(calib=calib, train=datasets.get("train"), eval=datasets["eval"])
     source = FP32Source(input_shape=input_shape(recipe), model=fp32, network=network, hooks=get_task(recipe.task))
     qopts = QuantOptions(
         device=opts.device,
-        work_dir=work / "checkpoints" if recipe.strategy is Strategy.qat else work,
+        work_dir=work / "checkpoints" if strategy.needs.checkpoints else work,
         resume=resuming,
         epochs=opts.epochs,
         iterations=opts.iterations,
@@ -328,14 +349,14 @@ def _report(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[s
             int8_metrics: Dict[int, Dict[str, float]], strategy_info: Any, timings: Dict[str, float]) -> Dict[str, Any]:
     """The report of a run: the comparison with the published row and its status, what was run, on what."""
     settings = compare(recipe, int8_metrics, fp32_metrics)
-    found = deviations(recipe, facts)
+    found = protocol_deviations(recipe, facts)
     published = published_int8(recipe)
     return {
         "name": recipe.name,
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
         "recipe_sha256": recipe_hash(recipe),
         "status": protocol_status(all_within(settings), found) if published else PARTIAL,
-        "strategy": recipe.strategy.value,
+        "strategy": recipe.strategy,
         "compared_with": compared_with(recipe, published),
         "settings": settings,
         "protocol": {"followed": not found, "deviations": deviations_json(found)},

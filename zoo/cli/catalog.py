@@ -12,7 +12,8 @@ from zoo.cli.common import console, handle_errors, print_json
 from zoo.cli.tables import compact_table, print_table
 from zoo.errors import UsageError, ZooError
 from zoo.registry import load_registry
-from zoo.schema import Recipe, Strategy, Task
+from zoo.plugins import STRATEGIES, TASKS
+from zoo.schema import Recipe, Task
 
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 def _headline(recipe: Recipe) -> Tuple[str, str, str]:
     """(metric label, INT8, FP32) of the headline metric at the headline setting, as table cells."""
     row, key = recipe.headline(), recipe.primary_metric()
-    digits = 2 if recipe.task is Task.classification else 1  # as published: top-1 73.52, box AP 35.2
+    digits = 2 if recipe.task == Task.classification else 1  # as published: top-1 73.52, box AP 35.2
     label = "top-1" if key == "top1" else f"AP {row.input_size}"
 
     def cell(value: Optional[float]) -> str:
@@ -32,8 +33,8 @@ def _headline(recipe: Recipe) -> Tuple[str, str, str]:
 @handle_errors
 def list_cmd(
     pattern: Optional[str] = typer.Argument(None, help="fnmatch pattern or substring of the name."),
-    task: Optional[Task] = typer.Option(None, "--task", help="Only this task."),
-    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help="Only this strategy."),
+    task: Optional[str] = typer.Option(None, "--task", help="Only this task (classification, detection, or a registered one)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Only this strategy (ptq, qat, act, or a registered one)."),
     wide: bool = typer.Option(False, "--wide", help="Every column: the task, and all published metrics at every setting."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -42,6 +43,9 @@ def list_cmd(
     The compact table (80 columns) shows the headline metric: top-1, or box AP at the first
     published input size; --wide shows every metric at every setting.
     """
+    for flag, name, table in (("--task", task, TASKS), ("--strategy", strategy, STRATEGIES)):
+        if name is not None and name not in table:
+            raise UsageError(f"{flag}: unknown {table.kind} {name!r}", hint=f"Known {table.plural}: {', '.join(table.names())}.")
     recipes = load_registry().filter(pattern, task, strategy)
     if as_json:
         print_json([catalog.summary(r) for r in recipes])
@@ -60,10 +64,10 @@ def list_cmd(
         d = catalog.drop(r)
         drop = "–" if d is None else f"{d:.2f}"
         if wide:
-            table.add_row(r.name, r.task.value, r.strategy.value, catalog.metric_text(r),
+            table.add_row(r.name, r.task, r.strategy, catalog.metric_text(r),
                           catalog.metric_text(r, fp32=True), drop)
         else:
-            table.add_row(r.name, r.strategy.value, *_headline(r), drop)
+            table.add_row(r.name, r.strategy, *_headline(r), drop)
     print_table(console, table)
 
 

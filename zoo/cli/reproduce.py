@@ -131,13 +131,14 @@ def reproduce_cmd(
 
     target_device = device_of(device, gpus)  # a misspelt device is refused before any work
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
+        from zoo.quant.base import get_strategy
         from zoo.registry import get_recipe
-        from zoo.schema import Strategy
 
         recipe = get_recipe(name)
-        if recipe.strategy is not Strategy.qat:
+        if not get_strategy(recipe.strategy).needs.ranks:
             raise UsageError(
-                f"--gpus/--nproc run data-parallel quant-aware training; {recipe.name} uses {recipe.strategy.value}",
+                f"--gpus/--nproc run data-parallel training; {recipe.name}'s strategy {recipe.strategy!r} "
+                "runs in one process",
                 hint="Run it without --gpus/--nproc (one process).",
             )
         target = out or default_out(recipe.name)

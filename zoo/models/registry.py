@@ -29,7 +29,7 @@ class Architecture:
 
     name: str
     builder: Builder
-    task: Task
+    task: str  # a task name (zoo.schema.Task lists the built-in ones)
     preprocess: Optional[Callable[[], Preprocess]] = None  # what a recipe that names none gets
     weights: str = "a paddle state dict (.pdparams) with the builder's own keys"
 
@@ -52,7 +52,7 @@ ARCHITECTURES: NameRegistry[Architecture] = NameRegistry(
 )
 
 
-def register_model(name: str, task: Task = Task.classification, preprocess: Optional[Callable[[], Preprocess]] = None,
+def register_model(name: str, task: str = Task.classification, preprocess: Optional[Callable[[], Preprocess]] = None,
                    weights: Optional[str] = None) -> Callable[[B], B]:
     """Decorator: register a builder under `name`; registering a name twice raises DuplicateNameError."""
 

@@ -24,6 +24,7 @@ from zoo.errors import TrainError
 from zoo.modelcheck import is_no_space, no_space_error
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.quant.base import (
+    TRAINING,
     FP32Source,
     QuantData,
     QuantOptions,
@@ -31,6 +32,7 @@ from zoo.quant.base import (
     TrainProgress,
     commit_model,
     model_input,
+    StrategyNeeds,
     register_strategy,
     seed_everything,
 )
@@ -306,6 +308,9 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path,
 @register_strategy("act")
 class ACTStrategy(QuantStrategy):
     """Auto-compression of an FP32 inference model."""
+
+    # it distils the teacher's class scores, which only a classifier's output is
+    needs = StrategyNeeds(data=TRAINING, recipe_fields=("train",), tasks=frozenset({"classification"}))
 
     def quantize(
         self,

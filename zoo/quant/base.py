@@ -3,7 +3,8 @@
 A strategy takes a recipe, an FP32 source (an inference model folder, or a network with its
 weights loaded), data and options, writes a quantized Paddle inference model
 (`inference.pdmodel` + `inference.pdiparams`) into `out_dir` and returns its ModelFiles.
-Recipes name their strategy (`ptq`, `qat`, `act`); `get_strategy(recipe.strategy.value)` finds it.
+Recipes name their strategy (`ptq`, `qat`, `act`); `get_strategy(recipe.strategy)` finds it.
+What a strategy needs from a run (data, a network, checkpoints, ranks) it declares in `needs`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -24,8 +25,10 @@ from zoo.errors import QuantizeError
 from zoo.fsutil import StagedDir
 from zoo.modelcheck import check_model, verify_saved, writing_model
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo import plugins
 from zoo.names import NameRegistry
 from zoo.program import open_program
+from zoo.protocol import Deviation, RunFacts, calibration_deviations, training_deviations
 from zoo.schema import Recipe
 
 CalibFn = Callable[[], Iterable[np.ndarray]]
@@ -128,6 +131,26 @@ class TrainProgress:
         """An epoch finished: at least {"steps", "seconds"}, and "loss" (the epoch's mean) when known."""
 
 
+CALIBRATION, TRAINING = "calibration", "training"
+
+
+@dataclass(frozen=True)
+class StrategyNeeds:
+    """What a strategy asks of a reproduction; the pipeline, the CLI and the protocol read this
+    instead of branching on the strategy's name."""
+
+    data: str = CALIBRATION  # CALIBRATION: calibration batches from the calibration split; TRAINING: the train split
+    network: bool = False  # trains a network definition that carries the FP32 weights (not only the inference model)
+    checkpoints: bool = False  # keeps resumable checkpoints in WORK/checkpoints
+    ranks: bool = False  # trains data-parallel over several processes (`--gpus`, `--nproc`)
+    recipe_fields: Tuple[str, ...] = ()  # dotted recipe fields it reads that must be set, e.g. "train"
+    tasks: Optional[FrozenSet[str]] = None  # the tasks it can quantize (None: every task)
+
+    def __post_init__(self) -> None:
+        if self.data not in (CALIBRATION, TRAINING):
+            raise ValueError(f"StrategyNeeds.data must be {CALIBRATION!r} or {TRAINING!r}, not {self.data!r}")
+
+
 @dataclass
 class QuantOptions:
     """Run options shared by every strategy (none of them changes the recipe's method)."""
@@ -172,6 +195,22 @@ class QuantStrategy(ABC):
     """
 
     name: ClassVar[str]
+    needs: ClassVar[StrategyNeeds] = StrategyNeeds()
+
+    def recipe_problems(self, recipe: Recipe) -> List[str]:
+        """What the recipe lacks for this strategy: one line per unset field of `needs.recipe_fields`."""
+        missing = [f for f in self.needs.recipe_fields if _dotted(recipe, f) is None]
+        return [f"strategy {self.name!r} needs `{f}`" for f in missing]
+
+    def supports(self, task: str) -> bool:
+        """Whether this strategy can quantize a model of `task`."""
+        return self.needs.tasks is None or task in self.needs.tasks
+
+    def deviations(self, recipe: Recipe, facts: RunFacts) -> List[Deviation]:
+        """How a run's calibration or training differed from the recipe's (what makes it PARTIAL)."""
+        if self.needs.data == CALIBRATION:
+            return calibration_deviations(recipe, facts)
+        return training_deviations(recipe, facts)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -200,12 +239,8 @@ class QuantStrategy(ABC):
         """Write the quantized inference model into `out_dir` and return its files."""
 
 
-# Strategies shipped with the zoo are imported on first use (they import paddle/paddleslim).
-STRATEGIES: NameRegistry[Type[QuantStrategy]] = NameRegistry(
-    "quantization strategy",
-    plural="strategies",
-    builtin={"ptq": "zoo.quant.ptq_strategy", "qat": "zoo.quant.qat", "act": "zoo.quant.act"},
-)
+# one table for the recipe loader and the pipeline (zoo.plugins); built-ins are imported on first use
+STRATEGIES: NameRegistry[Type[QuantStrategy]] = plugins.STRATEGIES
 
 
 def register_strategy(name: str) -> Callable[[Type[QuantStrategy]], Type[QuantStrategy]]:
@@ -224,6 +259,13 @@ def get_strategy(name: str) -> QuantStrategy:
 
 
 # helpers shared by the strategies
+
+
+def _dotted(recipe: Recipe, dotted: str) -> Any:
+    node: Any = recipe
+    for part in dotted.split("."):
+        node = getattr(node, part, None)
+    return node
 
 
 def commit_model(stage: StagedDir) -> ModelFiles:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, register_strategy
+from zoo.quant.base import CALIBRATION, FP32Source, StrategyNeeds, QuantData, QuantOptions, QuantStrategy, register_strategy
 from zoo.quant.ptq import quantize_static
 from zoo.quant.settings import PTQSettings
 from zoo.schema import Recipe
@@ -16,6 +16,8 @@ from zoo.schema import Recipe
 @register_strategy("ptq")
 class PTQStrategy(QuantStrategy):
     """Calibrate an FP32 inference model on a few batches and write the INT8 model."""
+
+    needs = StrategyNeeds(data=CALIBRATION, recipe_fields=("quant.algo", "quant.batch_nums"))
 
     def quantize(
         self,

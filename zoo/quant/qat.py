@@ -19,7 +19,7 @@ from zoo.errors import TrainError
 from zoo.fsutil import StagedDir
 from zoo.modelcheck import writing_model
 from zoo.modelfiles import ModelFiles
-from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, commit_model, register_strategy, seed_everything
+from zoo.quant.base import TRAINING, FP32Source, StrategyNeeds, QuantData, QuantOptions, QuantStrategy, TrainProgress, commit_model, register_strategy, seed_everything
 from zoo.quant.checkpoint import Checkpoints
 from zoo.quant.pact import DEFAULT_ALPHA_INIT, DEFAULT_ALPHA_LR_MULT, pact_layer
 from zoo.schema import QuantConfig, Recipe, TrainConfig
@@ -136,6 +136,8 @@ def _plan(train: TrainConfig, options: QuantOptions, samples: int) -> _Plan:
 @register_strategy("qat")
 class QATStrategy(QuantStrategy):
     """Quant-aware fine-tuning of a network that carries its FP32 weights."""
+
+    needs = StrategyNeeds(data=TRAINING, network=True, checkpoints=True, ranks=True, recipe_fields=("train",))
 
     def quantize(
         self,

@@ -8,17 +8,15 @@ task themselves.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Type, Union
+from typing import Callable, List, Optional, Type
 
 from zoo.modelfiles import ModelFiles
+from zoo import plugins
 from zoo.names import NameRegistry
-from zoo.schema import Task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
-# the built-in tasks are imported on first use
-TASKS: NameRegistry[Type[ModelTask]] = NameRegistry(
-    "task", builtin={"classification": "zoo.tasks.classification", "detection": "zoo.tasks.detection"}
-)
+# one table for the recipe loader and the pipeline (zoo.plugins); built-ins are imported on first use
+TASKS: NameRegistry[Type[ModelTask]] = plugins.TASKS
 # a folder whose program shows no task-specific op is scored as this task
 FALLBACK_TASK = "classification"
 
@@ -33,9 +31,9 @@ def task_names() -> List[str]:
     return TASKS.names()
 
 
-def get_task(task: Union[Task, str]) -> ModelTask:
-    """The task registered under `task` (a schema Task or its name)."""
-    return TASKS.get(task.value if isinstance(task, Task) else str(task))()
+def get_task(task: str) -> ModelTask:
+    """The task registered under the name `task` (a recipe's `task`)."""
+    return TASKS.get(task)()
 
 
 def task_of_model(files: ModelFiles, asked: Optional[str] = None) -> ModelTask:

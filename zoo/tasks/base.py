@@ -124,8 +124,9 @@ class ModelTask(QuantHooks):
 
     @abstractmethod
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
-                           calib_on_eval: bool) -> Dict[str, Any]:
-        """{"eval": ..., and "calib" (PTQ) or "train" (QAT/ACT)}; refuses what the task cannot reproduce."""
+                           calib_on_eval: bool, data: str) -> Dict[str, Any]:
+        """{"eval": ..., and "calib" or "train"}: `data` is what the strategy needs (StrategyNeeds.data:
+        CALIBRATION or TRAINING); refuses what the task cannot reproduce."""
 
     @abstractmethod
     def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:

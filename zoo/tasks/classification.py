@@ -10,7 +10,8 @@ from zoo.models.weights import load_pretrained
 from zoo.program import declared_side
 from zoo.protocol import calib_images_wanted, calib_split
 from zoo.quiet import silenced
-from zoo.schema import Preprocess, Recipe, Strategy
+from zoo.quant.base import CALIBRATION
+from zoo.schema import Preprocess, Recipe
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
@@ -110,14 +111,14 @@ class ClassificationTask(ModelTask):
         return f"  top-1     {row['top1']:.2f} %    top-5 {row['top5']:.2f} %"
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
-                           calib_on_eval: bool) -> Dict[str, Any]:
+                           calib_on_eval: bool, data: str) -> Dict[str, Any]:
         from zoo.data.imagenet import ImageListDataset
         from zoo.data.transforms import eval_transform, train_transform
 
         size = recipe.headline().input_size
         evaluation = ImageListDataset(root, recipe.dataset.split, eval_transform(recipe.preprocess, size), max_samples)
         out: Dict[str, Any] = {"eval": evaluation}
-        if recipe.strategy is Strategy.ptq:
+        if data == CALIBRATION:
             split = calib_split(recipe)
             if not has_split(root, split):
                 if not calib_on_eval:
@@ -132,7 +133,7 @@ class ClassificationTask(ModelTask):
         else:
             if not has_split(root, "train"):
                 raise DataError(
-                    f"{root} has no train split; {recipe.strategy.value.upper()} trains on it",
+                    f"{root} has no train split; strategy {recipe.strategy!r} trains on it",
                     hint="Add train_list.txt or train/<class>/ folders to the data folder.",
                 )
             augment = recipe.train.augment if recipe.train else None

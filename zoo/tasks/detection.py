@@ -11,7 +11,8 @@ from zoo.data.transforms import DETECTION_PREPROCESS
 from zoo.modelfiles import ModelFiles
 from zoo.program import declared_side
 from zoo.protocol import FAIL, PARTIAL, PASS, calib_images_wanted, calib_split
-from zoo.schema import Contract, DatasetKind, Preprocess, Recipe, Role, Strategy
+from zoo.quant.base import TRAINING
+from zoo.schema import Contract, DatasetKind, Preprocess, Recipe, Role
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 
@@ -156,13 +157,6 @@ class DetectionTask(ModelTask):
         return f"  {row['input_size']:>4}      box AP {row['box_ap']:.2f} %    AP50 {row['ap50']:.2f} %"
 
     def require_reproducible(self, recipe: Recipe) -> None:
-        if recipe.strategy not in (Strategy.ptq, Strategy.qat):
-            raise UsageError(
-                f"{recipe.name} is a {recipe.strategy.value} detection entry; `zoo reproduce` runs post-training (ptq) "
-                "and quant-aware (qat) detection entries",
-                hint=f"Evaluate its published model with `zoo eval {recipe.name}"
-                     f"{'' if recipe.dataset.kind is DatasetKind.digits else ' --data COCO_DIR'}` instead.",
-            )
         augment = recipe.train.augment if recipe.train else None
         if augment is not None and (augment.random_resized_crop or augment.random_crop or augment.auto_augment):
             raise UsageError(f"{recipe.name}: detection training supports the square resize and a horizontal flip; "
@@ -170,14 +164,14 @@ class DetectionTask(ModelTask):
                              hint="Remove them from the recipe's train.augment (boxes would not follow them).")
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
-                           calib_on_eval: bool) -> Dict[str, Any]:
+                           calib_on_eval: bool, data: str) -> Dict[str, Any]:
         from zoo.data.coco import CocoDataset, annotation_path
 
         self.require_reproducible(recipe)
         out: Dict[str, Any] = {"eval": CocoDataset(root, recipe.dataset.split, max_samples)}
         split = calib_split(recipe)  # the training split that pairs with the evaluation split
         has_split = annotation_path(root, split).is_file()
-        if recipe.strategy is Strategy.qat:
+        if data == TRAINING:
             if not has_split:
                 raise DataError(f"{root} has no {split} split; quant-aware training trains on it "
                                 f"({annotation_path(root, split)} does not exist)",
