@@ -10,7 +10,7 @@ from zoo.cli.common import console, err_console, handle_errors, human_size, prin
 from zoo.cli.tables import compact_table, print_table
 from zoo.errors import ChecksumError
 from zoo.hub import cache_home, fetch
-from zoo.hub.cache import clean_cache, list_cache, partial_files, verify_cache
+from zoo.hub.cache import clean_cache, list_cache, list_derived, partial_files, verify_cache
 from zoo.hub.progress import terminal
 from zoo.registry import load_registry
 from zoo.schema import Role
@@ -55,24 +55,31 @@ def fetch_cmd(
 @cache_app.command("ls")
 @handle_errors
 def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List cached artifacts with the entries that use them."""
+    """List cached downloads, extractions and generated datasets with the entries that use them."""
     entries = list_cache()
+    derived = list_derived()
     parts = partial_files()
     if as_json:
         print_json({"home": str(cache_home()), "artifacts": [
             {"sha256": e.sha256, "path": str(e.path), "size": e.size, "names": e.names, "source": e.source,
              "url": e.url, "extracted": str(e.extracted) if e.extracted else None} for e in entries],
+            "derived": [{"kind": e.kind, "path": str(e.path), "size": e.size, "names": e.names,
+                         "sha256": e.sha256 or None} for e in derived],
             "partial": [{"path": str(p), "size": p.stat().st_size} for p in parts]})
         return
     console.print(f"cache: {cache_home()}")
-    if not entries and not parts:
+    if not entries and not parts and not derived:
         console.print("empty")
         return
     table = compact_table(["entry", "file", "size", "sha256", "checksum from"], numeric={"size"},
                           keep_whole={"sha256"})
     for e in entries:
         table.add_row(", ".join(e.names) or "?", e.path.name, human_size(e.size), e.sha256[:16], e.source)
-    if entries:
+    for e in derived:
+        what = "extracted" if e.kind == "extraction" else "generated"
+        table.add_row(", ".join(e.names) or "?", f"({what})", human_size(e.size), e.sha256[:16] or "–",
+                      "manifest")
+    if entries or derived:
         print_table(console, table)
     for p in parts:
         console.print(f"partial download: {p.name} ({human_size(p.stat().st_size)})", soft_wrap=True)
@@ -86,7 +93,7 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
     bad = [r for r in results if not r.ok]
     if as_json:
         print_json({"home": str(cache_home()), "checked": len(results), "ok": not bad, "results": [
-            {"sha256": r.entry.sha256, "path": str(r.entry.path), "names": r.entry.names, "ok": r.ok,
+            {"kind": r.entry.kind, "sha256": r.entry.sha256 or None, "path": str(r.entry.path), "names": r.entry.names, "ok": r.ok,
              "problem": r.problem} for r in results]})
     else:
         for r in results:
@@ -94,13 +101,16 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
             console.print(f"{mark}  {', '.join(r.entry.names) or r.entry.sha256[:16]}  {r.entry.path}", soft_wrap=True)
             if r.problem:
                 console.print(f"      {r.problem}", soft_wrap=True, markup=False)
-        console.print(f"{len(results)} file(s) checked, {len(bad)} mismatch(es)")
+        kinds = {k: sum(r.entry.kind == k for r in results) for k in ("download", "extraction", "dataset")}
+        console.print(f"{len(results)} item(s) checked ({kinds['download']} download(s), {kinds['extraction']} "
+                      f"extraction(s), {kinds['dataset']} dataset(s)), {len(bad)} mismatch(es)")
     if bad:
         if as_json:
             raise typer.Exit(1)
         raise ChecksumError(
-            f"{len(bad)} cached file(s) no longer match their checksum",
-            hint="Remove them with `zoo cache clean NAME` and fetch again.",
+            f"{len(bad)} cached item(s) no longer match their checksum or manifest",
+            hint="A damaged extraction or generated dataset is rebuilt on its next use (e.g. `zoo fetch NAME`); "
+                 "remove a damaged download with `zoo cache clean NAME` and fetch it again.",
         )
 
 

@@ -1,9 +1,11 @@
 """Datasets and transforms: ImageNet-layout folders, the bundled digits data, recipe-driven transforms."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
+from zoo import manifest
 from zoo.errors import DataError
 from zoo.schema import DatasetKind, Recipe
 
@@ -26,13 +28,28 @@ def resolve_data(recipe: Recipe, data: Optional[Path]) -> Path:
     )
 
 
+MANIFEST_FILE = ".zoo-files.json"  # a generated dataset's file manifest
+
+
+def dataset_problems(folder: Path, full: bool = False) -> List[str]:
+    """How a generated dataset folder differs from the manifest written with it (empty: intact)."""
+    return manifest.problems(folder, manifest.read(folder / MANIFEST_FILE), exclude=(MANIFEST_FILE,), full=full)
+
+
 def materialize_once(target: Path, write: Callable[[Path], None], is_complete: Callable[[Path], bool],
                      label: str) -> Path:
     """Build a generated dataset folder once: `write` fills a scratch folder beside `target`, which is renamed
-    into place (a stale or partial `target` is replaced; a concurrent process that finished first wins)."""
+    into place (a stale, partial or altered `target` is replaced; a concurrent process that finished first wins).
+
+    The folder carries a file manifest (written last), checked before it is used again: a relabelled or
+    damaged copy is generated afresh instead of being scored as if it were the published data.
+    """
     from zoo.fsutil import StagedDir
 
-    if is_complete(target):
+    def intact() -> bool:
+        return is_complete(target) and not dataset_problems(target)
+
+    if intact():
         return target
     try:
         stage = StagedDir(target)
@@ -41,7 +58,9 @@ def materialize_once(target: Path, write: Callable[[Path], None], is_complete: C
     with stage:
         try:
             write(stage.path)
-            if not is_complete(target):  # else a concurrent process finished first: keep its folder
+            files = manifest.build(stage.path, exclude=(MANIFEST_FILE,))
+            (stage.path / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+            if not intact():  # else a concurrent process finished first: keep its folder
                 stage.commit()
         except OSError as exc:
             raise DataError(f"cannot write the {label} to {target}: {exc}",
@@ -49,4 +68,4 @@ def materialize_once(target: Path, write: Callable[[Path], None], is_complete: C
     return target
 
 
-__all__ = ["materialize_once", "resolve_data"]
+__all__ = ["MANIFEST_FILE", "dataset_problems", "materialize_once", "resolve_data"]

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 from zoo.errors import ArchiveError
 from zoo.modelfiles import LEGACY_PAIRS
 
-META_NAME = "zoo-artifact.json"
+META_NAME = "zoo-artifact.json"  # provenance of an extraction; its `files` key is the manifest
 # (legacy model name, legacy params name) -> normalized names
 _NORMALIZED = ("inference.pdmodel", "inference.pdiparams")
 
@@ -191,6 +191,15 @@ def normalize_legacy(folder: Path) -> Dict[str, str]:
                     renamed[str((here / new).relative_to(folder))] = str((here / old).relative_to(folder))
                 break
     return renamed
+
+
+def read_metadata(folder: Path) -> dict:
+    """The metadata written by write_metadata ({} when absent or unreadable)."""
+    try:
+        data = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_metadata(folder: Path, data: dict) -> None:

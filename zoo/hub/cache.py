@@ -1,4 +1,9 @@
-"""Inspect, verify and clean the artifact cache (`zoo cache ls|verify|clean`)."""
+"""Inspect, verify and clean the artifact cache (`zoo cache ls|verify|clean`).
+
+The cache holds downloads (blobs/, one folder per sha256), their extractions and those of bundled
+archives (extracted/<sha256>/, each with a file manifest), and generated datasets (datasets/<name>/,
+each with a file manifest). `verify` re-hashes all three.
+"""
 from __future__ import annotations
 
 import shutil
@@ -6,23 +11,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from zoo.data import MANIFEST_FILE, dataset_problems
 from zoo.home import cache_home
-from zoo.hub.core import artifact_key, artifact_ref, hash_file
+from zoo.hub import archive as arc
+from zoo.hub.core import artifact_key, artifact_ref, extraction_problems, hash_file
 from zoo.hub.store import Store
 from zoo.registry import load_registry
 
 
 @dataclass
 class CacheEntry:
-    """One verified file in the cache, with the entries that use it."""
+    """One item in the cache (a download, an extraction or a generated dataset), with the entries that use it."""
 
-    sha256: str
+    sha256: str  # a download's or extraction's content hash ("" for a generated dataset)
     path: Path
     size: int
     names: List[str] = field(default_factory=list)
     source: str = "unknown"  # registry | first-download | unknown (not in the pins file)
     url: Optional[str] = None
     extracted: Optional[Path] = None
+    kind: str = "download"  # download | extraction | dataset
 
 
 @dataclass
@@ -62,13 +70,35 @@ def list_cache(store: Optional[Store] = None) -> List[CacheEntry]:
     return entries
 
 
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def list_derived(store: Optional[Store] = None) -> List[CacheEntry]:
+    """Every extraction (of a download or a bundled archive) and every generated dataset."""
+    store = store or Store(cache_home())
+    out = []
+    if store.extracted.is_dir():
+        for top in sorted(p for p in store.extracted.iterdir() if p.is_dir()):
+            folder = arc.model_folder(top)
+            meta = arc.read_metadata(folder)
+            out.append(CacheEntry(top.name, folder, _size(folder), [str(meta.get("artifact", "?"))], kind="extraction",
+                                  url=meta.get("url")))
+    datasets = store.home / "datasets"
+    if datasets.is_dir():
+        for folder in sorted(p for p in datasets.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file()):
+            out.append(CacheEntry("", folder, _size(folder), [folder.name], source="generated", kind="dataset"))
+    return out
+
+
 def partial_files(store: Optional[Store] = None) -> List[Path]:
     store = store or Store(cache_home())
     return sorted(store.partial.glob("*.part")) if store.partial.is_dir() else []
 
 
 def verify_cache(store: Optional[Store] = None) -> List[VerifyResult]:
-    """Re-hash every cached file against its name, its pin and the registry."""
+    """Re-hash every download against its name, its pin and the registry, and every extraction and
+    generated dataset against the manifest written with it."""
     store = store or Store(cache_home())
     pins = store.read_pins()
     results = []
@@ -84,6 +114,10 @@ def verify_cache(store: Optional[Store] = None) -> List[VerifyResult]:
             if want != got_sha:
                 problems.append(f"registry sha256 of {label} is {want}")
         results.append(VerifyResult(entry, not problems, "; ".join(problems) or None))
+    for entry in list_derived(store):
+        check = extraction_problems if entry.kind == "extraction" else dataset_problems
+        found = check(entry.path, full=True)
+        results.append(VerifyResult(entry, not found, "; ".join(found) or None))
     return results
 
 

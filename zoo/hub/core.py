@@ -6,10 +6,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
 from zoo.errors import ArchiveError, ChecksumError, DownloadError, ModelError, OfflineError, UsageError
+from zoo import manifest
 from zoo.hub import archive as arc
 from zoo.home import cache_home
 from zoo.hub.config import Settings, mirror_from_env, offline
@@ -129,13 +130,16 @@ def _unpack(store: Store, source: Path, sha: str, size: int, url: str, art: Arti
             replace: bool = False) -> Path:
     """Extract the verified archive bytes at `source` into extracted/<sha>; return the model folder.
 
-    A finished extraction of the same bytes is reused unless `replace`. ArchiveError (refused,
-    corrupt, or no model inside) leaves nothing behind.
+    A finished extraction of the same bytes is reused unless `replace`, or unless its files no longer
+    match the manifest written when it was unpacked: then it is unpacked again from `source`, whose bytes
+    are checked first. ArchiveError (refused, corrupt, or no model inside) leaves nothing behind.
     """
     if not replace:
         done = _extraction(store, sha)
         if done is not None:
-            return done
+            if not extraction_problems(done):
+                return done
+            _require_bytes(source, sha, label)  # re-extracting damaged bytes would only hide the damage
     dest = store.extracted / sha
     try:
         with StagedDir(dest, parent=store.tmp) as stage:  # in the cache's tmp/: swept there if the process dies
@@ -146,6 +150,7 @@ def _unpack(store: Store, source: Path, sha: str, size: int, url: str, art: Arti
             arc.write_metadata(folder, {
                 "artifact": label, "url": url, "archive": file_name(art), "sha256": sha, "size": size,
                 "layout": art.layout.value, "renamed": renamed, "extracted": now(),
+                "files": manifest.build(folder, exclude=(arc.META_NAME,)),
             })
             stage.commit(park=store.staging("old"))  # an older extraction is parked in the cache tmp/
     except OSError as exc:
@@ -153,6 +158,21 @@ def _unpack(store: Store, source: Path, sha: str, size: int, url: str, art: Arti
             raise wrap_os_error(exc, f"extracting {file_name(art)}") from exc
         # another entry with the same bytes finished extracting first: use its folder
     return arc.model_folder(dest)
+
+
+def extraction_problems(folder: Path, full: bool = False) -> List[str]:
+    """How an extracted model folder differs from the manifest written when it was unpacked (empty: intact)."""
+    return manifest.problems(folder, manifest.read(folder / arc.META_NAME), exclude=(arc.META_NAME,), full=full)
+
+
+def _require_bytes(source: Path, sha: str, label: str) -> None:
+    """ChecksumError unless the stored archive still hashes to `sha`."""
+    got = hash_file(source)[0]
+    if got != sha:
+        raise ChecksumError(
+            f"the cached files of {label} are damaged: its extraction no longer matches its manifest, and the "
+            f"stored archive {source} hashes to {got}, not {sha}",
+            hint=f"Fetch it again: `zoo fetch {label.split('/')[0]} --what {label.split('/')[-1]} --force`.")
 
 
 def _fetch_bundled(recipe: Recipe, role: Role, art: Artifact, label: str, force: bool) -> FetchedArtifact:
