@@ -146,11 +146,8 @@ def export_model(
         "sha256": src_hash, "recipe": source.recipe, "quantized_ops": len(info.quantized),
     })
     if detector:
-        where = data if data is not None else f"{source.label}'s data"
-        result.notes.append(f"detections validated on {len(inputs[0])} real images ({where})"
-                            if real_det is not None else
-                            "detections validated on generated inputs (noise images, valid im_size / scale_factor): "
-                            "pass --data DIR for real images")
+        result.notes += _detection_notes(target, arches, len(inputs[0]), real_det is not None,
+                                         data if data is not None else f"{source.label}'s data")
     if target == "lite" and valid:
         entry = source.recipe.get("name") if isinstance(source.recipe, dict) else source.recipe  # a report carries the recipe
         result.notes += [f"{arch}: not among {entry}'s validated Lite targets ({', '.join(valid)}); "
@@ -165,6 +162,22 @@ def export_model(
             _export_lite(source, info, arches, stage.path, opt_bin, inputs, validate, result)
         _commit(stage, result)
     return result
+
+
+def _detection_notes(target: str, arches: Sequence[str], images: int, real: bool, where: object) -> List[str]:
+    """What the export checked of a detector's boxes: only artifacts that run here (inference folders, ONNX
+    files, x86 .nb files) are compared box by box; arm/opencl .nb files get their kernels listed."""
+    notes = []
+    remote = [a for a in arches if a != "x86"] if target == "lite" else []
+    if target != "lite" or "x86" in arches:
+        what = "x86 .nb detections" if target == "lite" else "detections"
+        notes.append(f"{what} validated on {images} real images ({where})" if real else
+                     f"{what} validated on generated inputs (noise images, valid im_size / scale_factor): "
+                     "pass --data DIR for real images")
+    if remote:
+        notes.append(f"{'/'.join(remote)} .nb files cannot run on this machine: their kernels were listed, "
+                     "their detections were not checked (run them on the device, or add --arch x86 for a box check)")
+    return notes
 
 
 def _export_inference(source: Source, info: ProgramInfo, src_hash: str, stage: Path, inputs: list,
