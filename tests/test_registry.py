@@ -295,3 +295,28 @@ def test_a_removed_recipe_field_is_named_with_where_it_went(section, field, valu
     with pytest.raises(RecipeError) as info:
         load_recipe_file(path)
     assert f"`{section}.{field}` was removed" in info.value.message and where in info.value.message
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    path = _write(tmp_path, _good())
+    # nine levels of nine aliases: 9**9 strings if expanded, refused at the first alias instead
+    bomb = ["a0: &a0 [lol]"] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    path.write_text("\n".join(bomb) + "\n" + path.read_text())
+    with pytest.raises(RecipeError, match="YAML aliases") as info:
+        load_recipe_file(path)
+    assert str(path) in info.value.message and "in full" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("bundled", ["../../../../etc/passwd", "/etc/passwd", "a/../../b.tar", "C:evil.tar", ""])
+def test_bundled_paths_stay_inside_the_assets(tmp_path: Path, bundled: str) -> None:
+    data = _good()
+    role = next(iter(data["artifacts"]))
+    data["artifacts"][role] = {"bundled": bundled, "layout": "inference"}
+    assert "plain relative path inside zoo/assets" in _error_for(tmp_path, data) or bundled == ""
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 50.0, -1.0])
+def test_tolerances_are_finite_and_bounded(tmp_path: Path, value: float) -> None:
+    data = _good()
+    data["tolerance"] = {"reproduce": value}
+    assert "tolerance.reproduce" in _error_for(tmp_path, data)

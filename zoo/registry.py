@@ -9,7 +9,7 @@ import fnmatch
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -41,10 +41,24 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     return "\n".join([f"{path}: invalid recipe"] + [f"  {line}" for line in validation_messages(err)])
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: a recipe is small data, and nested aliases ("billion laughs") would expand
+    into gigabytes on load."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise RecipeError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in recipes",
+                              hint="Write the repeated value out in full.")
+        return super().compose_node(parent, index)
+
+
 def load_recipe_file(path: Path) -> Recipe:
     """Parse and validate one recipe file; errors name the file and the field."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc.message}", hint=exc.hint) from None
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

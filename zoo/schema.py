@@ -78,6 +78,15 @@ class Artifact(Strict):
                 raise ValueError(f"not an http(s) URL with a path: {url!r}")
         return urls
 
+    @field_validator("bundled")
+    @classmethod
+    def _bundled_inside_assets(cls, value: Optional[str]) -> Optional[str]:
+        # a plain relative path: `..`, an absolute path or a drive would read files outside the package
+        if value is not None and (not value or value.startswith(("/", "\\")) or ":" in value
+                                  or any(part in ("..", "") for part in re.split(r"[/\\]", value))):
+            raise ValueError(f"`bundled` must be a plain relative path inside zoo/assets, got {value!r}")
+        return value
+
     @field_validator("sha256")
     @classmethod
     def _sha256_hex(cls, value: Optional[str]) -> Optional[str]:
@@ -312,11 +321,16 @@ class OtherFigure(Strict):
     source: Optional[str] = None
 
 
+MAX_TOLERANCE = 10.0  # points; the widest published gap the zoo accepts as a reproduction
+
+
 class Tolerance(Strict):
     """Absolute points allowed between measured and published."""
 
-    eval: float = Field(0.1, ge=0, description="re-scoring the published archive")
-    reproduce: float = Field(0.5, ge=0, description="reproducing the quantized model from FP32")
+    # finite and at most 10 points: a tolerance of .inf (or 100) would make every result PASS
+    eval: float = Field(0.1, ge=0, le=MAX_TOLERANCE, allow_inf_nan=False, description="re-scoring the published archive")
+    reproduce: float = Field(0.5, ge=0, le=MAX_TOLERANCE, allow_inf_nan=False,
+                             description="reproducing the quantized model from FP32")
 
 
 class LiteExport(Strict):
