@@ -22,6 +22,7 @@ from zoo.deploy.validate import (check_nb_structure, detection_contract, load_in
 from zoo.errors import ExportError, UsageError
 from zoo.modelcheck import check_model, writing_model
 from zoo.modelfiles import model_sha256
+from zoo.outdir import prepare_out, record_written, written_here
 
 TARGETS = ("inference", "lite", "onnx")
 ONNX_CHECK_BATCH = 32  # noise inputs for an ONNX export when no real images are at hand
@@ -105,11 +106,13 @@ def export_model(
     batch: int = 2,
     opset: Optional[int] = None,
     data: Optional[Path] = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it.
 
     `arches` defaults to the recipe's `export.lite.valid_targets` (arm for a plain folder). `opset` and
     `data` (real validation images for an entry whose data is not bundled) apply to --target onnx.
+    Files already in `out` that the zoo did not write are replaced only with `overwrite`.
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
     if target not in TARGETS:
@@ -132,8 +135,8 @@ def export_model(
     if target == "lite":
         refuse_int8_x86(info, arches, source)
     out = Path(out) if out is not None else default_out(source, target)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    read = [source.primary.folder] + ([source.fp32.folder] if source.fp32 is not None else [])
+    out = prepare_out(out, sources=read, overwrite=overwrite)
     inputs = (load_inputs(inputs_path, info) if inputs_path else
               make_inputs(info, batch=batch, size=source.input_size)) if validate else []
     detector = validate and not inputs_path and detection_contract(info) is not None
@@ -153,14 +156,15 @@ def export_model(
         result.notes += [f"{arch}: not among {entry}'s validated Lite targets ({', '.join(valid)}); "
                          "the artifact is checked here, but the entry was not published for it"
                          for arch in arches if arch not in valid]
-    with StagedDir(out) as stage, writing_model(out, ExportError):
+    # staged inside `out`: it may be a mount point, or sit in a folder this user cannot write
+    with StagedDir(out, inside=True) as stage, writing_model(out, ExportError):
         if target == "inference":
             _export_inference(source, info, src_hash, stage.path, inputs, validate, result)
         elif target == "onnx":
             _export_onnx(source, info, stage.path, opset, inputs_path is not None, inputs, validate, data, result)
         else:
             _export_lite(source, info, arches, stage.path, opt_bin, inputs, validate, result)
-        _commit(stage, result)
+        _commit(stage, result, overwrite)
     return result
 
 
@@ -288,9 +292,17 @@ def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional
     })
 
 
-def _commit(stage: StagedDir, result: ExportResult) -> None:
-    """Move every staged file into the output folder (created now, not before)."""
+def _commit(stage: StagedDir, result: ExportResult, overwrite: bool) -> None:
+    """Move every staged file into the output folder; a same-named file the zoo did not write there is
+    replaced only with `overwrite`."""
+    names = sorted(p.name for p in stage.path.iterdir())
+    theirs = sorted(n for n in names if (stage.target / n).exists() and n not in written_here(stage.target))
+    if theirs and not overwrite:
+        raise UsageError(f"--out {stage.target} already holds {', '.join(theirs)}, which the zoo did not write there; "
+                         "nothing was written",
+                         hint="Pick another --out folder, or pass --overwrite to replace them.")
     out = stage.merge()
+    record_written(out, names)
     for art in result.artifacts:
         art.path = (out / art.path).resolve()
     result.out = out.resolve()

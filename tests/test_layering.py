@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # lowest first; a module may import its own layer and the ones below
 LAYERS: List[Set[str]] = [
-    {"zoo.errors", "zoo.fsutil", "zoo.names", "zoo.device", "zoo.quiet", "zoo.numerics", "zoo.schema", "zoo.home", "zoo.plugins", "zoo.manifest",
+    {"zoo.errors", "zoo.fsutil", "zoo.names", "zoo.device", "zoo.quiet", "zoo.numerics", "zoo.schema", "zoo.home", "zoo.plugins", "zoo.manifest", "zoo.outdir",
      "zoo.assets", "zoo.recipes"},
     {"zoo.modelfiles", "zoo.modelcheck", "zoo.program", "zoo.predictor", "zoo.protocol", "zoo.catalog"},
     {"zoo.data", "zoo.models", "zoo.registry", "zoo.hub", "zoo.quant",

@@ -142,13 +142,26 @@ class StagedDir:
             stage.commit()
     """
 
-    def __init__(self, target: Path, parent: Optional[Path] = None) -> None:
-        """`parent`: where the scratch folder goes (default: beside `target`; it must be on the same file system)."""
+    def __init__(self, target: Path, parent: Optional[Path] = None, inside: bool = False) -> None:
+        """`parent`: where the scratch folder goes (default: beside `target`; it must be on the same file system).
+
+        `inside`: stage inside `target` (created now, removed again if it stays empty), for a folder that is
+        only merged into: the target may then be a mount point, or sit under a folder the user cannot write.
+        """
         self.target = Path(target)
+        self.inside = inside
+        self._created = False
+        if inside:
+            if not self.target.is_dir():
+                self.target.mkdir(parents=True)
+                self._created = True
+            parent = self.target
         self.path = scratch_dir(Path(parent) if parent is not None else self.target.parent, self.target.name)
 
     def commit(self, park: Optional[Path] = None) -> Path:
         """Replace `target` as a whole by the staged folder (see replace_dir for `park`); return `target`."""
+        if self.inside:
+            raise ValueError("a folder staged inside its target can only be merged into it")
         replace_dir(self.path, self.target, park)
         return self.target
 
@@ -168,8 +181,11 @@ class StagedDir:
         return self.target
 
     def discard(self) -> None:
-        """Remove what is still staged."""
+        """Remove what is still staged (and a target created for it that stayed empty)."""
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.target.rmdir()  # only when empty: a merged result stays
 
     def __enter__(self) -> "StagedDir":
         return self

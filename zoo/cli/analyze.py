@@ -15,8 +15,12 @@ from zoo.cli.tables import compact_table, print_table
 from zoo.device import require_device
 from zoo.fsutil import atomic_write_bytes
 from zoo.modelfiles import find_model_files
+from zoo.outdir import prepare_out, record_written
 from zoo.quant.inputs import calibration_input
 from zoo.quant.settings import PTQSettings, SearchTarget
+
+
+ANALYSIS_FILES = ("analysis.json", "analysis.png")
 
 
 @handle_errors
@@ -37,6 +41,7 @@ def analyze_cmd(
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for analysis.json and analysis.png."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the analysis runs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-layer lines on stderr."),
 ) -> None:
@@ -52,15 +57,17 @@ def analyze_cmd(
                              hist_percent=hist_percent, ops=ops)
     usage_checked(SearchTarget, max_drop, metric or "top1", (algo,))  # the simulator models the algo; metric known
     model = find_model_files(model_dir)
+    if out is not None:  # checked before the analysis, which takes minutes
+        out = prepare_out(out, sources=[model.folder], names=ANALYSIS_FILES, overwrite=overwrite)
     calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
     data = load_eval_data(eval_data, model, "val", eval_samples)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
     result = analyze(model, calib, data, settings, metric=metric, max_drop=max_drop, device=target_device, log=log)
     if out is not None:
-        out = Path(out).expanduser()
         out.mkdir(parents=True, exist_ok=True)
         plot_analysis(result, out / "analysis.png")
         atomic_write_bytes(out / "analysis.json", (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        record_written(out, ANALYSIS_FILES)
         result["files"] = {"json": str(out / "analysis.json"), "plot": str(out / "analysis.png")}
     if as_json:
         print_json(result)

@@ -26,6 +26,7 @@ def export_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Real images that validate the export: --target onnx, an ImageNet-layout folder; a detection model, "
                                                              "a COCO folder (val2017) for every target (digits entries use their bundled data)."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip validating the artifacts against the source."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to Paddle Inference, Paddle Lite or ONNX and validate it against its source."""
@@ -33,7 +34,8 @@ def export_cmd(
     from zoo.deploy.export import export_model
 
     result = export_model(model, target.lower(), arches=arch.split(",") if arch is not None else None, out=out, opt_bin=opt_bin,
-                          validate=not no_validate, inputs_path=inputs, opset=opset, data=data)
+                          validate=not no_validate, inputs_path=inputs, opset=opset, data=data,
+                          overwrite=overwrite)
     if as_json:
         print_json(result.as_dict())
         return

@@ -12,6 +12,7 @@ from zoo.cli.common import console, err_console, handle_errors, print_json
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.outdir import prepare_out, record_written
 from zoo.quant.inputs import calibration_input
 from zoo.quant.settings import PTQSettings, SearchTarget
 
@@ -56,6 +57,7 @@ def quantize_cmd(
                                             help="With --max-drop: at most this many layers in float (default: half)."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the calibration runs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-trial lines on stderr (--max-drop)."),
 ) -> None:
@@ -81,12 +83,22 @@ def quantize_cmd(
     target = None if max_drop is None else usage_checked(SearchTarget, max_drop, metric, tuple(algos),
                                                           max_float=max_float)
     model = find_model_files(model_dir)
+    names = WRITTEN + ((REPORT_NAME,) if target is not None else ())
+    out = prepare_out(out, sources=[model.folder], names=names, overwrite=overwrite)  # before any long work
     began = time.time()
     calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
-    if target is not None:
-        _search(model, calib, eval_data, out, target, settings, eval_samples, target_device, as_json, quiet)
-    else:
+    if target is None:
         _plain_ptq(model, out, calib, settings, target_device, began, as_json)
+        record_written(out, names)
+        return
+    met = _search(model, calib, eval_data, out, target, settings, eval_samples, target_device, as_json, quiet)
+    record_written(out, names)  # a missed target still writes the best model
+    if not met:
+        raise typer.Exit(EXIT_MISSED)
+
+
+WRITTEN = ("inference.pdmodel", "inference.pdiparams")
+REPORT_NAME = "quantize-report.json"
 
 
 def _plain_ptq(model: ModelFiles, out: Path, calib: object, settings: PTQSettings, device: Device, began: float,
@@ -121,8 +133,8 @@ def _plain_ptq(model: ModelFiles, out: Path, calib: object, settings: PTQSetting
 
 
 def _search(model: ModelFiles, calib: object, eval_data: Path, out: Path, target: SearchTarget, settings: PTQSettings,
-            eval_samples: Optional[int], device: Device, as_json: bool, quiet: bool) -> None:
-    """`zoo quantize --max-drop`: run the search, print what it chose, exit 3 when the target was missed."""
+            eval_samples: Optional[int], device: Device, as_json: bool, quiet: bool) -> bool:
+    """`zoo quantize --max-drop`: run the search, print what it chose; return whether the target was met."""
     from zoo.quant.search import load_eval_data, search  # imports paddle: kept off `zoo --help`
 
     data = load_eval_data(eval_data, model, "val", eval_samples)
@@ -142,8 +154,7 @@ def _search(model: ModelFiles, calib: object, eval_data: Path, out: Path, target
         if r["float_layers"]:
             console.print("left in float: " + escape(", ".join(f"{f['name']} ({f['op_type']})" for f in r["float_layers"])))
         console.print(f"model and quantize-report.json written to [bold]{escape(r['out'])}[/]")
-    if not result.met:
-        raise typer.Exit(EXIT_MISSED)
+    return result.met
 
 
 def register(app: typer.Typer) -> None:

@@ -54,9 +54,13 @@ def quantize_static(
     batches = calibration_batches(calib, feeds, settings.batch_size)
     paddle_settings = settings.paddle_kwargs(resolve_skip_patterns(settings.skip, var_names))
     out_dir = Path(out_dir).expanduser()
+    if out_dir.resolve() == files.folder.resolve():
+        raise QuantizeError(f"{out_dir} is the folder of the model being quantized: writing there would replace it",
+                            hint="Write the INT8 model into another folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with StagedDir(out_dir) as stage, writing_model(out_dir, QuantizeError):  # Paddle reports a full disk as a RuntimeError, if at all
+    # merged into out_dir: staged inside it, so out_dir may be a mount point or sit in a folder we cannot write
+    with StagedDir(out_dir, inside=not replace) as stage, writing_model(out_dir, QuantizeError):  # Paddle reports a full disk as a RuntimeError, if at all
         work = stage.path
         _run_engine(settings.engine, files, feeds, batches, work, paddle_settings, timings, target)
         saved = ModelFiles(work, work / MODEL_FILENAME, work / PARAMS_FILENAME)
