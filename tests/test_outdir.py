@@ -128,3 +128,20 @@ def test_a_merge_staged_inside_its_target_never_touches_the_parent(tmp_path: Pat
     with StagedDir(fresh, inside=True):
         pass  # nothing merged: the folder created for it goes again
     assert not fresh.exists()
+
+
+def test_a_second_reproduce_into_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from zoo.runfolder import RUN_LOCK, holding
+
+    out = tmp_path / "run"
+    with holding(out, "digits_mobilenetv1_ptq"):  # as a running `zoo reproduce` holds it
+        proc = subprocess.run([sys.executable, "-m", "zoo", "reproduce", "digits_mobilenetv1_ptq", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "another run is writing into" in " ".join(proc.stderr.split())
+        assert sorted(p.name for p in out.iterdir()) == [RUN_LOCK]  # the second run wrote nothing
+    with holding(out, "digits_mobilenetv1_ptq"):  # released: the folder can be held again
+        pass

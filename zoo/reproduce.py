@@ -25,7 +25,7 @@ from zoo.protocol import status as protocol_status
 from zoo.device import require_device
 from zoo.quant.base import FP32Source, QuantData, QuantOptions, QuantStrategy, TrainProgress, copy_model, get_strategy
 from zoo.report import all_within, compare, compared_with, published_int8, versions, write_report
-from zoo.runfolder import claim, recipe_hash
+from zoo.runfolder import claim, holding, recipe_hash
 from zoo.schema import DatasetKind, Recipe, Role
 from zoo.tasks import ScoreOptions, get_task
 
@@ -255,10 +255,14 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
     if rank > 0:  # under paddle.distributed.launch: only rank 0 writes (and evaluates into) the output folder
         work = rank_work_dir(out, rank)
         work.mkdir(parents=True, exist_ok=True)
-        resuming = opts.resume
-    else:
-        work = out
+        return _run_interruptible(recipe, opts, root, datasets, facts, work, opts.resume, rank, out)
+    with holding(out, recipe.name):  # one run at a time per folder
         resuming = claim(out, recipe.name, _fingerprint(recipe, root, facts, datasets), opts.resume, opts.overwrite)
+        return _run_interruptible(recipe, opts, root, datasets, facts, out, resuming, rank, out)
+
+
+def _run_interruptible(recipe: Recipe, opts: ReproduceOptions, root: Path, datasets: Dict[str, Any], facts: RunFacts,
+                       work: Path, resuming: bool, rank: int, out: Path) -> Dict[str, Any]:
     try:
         return _run(recipe, opts, root, datasets, facts, work, resuming, evaluate=rank == 0)
     except KeyboardInterrupt:

@@ -7,17 +7,44 @@ fingerprint (entry, recipe, data, sample counts and the options that change resu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-from zoo.errors import UsageError
+from zoo.errors import CacheError, UsageError
+from zoo.hub.lock import FileLock
 from zoo.fsutil import SCRATCH_SUFFIX, atomic_write_text, clean_stale_scratch
 from zoo.schema import Recipe
 
 RUN_FILE = "zoo-run.json"
+RUN_LOCK = ".zoo-run.lock"  # held while a run writes into the folder: one run at a time
 FORMAT = 1
+
+
+@contextlib.contextmanager
+def holding(out: Path, entry: str) -> Iterator[None]:
+    """Hold `out` for one run: a second run into the same folder is refused while this one lasts
+    (the lock goes with the process, even a killed one)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="Pass a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror}", hint="Pick a folder you can write.") from None
+    lock = FileLock(out / RUN_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except CacheError:
+        holder = lock._holder()
+        raise UsageError(f"another run is writing into {out} (process {holder}); two runs would overwrite each "
+                         "other's stages", hint=f"Wait for it, or give this run of {entry} another --out.") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def recipe_hash(recipe: Recipe) -> str:
@@ -56,7 +83,7 @@ def check_out(out: Path, entry: str, overwrite: bool) -> Optional[Dict[str, Any]
     if not out.is_dir():
         return None
     clean_stale_scratch(out)
-    present = sorted(p.name for p in out.iterdir() if not p.name.endswith(SCRATCH_SUFFIX))
+    present = sorted(p.name for p in out.iterdir() if not p.name.endswith(SCRATCH_SUFFIX) and p.name != RUN_LOCK)
     record = read_run(out)
     if present and record is None and not overwrite:
         raise UsageError(
