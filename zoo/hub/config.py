@@ -1,6 +1,7 @@
 """Where the cache lives and the knobs of the downloader (all overridable through the environment)."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -13,7 +14,8 @@ def offline() -> bool:
     return os.environ.get("ZOO_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _float(name: str, default: float) -> float:
+def _float(name: str, default: float, positive: bool = False) -> float:
+    """A finite, non-negative number from the environment (`positive`: above zero, e.g. a timeout)."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -21,8 +23,11 @@ def _float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a number", hint=f"Set {name} to a number of seconds, or unset it.") from None
-    if value < 0:
-        raise UsageError(f"{name}={raw!r} is negative", hint=f"Set {name} to a non-negative number, or unset it.")
+    if not math.isfinite(value):
+        raise UsageError(f"{name}={raw!r} is not a finite number", hint=f"Set {name} to a number of seconds, or unset it.")
+    if value < 0 or (positive and value == 0):
+        what = "above zero" if positive else "zero or more"
+        raise UsageError(f"{name}={raw!r} must be {what}", hint=f"Set {name} to a number {what}, or unset it.")
     return value
 
 
@@ -44,8 +49,8 @@ class Settings:
         """ZOO_CONNECT_TIMEOUT, ZOO_TIMEOUT, ZOO_RETRIES, ZOO_BACKOFF, ZOO_RETRY_DEADLINE, ZOO_LOCK_TIMEOUT."""
         d = cls()
         return cls(
-            connect_timeout=_float("ZOO_CONNECT_TIMEOUT", d.connect_timeout),
-            read_timeout=_float("ZOO_TIMEOUT", d.read_timeout),
+            connect_timeout=_float("ZOO_CONNECT_TIMEOUT", d.connect_timeout, positive=True),
+            read_timeout=_float("ZOO_TIMEOUT", d.read_timeout, positive=True),
             retries=int(_float("ZOO_RETRIES", d.retries)),
             backoff=_float("ZOO_BACKOFF", d.backoff),
             backoff_max=max(_float("ZOO_BACKOFF", d.backoff), d.backoff_max),

@@ -9,8 +9,12 @@ from zoo.errors import UsageError
 
 def check_mirror(mirror: str) -> str:
     """A mirror must be an http(s) base URL; returns it without a trailing slash."""
-    parts = urlsplit(mirror)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(mirror)
+        parts.port  # noqa: B018 - raises ValueError on a malformed host or port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(
             f"mirror {mirror!r} is not an http(s) base URL",
             hint="Give a base URL like https://mirror.example.org/zoo (ZOO_MIRROR or --mirror).",
