@@ -145,3 +145,17 @@ def test_a_second_reproduce_into_the_same_folder_is_refused_while_the_first_runs
         assert sorted(p.name for p in out.iterdir()) == [RUN_LOCK]  # the second run wrote nothing
     with holding(out, "digits_mobilenetv1_ptq"):  # released: the folder can be held again
         pass
+
+
+@pytest.mark.parametrize("gpus, said", [("0,1", "--gpus 0,1:"), ("a,b", "not a comma-separated list"),
+                                        ("0,0", "distinct GPU ids")])
+def test_gpus_are_checked_before_any_rank_starts(tmp_path: Path, gpus: str, said: str) -> None:
+    import paddle
+
+    if gpus == "0,1" and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() >= 2:
+        gpus = "0,99"  # a machine with GPUs: ask for one that is not there
+        said = "--gpus 0,99:"
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["reproduce", "digits_mobilenetv1_qat", "--gpus", gpus, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()) and not out.exists()

@@ -83,6 +83,19 @@ def _relaunch(gpus: Optional[str], nproc: Optional[int], log_dir: Path) -> int:
         return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def check_gpus(gpus: str) -> None:
+    """--gpus names GPUs that exist, before any rank starts (a rank would fail late and leave files behind)."""
+    ids = [part.strip() for part in gpus.split(",")]
+    if not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus {gpus!r} is not a comma-separated list of distinct GPU ids",
+                         hint="Write it like --gpus 0,1.")
+    try:
+        parse_device(f"gpu:{max(int(i) for i in ids)}").check()
+    except UsageError as exc:
+        raise UsageError(f"--gpus {gpus}: {exc.message.replace('--device ', '')}",
+                         hint=f"{exc.hint} Without GPUs, --nproc N trains in N CPU processes.") from None
+
+
 def device_of(device: Optional[str], gpus: Optional[str]) -> Device:
     """--device; without it a GPU under --gpus, and in the ranks paddle.distributed.launch put on GPUs."""
     if device is None:
@@ -131,6 +144,8 @@ def reproduce_cmd(
 
     target_device = device_of(device, gpus)  # a misspelt device is refused before any work
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
+        if gpus:
+            check_gpus(gpus)
         from zoo.quant.base import get_strategy
         from zoo.registry import get_recipe
 
