@@ -159,3 +159,14 @@ def test_gpus_are_checked_before_any_rank_starts(tmp_path: Path, gpus: str, said
     result = runner.invoke(app, ["reproduce", "digits_mobilenetv1_qat", "--gpus", gpus, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert said in " ".join(result.output.split()) and not out.exists()
+
+
+def test_paths_with_brackets_are_printed_literally(fp32: Path, calib: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs[red]" / "int8[/]"  # rich markup would eat the first and choke on the second
+    result = _quantize(fp32, calib, out)
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.text
+    exported = tmp_path / "exp[bold]"
+    result = runner.invoke(app, ["export", str(out), "--target", "inference", "--out", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert str(exported) in result.output.replace("\n", "")

@@ -87,7 +87,7 @@ def analyze_cmd(
         console.print(f"skip list for a drop <= {max_drop:g} ({got['float_layers']} float, {m} {got['metric']:.2f}): "
                       f"{','.join(result['skip']) or '(none needed)'}")
     if out is not None:
-        console.print(f"written: {result['files']['json']}, {result['files']['plot']}")
+        console.print(f"written: {result['files']['json']}, {result['files']['plot']}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -102,7 +102,7 @@ def info_cmd(
         print_json(data)
         return
     console.print(f"[bold]{recipe.name}[/]: {recipe.summary}")
-    console.print(f"published numbers from: {recipe.source.doc}\n  {recipe.source.url}")
+    console.print(f"published numbers from: {recipe.source.doc}\n  {recipe.source.url}", markup=False)
     console.print(_architecture_line(recipe))
     console.print(_tree(recipe.name, data))
 
@@ -134,10 +134,10 @@ def model_zoo_cmd(
         if current != text:
             # a failed check, not a usage mistake: exit 1 like `zoo cache verify`
             raise ZooError(f"{output} is out of sync with recipes/", hint="Run `zoo docs model-zoo --write`.")
-        console.print(f"{output} is in sync")
+        console.print(f"{output} is in sync", markup=False)
     elif write:
         output.write_text(text, encoding="utf-8")
-        console.print(f"wrote {output}")
+        console.print(f"wrote {output}", markup=False)
     else:
         typer.echo(text, nl=False)
 

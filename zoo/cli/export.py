@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zoo.cli.common import console, handle_errors, human_size, print_json
@@ -40,8 +41,8 @@ def export_cmd(
         print_json(result.as_dict())
         return
     src = result.source
-    console.print(f"[bold]{model}[/] ({src['kind']}, {src['precision'].upper()}"
-                  + (f", {src['quantized_ops']} quantized ops" if src["quantized_ops"] else "") + f") -> {result.out}")
+    console.print(f"[bold]{escape(model)}[/] ({src['kind']}, {src['precision'].upper()}"
+                  + (f", {src['quantized_ops']} quantized ops" if src["quantized_ops"] else "") + f") -> {escape(str(result.out))}")
     table = Table(title=f"zoo export --target {result.target}")
     for col in ("artifact", "arch", "precision", "size", "vs FP32", "validation"):
         table.add_column(col, overflow="fold", no_wrap=(col == "artifact"))
@@ -61,17 +62,17 @@ def export_cmd(
             check = "kernels listed"
         ratio = "–" if art.size_vs_fp32 is None else f"{art.size_vs_fp32:.2f}x"
         name = art.path.name if art.target in ("lite", "onnx") else str(art.path)
-        table.add_row(name, art.arch or ("x86" if art.target == "onnx" else "cpu/gpu"), art.precision, human_size(art.size), ratio, check)
+        table.add_row(escape(name), art.arch or ("x86" if art.target == "onnx" else "cpu/gpu"), art.precision, human_size(art.size), ratio, check)
     console.print(table)
     if any(a.validation for a in result.artifacts) and result.target == "onnx":
         for art in result.artifacts:
-            console.print(f"{art.path.name}: {art.validation['detail']}" if art.validation else "")
+            console.print(f"{art.path.name}: {art.validation['detail']}" if art.validation else "", markup=False)
             ov = (art.validation or {}).get("openvino") or {}
             if ov.get("top1_agreement") is not None:
                 console.print(f"{art.path.name}: OpenVINO vs Paddle Inference: top-1 agreement {ov['top1_agreement']:.1%}, "
                               f"relative error {ov['max_rel_error']:.3g}")
             if (art.validation or {}).get("rewritten"):
-                console.print(f"{art.path.name}: {art.validation['rewritten']}")
+                console.print(f"{art.path.name}: {art.validation['rewritten']}", markup=False)
     elif any(a.validation for a in result.artifacts):
         console.print("validation: inference folders and x86 .nb files ran against Paddle Inference on the same inputs; "
                       "arm/opencl .nb files cannot run here, so their kernels were checked")
@@ -85,9 +86,9 @@ def export_cmd(
             console.print(f"{art.path.name}: detection ops: " + ", ".join(f"{k} x{n}" for k, n in decoding.items()))
         fallback = (art.validation or {}).get("float_fallback")
         if fallback:
-            console.print(f"[yellow]{art.path.name}: the converter left quantized op(s) in float: {', '.join(fallback)}[/]")
+            console.print(f"[yellow]{escape(art.path.name)}: the converter left quantized op(s) in float: {escape(', '.join(fallback))}[/]")
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
 
 
 @handle_errors
@@ -117,7 +118,7 @@ def bench_cmd(
     if as_json:
         print_json(result.as_dict())
         return
-    table = Table(title=f"zoo bench {model} ({result.device}, batch {batch}, threads {threads}, {repeat} runs)")
+    table = Table(title=f"zoo bench {escape(str(model))} ({result.device}, batch {batch}, threads {threads}, {repeat} runs)")
     checked = any(r.check for r in result.rows)
     columns = ["variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"] + (["vs fake-quant"] if checked else [])
     for col in columns:
@@ -135,9 +136,9 @@ def bench_cmd(
                       + ("on --data (top-1 there in brackets)" if result.data else "on 32 noise inputs"))
     for r in result.rows:
         if r.note:
-            console.print(f"{r.variant} / {r.backend}: {r.note}")
+            console.print(f"{r.variant} / {r.backend}: {r.note}", markup=False)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
 
 
 def _agreement(check: Optional[dict]) -> str:

@@ -5,6 +5,7 @@ from enum import Enum
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, human_size, print_json
 from zoo.cli.tables import compact_table, print_table
@@ -67,22 +68,22 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
                          "sha256": e.sha256 or None} for e in derived],
             "partial": [{"path": str(p), "size": p.stat().st_size} for p in parts]})
         return
-    console.print(f"cache: {cache_home()}")
+    console.print(f"cache: {cache_home()}", markup=False)
     if not entries and not parts and not derived:
         console.print("empty")
         return
     table = compact_table(["entry", "file", "size", "sha256", "checksum from"], numeric={"size"},
                           keep_whole={"sha256"})
     for e in entries:
-        table.add_row(", ".join(e.names) or "?", e.path.name, human_size(e.size), e.sha256[:16], e.source)
+        table.add_row(escape(", ".join(e.names) or "?"), escape(e.path.name), human_size(e.size), e.sha256[:16], e.source)
     for e in derived:
         what = "extracted" if e.kind == "extraction" else "generated"
-        table.add_row(", ".join(e.names) or "?", f"({what})", human_size(e.size), e.sha256[:16] or "–",
+        table.add_row(escape(", ".join(e.names) or "?"), f"({what})", human_size(e.size), e.sha256[:16] or "–",
                       "manifest")
     if entries or derived:
         print_table(console, table)
     for p in parts:
-        console.print(f"partial download: {p.name} ({human_size(p.stat().st_size)})", soft_wrap=True)
+        console.print(f"partial download: {p.name} ({human_size(p.stat().st_size)})", soft_wrap=True, markup=False)
 
 
 @cache_app.command("verify")
@@ -98,7 +99,7 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
     else:
         for r in results:
             mark = "[green]ok[/]" if r.ok else "[bold red]MISMATCH[/]"
-            console.print(f"{mark}  {', '.join(r.entry.names) or r.entry.sha256[:16]}  {r.entry.path}", soft_wrap=True)
+            console.print(f"{mark}  {escape(', '.join(r.entry.names) or r.entry.sha256[:16])}  {escape(str(r.entry.path))}", soft_wrap=True)
             if r.problem:
                 console.print(f"      {r.problem}", soft_wrap=True, markup=False)
         kinds = {k: sum(r.entry.kind == k for r in results) for k in ("download", "extraction", "dataset")}
@@ -121,7 +122,7 @@ def clean_cmd(name: Optional[str] = typer.Argument(None, help="Only this entry (
     removed = clean_cache(name)
     for path in removed:
         err_console.print(f"removed {path}", highlight=False, soft_wrap=True, markup=False)
-    console.print(f"cleaned {len(removed)} path(s) under {cache_home()}" if removed else "nothing to clean")
+    console.print(f"cleaned {len(removed)} path(s) under {cache_home()}" if removed else "nothing to clean", markup=False)
 
 
 def register(app: typer.Typer) -> None:

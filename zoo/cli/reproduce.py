@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
 from zoo.cli.tables import CompactTable, compact_table, print_table
@@ -172,7 +173,7 @@ def reproduce_cmd(
     if engine not in ("fast", "paddleslim"):
         raise UsageError(f"unknown engine {engine!r}", hint="Use --engine fast or --engine paddleslim.")
     rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
-    verbose_log = ((lambda msg: err_console.print(f"[dim]{msg}[/]")) if not as_json and not quiet and rank == 0
+    verbose_log = ((lambda msg: err_console.print(f"[dim]{escape(msg)}[/]")) if not as_json and not quiet and rank == 0
                    else (lambda msg: None))
     opts = ReproduceOptions(
         data=data, out=out, device=str(target_device), max_samples=max_samples, resume=resume, epochs=epochs,
@@ -191,7 +192,6 @@ def reproduce_cmd(
 
 def _render(report: dict, as_json: bool, wide: bool = False) -> None:
     """Print the report (table or JSON); exit 3 when a metric missed its tolerance, 4 for a PARTIAL run."""
-    from rich.markup import escape
 
     if as_json:
         print_json(report)
@@ -204,7 +204,7 @@ def _render(report: dict, as_json: bool, wide: bool = False) -> None:
                 console.print(escape(f"  - {d['setting']}: {d['run']} (recipe: {d['recipe']})"))
         if str(report.get("compared_with", "")).startswith("nothing"):
             console.print("[yellow]PARTIAL[/]: compared with " + escape(str(report["compared_with"])))
-        console.print(f"report: {report.get('report_files', {}).get('markdown', '')}  (total {report['timings']['total']:.1f} s)")
+        console.print(f"report: {report.get('report_files', {}).get('markdown', '')}  (total {report['timings']['total']:.1f} s)", markup=False)
     code = EXIT_CODES[report["status"]]
     if code:
         raise typer.Exit(code)
