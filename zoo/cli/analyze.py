@@ -9,7 +9,7 @@ import typer
 
 from rich.markup import escape
 
-from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
 from zoo.cli.quantize import usage_checked
 from zoo.cli.tables import compact_table, print_table
 from zoo.device import require_device
@@ -56,6 +56,7 @@ def analyze_cmd(
     settings = usage_checked(PTQSettings, algo=algo, batch_size=batch_size, batch_nums=batch_nums,
                              hist_percent=hist_percent, ops=ops)
     usage_checked(SearchTarget, max_drop, metric or "top1", (algo,))  # the simulator models the algo; metric known
+    interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
     if out is not None:  # checked before the analysis, which takes minutes
         out = prepare_out(out, sources=[model.folder], names=ANALYSIS_FILES, overwrite=overwrite)

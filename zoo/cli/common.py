@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Any, Callable, Optional, TypeVar
@@ -23,6 +24,18 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard w
 def debug_enabled() -> bool:
     """ZOO_DEBUG=1 shows tracebacks."""
     return os.environ.get("ZOO_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler's or `kill`'s stop) act like Ctrl-C: finished stages kept, the --resume hint
+    printed. Paddle installs a C++ SIGTERM handler that prints a native traceback when it is imported, so
+    Paddle is imported first and its handler replaced."""
+    import paddle  # noqa: F401 - see above: its handler must be installed before ours replaces it
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def render_error(exc: BaseException) -> int:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -82,6 +82,7 @@ def quantize_cmd(
                              skip=skip or (), rounding=rounding, bias_correction=bias_correction, engine=engine)
     target = None if max_drop is None else usage_checked(SearchTarget, max_drop, metric, tuple(algos),
                                                           max_float=max_float)
+    interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
     names = WRITTEN + ((REPORT_NAME,) if target is not None else ())
     out = prepare_out(out, sources=[model.folder], names=names, overwrite=overwrite)  # before any long work

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
 from zoo.cli.tables import CompactTable, compact_table, print_table
 from zoo.device import Device, parse_device
 from zoo.errors import TrainError, UsageError
@@ -180,6 +180,7 @@ def reproduce_cmd(
         iterations=iterations, batch_size=batch_size, engine=engine, mirror=mirror, calib_on_eval=calib_on_eval,
         overwrite=overwrite, write=rank == 0, log=verbose_log,
     )
+    interrupt_on_sigterm()  # a stopped run keeps its stages and says how to resume, like Ctrl-C
     with training_progress(err_console, quiet=quiet or rank != 0) as progress:  # stderr: --json stays clean
         opts.progress = progress
         report = reproduce(name, opts)
