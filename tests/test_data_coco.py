@@ -122,3 +122,25 @@ def test_class_order_is_pycocotools_getcatids(tmp_path: Path, order) -> None:
     assert ds.clsid2catid == expected
     assert list(ds.clsid2catid.values()) == order
     assert ds.records[2]["classes"].tolist() == [order.index(18), order.index(1)]
+
+
+@pytest.mark.parametrize("bbox, said", [([1.0, 1.0, float("nan"), 4.0], "expected a finite number"),
+                                        ([1.0, 1.0, -3.0, 4.0], "negative width or height"),
+                                        ([float("inf"), 1.0, 3.0, 4.0], "expected a finite number")])
+def test_malformed_boxes_are_refused(tmp_path: Path, bbox: list, said: str) -> None:
+    annotations = [{"id": 1, "image_id": 42, "category_id": 18, "bbox": bbox, "area": 12, "iscrowd": 0}]
+    with pytest.raises(DataError, match=said) as info:
+        CocoDataset(_folder(tmp_path / "coco", annotations=annotations))
+    assert "annotations[0]" in info.value.message
+    assert "ImageNet" not in (info.value.hint or "")  # the hint names the COCO layout, not another one
+
+
+def test_empty_boxes_are_left_out_and_counted(tmp_path: Path) -> None:
+    ds = CocoDataset(_folder(tmp_path / "coco"))  # annotation 4 has zero area
+    assert ds.dropped_boxes == 1
+
+
+def test_coco_errors_carry_a_coco_hint(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        CocoDataset(tmp_path / "nothing")
+    assert "COCO" in (info.value.hint or "") and "ImageNet" not in (info.value.hint or "")

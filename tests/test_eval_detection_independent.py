@@ -53,3 +53,30 @@ def test_the_conventions_differ_between_contracts(models: Tuple[Path, Path, Path
     b = _zoo_eval(v2, data, "--size", "608")
     assert a["contract"] == "legacy" and b["contract"] == "v2"
     assert b["box_ap"]["608"] - a["box_ap"]["608"] > 5
+
+
+def test_an_annotation_file_with_other_categories_than_the_model_is_refused(models: Tuple[Path, Path, Path],
+                                                                            tmp_path: Path) -> None:
+    import shutil
+
+    data, legacy, _ = models
+    moved = tmp_path / "coco"
+    shutil.copytree(data, moved)
+    ann = moved / "annotations" / "instances_val2017.json"
+    doc = json.loads(ann.read_text())
+    doc["categories"].insert(0, {"id": 999, "name": "extra"})  # every class after it would shift by one
+    ann.write_text(json.dumps(doc))
+    result = RUNNER.invoke(app, ["eval", str(legacy), "--data", str(moved), "--size", "608"])
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert f"lists {len(doc['categories'])} categories, the model predicts {len(doc['categories']) - 1} classes" in text
+
+
+@pytest.mark.parametrize("size, said", [("600", "a multiple of 32"), ("31", "a multiple of 32"),
+                                        ("100000", "larger than 2048")])
+def test_an_input_side_the_detector_cannot_take_is_refused_before_scoring(models: Tuple[Path, Path, Path],
+                                                                         size: str, said: str) -> None:
+    data, legacy, _ = models
+    result = RUNNER.invoke(app, ["eval", str(legacy), "--data", str(data), "--size", size])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()) and "Traceback" not in result.output

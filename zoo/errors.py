@@ -96,7 +96,9 @@ class CacheError(ZooError):
 class DataError(ZooError):
     """A dataset folder, list file or image is missing or malformed."""
 
-    default_hint = "Check --data: it must be an ImageNet-layout folder (train_list.txt / val_list.txt, or train/ and val/ class folders)."
+    default_hint = ("Check --data: a classifier takes an ImageNet-layout folder (train_list.txt / val_list.txt, or "
+                    "train/ and val/ class folders), a detector a COCO-layout folder (annotations/instances_<split>.json "
+                    "and <split>/ images); calibration and evaluation also take .npy/.npz arrays.")
 
 
 class ModelError(ZooError):

@@ -97,6 +97,12 @@ def lite_only_error(files: ModelFiles, weights: Sequence[str]) -> ModelError:
         hint=f"Convert it with `zoo export {files.folder} --target lite --arch arm`{where}.")
 
 
+def int_attrs(files: ModelFiles, op_type: str, name: str) -> List[int]:
+    """The integer attribute `name` of every `op_type` op of the model's main block, in program order."""
+    desc = read_program_desc(files.model_file)
+    return [a.i for o in desc.blocks[0].ops if o.type == op_type for a in o.attrs if a.name == name]
+
+
 def read_program(files: ModelFiles) -> ProgramInfo:
     """Parse the model file of `files`; ModelError when it is not a usable Paddle program."""
     desc = read_program_desc(files.model_file)

@@ -11,19 +11,26 @@ from zoo.errors import UsageError
 from zoo.schema import Interpolation, Role
 
 
+MAX_SIDE = 2048  # larger inputs exhaust memory long before they help a 608-trained detector
+
+
 def _sizes(sizes: Optional[str], size: Optional[int]) -> Optional[List[int]]:
     if sizes is not None and size is not None:
         raise UsageError("give --sizes or --size, not both")
     if size is not None:
-        return [size]
-    if sizes is None:
+        values = [size]
+    elif sizes is None:
         return None
-    try:
-        values = [int(p) for p in sizes.replace(",", " ").split()]
-    except ValueError:
-        raise UsageError(f"--sizes takes input sides, got {sizes!r}", hint="Example: --sizes 608,416,320") from None
+    else:
+        try:
+            values = [int(p) for p in sizes.replace(",", " ").split()]
+        except ValueError:
+            raise UsageError(f"--sizes takes input sides, got {sizes!r}", hint="Example: --sizes 608,416,320") from None
     if not values or any(v <= 0 for v in values):
         raise UsageError(f"--sizes takes positive input sides, got {sizes!r}", hint="Example: --sizes 608,416,320")
+    if max(values) > MAX_SIDE:
+        raise UsageError(f"input side {max(values)} is larger than {MAX_SIDE}: it would exhaust memory",
+                         hint="The published detection sides are 608, 416 and 320.")
     return values
 
 
@@ -137,6 +144,9 @@ def _render(result: dict) -> None:
         console.print(escape(f"  preprocessing from {result['preprocess_source']}"))
     if result.get("image_library"):
         console.print(escape(f"  images    {result['image_library']}"))
+    if result.get("dropped_boxes"):
+        console.print(escape(f"  note      {result['dropped_boxes']} empty box(es) (zero width or height) left out of "
+                             "the reader's ground truth, as the published reader leaves them out"))
     if result.get("runtime", "paddle") != "paddle":
         console.print(escape(f"  runtime   {result['runtime']}"))
     kind = "INT8" if result.get("artifact") == "quantized" else "FP32"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -22,6 +23,13 @@ from zoo.data.imagenet import decode_cv2, subsample
 from zoo.errors import DataError
 
 
+class CocoDataError(DataError):
+    """A COCO-layout folder or annotation file is missing or malformed."""
+
+    default_hint = ("Check --data: a COCO-layout folder holds annotations/instances_<split>.json (COCO format) and "
+                    "the <split>/ images it names.")
+
+
 def annotation_path(root: Path, split: str) -> Path:
     """Where the annotation file of `split` lives in a COCO-layout folder."""
     return Path(root) / "annotations" / f"instances_{split}.json"
@@ -29,32 +37,32 @@ def annotation_path(root: Path, split: str) -> Path:
 
 def _field(value: Any, name: str, where: str, kind: type) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(f"{where}: field {name!r} is {type(value).__name__} {value!r}, expected {kind.__name__}",
+        raise CocoDataError(f"{where}: field {name!r} is {type(value).__name__} {value!r}, expected {kind.__name__}",
                         hint="The annotation file must follow the COCO format (instances_<split>.json).")
     return value
 
 
 def _number(value: Any, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where}: field {name!r} is {value!r}, expected a number",
-                        hint="The annotation file must follow the COCO format (instances_<split>.json).")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CocoDataError(f"{where}: field {name!r} is {value!r}, expected a finite number",
+                            hint="The annotation file must follow the COCO format (instances_<split>.json).")
     return float(value)
 
 
 def _load_json(path: Path) -> Dict[str, Any]:
     if not path.is_file():
-        raise DataError(f"{path} does not exist",
+        raise CocoDataError(f"{path} does not exist",
                         hint="A COCO folder holds annotations/instances_<split>.json and the <split>/ images.")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}", hint="Download the annotation file again.") from None
+        raise CocoDataError(f"{path} is not valid JSON: {exc}", hint="Download the annotation file again.") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: the top level is {type(data).__name__}, expected an object with "
+        raise CocoDataError(f"{path}: the top level is {type(data).__name__}, expected an object with "
                         "'images', 'annotations' and 'categories'")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise DataError(f"{path}: field {key!r} is missing or not a list",
+            raise CocoDataError(f"{path}: field {key!r} is missing or not a list",
                             hint="The annotation file must follow the COCO format (instances_<split>.json).")
     return data
 
@@ -67,18 +75,19 @@ class CocoDataset:
         self.split = split
         self.annotation_file = annotation_path(self.root, split)
         if not self.root.is_dir():
-            raise DataError(f"{self.root} is not a folder", hint="Pass a COCO folder (annotations/ + val2017/) with --data.")
+            raise CocoDataError(f"{self.root} is not a folder", hint="Pass a COCO folder (annotations/ + val2017/) with --data.")
         self._data = _load_json(self.annotation_file)
         self.image_dir = self.root / split
         self._parse_categories()
+        self.dropped_boxes = 0  # empty boxes the reader leaves out
         records = self._parse_records()
         self.split_size = len(records)
         if not records:
-            raise DataError(f"{self.annotation_file} lists no images", hint="Check the annotation file of the split.")
+            raise CocoDataError(f"{self.annotation_file} lists no images", hint="Check the annotation file of the split.")
         self.records: List[Dict[str, Any]] = [records[i] for i in subsample(len(records), max_samples)]
         for record in self.records:
             if not record["file"].is_file():
-                raise DataError(f"{record['file']} is named in {self.annotation_file} (image id {record['id']}) "
+                raise CocoDataError(f"{record['file']} is named in {self.annotation_file} (image id {record['id']}) "
                                 "but does not exist", hint=f"Put the {split} images in {self.image_dir}/.")
         self._coco: Any = None
 
@@ -90,9 +99,9 @@ class CocoDataset:
             _field(cat, "categories[]", where, dict)
             ids.append(int(_field(cat.get("id"), "id", entry, int)))
         if not ids:
-            raise DataError(f"{where}: 'categories' is empty", hint="A detection split needs its category list.")
+            raise CocoDataError(f"{where}: 'categories' is empty", hint="A detection split needs its category list.")
         if len(set(ids)) != len(ids):
-            raise DataError(f"{where}: 'categories' repeats an id: {sorted(ids)}")
+            raise CocoDataError(f"{where}: 'categories' repeats an id: {sorted(ids)}")
         self.clsid2catid: Dict[int, int] = dict(enumerate(ids))  # the file's order, as getCatIds() gives it
         self.catid2clsid: Dict[int, int] = {cat: i for i, cat in self.clsid2catid.items()}
         self.num_classes = len(ids)
@@ -108,9 +117,9 @@ class CocoDataset:
             height = int(_field(img.get("height"), "height", entry, int))
             width = int(_field(img.get("width"), "width", entry, int))
             if height <= 0 or width <= 0:
-                raise DataError(f"{entry}: height {height} / width {width} must be positive")
+                raise CocoDataError(f"{entry}: height {height} / width {width} must be positive")
             if image_id in records:
-                raise DataError(f"{entry}: image id {image_id} is listed twice")
+                raise CocoDataError(f"{entry}: image id {image_id} is listed twice")
             records[image_id] = {"id": image_id, "file": self.image_dir / name, "height": height, "width": width,
                                  "boxes": [], "classes": []}
         for i, ann in enumerate(self._data["annotations"]):
@@ -119,13 +128,16 @@ class CocoDataset:
             image_id = int(_field(ann.get("image_id"), "image_id", entry, int))
             cat = int(_field(ann.get("category_id"), "category_id", entry, int))
             if image_id not in records:
-                raise DataError(f"{entry}: image_id {image_id} is not in 'images'")
+                raise CocoDataError(f"{entry}: image_id {image_id} is not in 'images'")
             if cat not in self.catid2clsid:
-                raise DataError(f"{entry}: category_id {cat} is not in 'categories'")
+                raise CocoDataError(f"{entry}: category_id {cat} is not in 'categories'")
             bbox = ann.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
-                raise DataError(f"{entry}: field 'bbox' is {bbox!r}, expected [x, y, width, height]")
+                raise CocoDataError(f"{entry}: field 'bbox' is {bbox!r}, expected [x, y, width, height]")
             x, y, w, h = (_number(v, "bbox", entry) for v in bbox)
+            if w < 0 or h < 0:
+                raise CocoDataError(f"{entry}: bbox {bbox!r} has a negative width or height",
+                                    hint="COCO boxes are [x, y, width, height] with width, height >= 0; fix the file.")
             if ann.get("iscrowd", 0):
                 continue  # crowd regions are scored by COCOeval as "ignore", never trained on
             rec = records[image_id]
@@ -135,6 +147,8 @@ class CocoDataset:
             if float(ann.get("area", w * h) or 0) > 0 and x2 >= x1 and y2 >= y1:
                 rec["boxes"].append((x1, y1, x2, y2))
                 rec["classes"].append(self.catid2clsid[cat])
+            else:  # an empty box: left out, as the published reader leaves it out, and counted
+                self.dropped_boxes += 1
         out = []
         for image_id in sorted(records):
             rec = records[image_id]
@@ -158,13 +172,13 @@ class CocoDataset:
         try:
             image = decode_cv2(path.read_bytes())
         except OSError as exc:
-            raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise CocoDataError(f"cannot read {path}: {exc.strerror or exc}") from None
         if image is None:
-            raise DataError(f"{path} is not a readable image (image id {rec['id']} of {self.annotation_file})",
+            raise CocoDataError(f"{path} is not a readable image (image id {rec['id']} of {self.annotation_file})",
                             hint="Replace the file, or remove the image from the annotation file.")
         h, w = image.shape[:2]
         if (h, w) != (rec["height"], rec["width"]):
-            raise DataError(
+            raise CocoDataError(
                 f"{path} is {w}x{h} (width x height) but {self.annotation_file} says width {rec['width']}, "
                 f"height {rec['height']} (image id {rec['id']})",
                 hint="Boxes are in the annotation's pixel coordinates: the image and its annotation must agree.")

@@ -141,6 +141,7 @@ def evaluate_target(target: str, opts: EvalOptions,
             raise UsageError(f"--runtime {opts.runtime} scores classification models", hint="Drop --runtime.")
         score = ScoreOptions(batch_size=opts.batch_size, threads=opts.threads, device=device,
                              num_workers=opts.num_workers, progress=tick, runtime=opts.runtime)
+        task.check_inputs(files, dataset, sizes)  # before any size is scored
         rows = [task.score(files, dataset, pre, size, score) for size in sizes]
     if recipe is not None:
         found = eval_deviations(recipe, RunFacts(eval_split=split, eval_images=len(dataset),

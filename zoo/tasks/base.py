@@ -119,6 +119,9 @@ class ModelTask(QuantHooks):
 
     # --- reproduction ---------------------------------------------------------------------------
 
+    def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
+        """Refuse, before anything is scored, data or input sizes this model cannot be scored on (default: none)."""
+
     def require_reproducible(self, recipe: Recipe) -> None:
         """Refuse, before any data is read, an entry whose reproduction this task cannot run (default: none)."""
 

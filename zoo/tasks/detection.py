@@ -9,7 +9,7 @@ import numpy as np
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.data.transforms import DETECTION_PREPROCESS
 from zoo.modelfiles import ModelFiles
-from zoo.program import declared_side
+from zoo.program import declared_side, int_attrs
 from zoo.protocol import FAIL, PARTIAL, PASS, calib_images_wanted, calib_split
 from zoo.quant.base import TRAINING
 from zoo.schema import Contract, DatasetKind, Preprocess, Recipe, Role
@@ -119,6 +119,17 @@ class DetectionTask(ModelTask):
 
         return CocoDataset(root, split, max_samples)
 
+    def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
+        _check_class_count(files, dataset)
+        strides = int_attrs(files, "yolo_box", "downsample_ratio")
+        stride = max(strides) if strides else None
+        bad = [s for s in sizes if s is not None and stride and s % stride]
+        if bad:
+            near = max(stride, round(bad[0] / stride) * stride)
+            raise UsageError(f"input side(s) {bad}: this detector's coarsest grid has stride {stride}, so a side must be "
+                             f"a multiple of {stride} (its boxes are decoded on whole grid cells)",
+                             hint=f"The nearest side to {bad[0]} is {near}.")
+
     def score(self, files: ModelFiles, dataset: Any, pre: Preprocess, size: Optional[int],
               opts: ScoreOptions) -> Dict[str, Any]:
         from zoo.data.transforms import effective_preprocess
@@ -128,6 +139,8 @@ class DetectionTask(ModelTask):
         metrics = evaluate_detection(files, dataset, side, pre, batch_size=opts.batch_size, threads=opts.threads,
                                      device=opts.device, progress=opts.progress, num_workers=opts.num_workers)
         metrics["preprocess"] = effective_preprocess(pre, side).model_dump(mode="json")
+        if getattr(dataset, "dropped_boxes", 0):
+            metrics["dropped_boxes"] = dataset.dropped_boxes
         return metrics
 
     def summarize(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -140,6 +153,8 @@ class DetectionTask(ModelTask):
             "preprocess": rows[0]["preprocess"],
             "sizes": rows,
         }
+        if rows[0].get("dropped_boxes"):
+            out["dropped_boxes"] = rows[0]["dropped_boxes"]
         compared = [r["comparison"] for r in rows if "comparison" in r]
         if compared:
             statuses = {c["status"] for c in compared}
@@ -302,3 +317,17 @@ class CalibrationSet:
                                 [(r["height"], r["width"]) for r in records])
 
         return make
+
+
+def _check_class_count(files: ModelFiles, dataset: Any) -> None:
+    """The model's class count (its yolo_box heads' class_num) must be the annotation file's category count:
+    class i is scored as the i-th category of the file, so one extra or missing category shifts every
+    class after it and the AP is silently wrong."""
+    counts = set(int_attrs(files, "yolo_box", "class_num"))
+    categories = getattr(dataset, "num_classes", None)
+    if len(counts) == 1 and categories is not None and categories != next(iter(counts)):
+        classes = next(iter(counts))
+        raise DataError(
+            f"{dataset.annotation_file} lists {categories} categories, the model predicts {classes} classes: class i is "
+            "scored as the file's i-th category, so the AP would be computed against the wrong categories",
+            hint=f"Use the annotation file the model was trained with ({classes} categories, in its order).")
