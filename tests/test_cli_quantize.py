@@ -131,3 +131,29 @@ def test_non_finite_calibration_data_is_refused_before_work(fp32: Path, tmp_path
     assert result.exit_code == 1
     assert "2 of 16 samples hold NaN or infinite values (first: sample 5)" in result.text
     assert not out.exists()
+
+
+def test_fewer_calibration_samples_than_asked_are_said_and_recorded(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(12)
+    np.save(tmp_path / "calib.npy", x)
+    result = runner.invoke(app, ["quantize", str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max",
+                                 "--batch-size", "8", "--batch-nums", "4", "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["calib_samples"] == 12 and info["batches_used"] == 2
+    assert "calibrating on 12 samples, fewer than" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("command", ["quantize", "analyze"])
+def test_an_already_quantized_model_is_refused(fp32: Path, tmp_path: Path, command: str) -> None:
+    x, y = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    first = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max", "--batch-size", "8",
+                      "--batch-nums", "2", "--out", str(tmp_path / "int8"))
+    assert first.exit_code == 0, first.output
+    extra = ["--out", str(tmp_path / "again")] if command == "quantize" else ["--eval-data", str(tmp_path / "eval.npz")]
+    result = runner.invoke(app, [command, str(tmp_path / "int8"), "--calib-data", str(tmp_path / "calib.npy"), *extra])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "is already quantized" in text and "takes an FP32 model" in text and "Traceback" not in text

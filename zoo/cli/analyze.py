@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
-from zoo.cli.quantize import usage_checked
+from zoo.cli.quantize import require_float_model, usage_checked, warn_short_calibration
 from zoo.cli.tables import compact_table, print_table
 from zoo.device import require_device
 from zoo.fsutil import atomic_write_bytes
@@ -58,9 +58,11 @@ def analyze_cmd(
     usage_checked(SearchTarget, max_drop, metric or "top1", (algo,))  # the simulator models the algo; metric known
     interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
+    require_float_model(model, "analyze")
     if out is not None:  # checked before the analysis, which takes minutes
         out = prepare_out(out, sources=[model.folder], names=ANALYSIS_FILES, overwrite=overwrite)
-    calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    warn_short_calibration(samples, batch_size, batch_nums)
     data = load_eval_data(eval_data, model, "val", eval_samples)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
     result = analyze(model, calib, data, settings, metric=metric, max_drop=max_drop, device=target_device, log=log)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,8 @@ from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.outdir import prepare_out, record_written
-from zoo.quant.inputs import calibration_input
+from zoo.program import is_quant_op, read_program
+from zoo.quant.inputs import calibration_input, short_calibration
 from zoo.quant.settings import PTQSettings, SearchTarget
 
 EXIT_MISSED = 3  # the search finished but missed its target (the best model is still written)
@@ -84,12 +85,14 @@ def quantize_cmd(
                                                           max_float=max_float)
     interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
+    require_float_model(model, "quantize")
     names = WRITTEN + ((REPORT_NAME,) if target is not None else ())
     out = prepare_out(out, sources=[model.folder], names=names, overwrite=overwrite)  # before any long work
     began = time.time()
-    calib = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    warn_short_calibration(samples, batch_size, batch_nums)
     if target is None:
-        _plain_ptq(model, out, calib, settings, target_device, began, as_json)
+        _plain_ptq(model, out, (calib, samples), settings, target_device, began, as_json)
         record_written(out, names)
         return
     met = _search(model, calib, eval_data, out, target, settings, eval_samples, target_device, as_json, quiet)
@@ -102,11 +105,29 @@ WRITTEN = ("inference.pdmodel", "inference.pdiparams")
 REPORT_NAME = "quantize-report.json"
 
 
-def _plain_ptq(model: ModelFiles, out: Path, calib: object, settings: PTQSettings, device: Device, began: float,
-               as_json: bool) -> None:
+def require_float_model(model: ModelFiles, command: str) -> None:
+    """UsageError for a model that is already quantized: its fake-quant ops would be quantized again (Paddle
+    fails deep inside) and its numbers are not FP32 ones."""
+    info = read_program(model)
+    if info.is_int8:
+        ops = sorted({op.type for op in info.ops if is_quant_op(op.type)})
+        raise UsageError(f"{model.folder} is already quantized (it holds {', '.join(ops)}); `zoo {command}` takes an FP32 model",
+                         hint="Pass the FP32 model it was quantized from.")
+
+
+def warn_short_calibration(samples: int, batch_size: int, batch_nums: int) -> None:
+    """Say so on stderr when the calibration data is smaller than --batch-size x --batch-nums."""
+    short = short_calibration(samples, batch_size, batch_nums)
+    if short:
+        err_console.print(f"[yellow]warning:[/] {escape(short)}")
+
+
+def _plain_ptq(model: ModelFiles, out: Path, calib_samples: Tuple[object, int], settings: PTQSettings, device: Device,
+               began: float, as_json: bool) -> None:
     """`zoo quantize` without --max-drop: one PTQ run with the settings given, and what it wrote."""
     from zoo.quant.ptq import quantize_static  # imports paddle: kept off `zoo --help`
 
+    calib, samples = calib_samples
     timings: dict = {}
     files = quantize_static(model, out, calib, settings, timings=timings, device=device)
     result = {
@@ -123,6 +144,8 @@ def _plain_ptq(model: ModelFiles, out: Path, calib: object, settings: PTQSetting
         "skip": list(settings.skip),
         "batch_size": settings.batch_size,
         "batch_nums": settings.batch_nums,
+        "calib_samples": samples,  # what the calibration saw: at most batch_size x batch_nums
+        "batches_used": -(-samples // settings.batch_size),
         "seconds": round(time.time() - began, 2),
         "timings": timings,
     }

@@ -76,11 +76,14 @@ def folder_batches(root: Path, declared: List[int], split: str, batch_size: int,
         raise DataError(f"the model takes {h}x{w} inputs; the ImageNet transform makes square crops", hint="Pass a .npy/.npz of ready inputs instead.")
     side = h or w or 224
     dataset = ImageListDataset(Path(root), split, eval_transform(imagenet_preprocess(side)), batch_size * batch_nums)
-    return image_batches(dataset, batch_size)
+    batches = image_batches(dataset, batch_size)
+    batches.samples = len(dataset)  # type: ignore[attr-defined]  # what calibration_input reports
+    return batches
 
 
-def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int, batch_nums: int) -> Calib:
-    """An array or a batch callable for zoo.quant.ptq.quantize_static; one batch is run through the model first."""
+def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int, batch_nums: int) -> Tuple[Calib, int]:
+    """(an array or a batch callable for zoo.quant.ptq.quantize_static, the number of samples it gives, at most
+    batch_size x batch_nums); one batch is run through the model first."""
     from zoo.predictor import Predictor
     from zoo.quant.base import model_input
 
@@ -97,4 +100,14 @@ def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int
         calib = folder_batches(data, declared, split, batch_size, batch_nums)
         probe = next(iter(calib()))[:2]
     Predictor(model).run(probe)  # a shape the model rejects fails here with a clear ModelError
-    return calib
+    samples = len(calib) if isinstance(calib, np.ndarray) else int(getattr(calib, "samples"))
+    return calib, min(samples, batch_size * batch_nums)
+
+
+def short_calibration(samples: int, batch_size: int, batch_nums: int) -> Optional[str]:
+    """The warning for calibration data smaller than batch_size x batch_nums (None when there is enough)."""
+    wanted = batch_size * batch_nums
+    if samples >= wanted:
+        return None
+    return (f"calibrating on {samples} samples, fewer than --batch-size x --batch-nums = {batch_size} x {batch_nums} = "
+            f"{wanted}: the thresholds are searched on less data than asked")
