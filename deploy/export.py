@@ -140,6 +140,12 @@ def export_model(
     inputs = (load_inputs(inputs_path, info) if inputs_path else
               make_inputs(info, batch=batch, size=source.input_size)) if validate else []
     detector = validate and not inputs_path and detection_contract(info) is not None
+    if data is not None and not (detector or (validate and target == "onnx")):
+        why = ("--no-validate checks nothing" if not validate else "--inputs replaces it" if inputs_path else
+               f"a {target} export of a classifier is checked on --inputs or generated inputs")
+        raise UsageError(f"--data would not be used: {why}",
+                         hint="--data gives real images to a detector's export (every target) and to --target onnx; "
+                              "drop it here.")
     real_det = real_detection_inputs(source.recipe, info, data=data) if detector else None
     if real_det is not None:  # boxes on noise images say little: a detector is checked on real images when at hand
         inputs = real_det

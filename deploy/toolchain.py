@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,12 @@ def find_converter(arch: str, opt_bin: Optional[Path] = None) -> Converter:
         explicit.append((os.environ["ZOO_LITE_OPT"], "ZOO_LITE_OPT"))
     if explicit:
         path_text, origin = explicit[0]
-        path = Path(path_text).expanduser()
+        on_path = shutil.which(path_text) if os.sep not in path_text else None  # a bare name: looked up on PATH
+        # absolute: the converter runs with another working folder, where ./tool would name nothing
+        path = Path(on_path or path_text).expanduser().absolute()
         if not path.is_file() or not os.access(path, os.X_OK):
-            raise ConverterError(f"{origin} {path} is not an executable file")
+            raise ConverterError(f"{origin} {path_text} is not an executable file ({path})",
+                                 hint="Give the path of a paddle_lite_opt-compatible converter (or its name on PATH).")
         return Converter([str(path)], f"{path} (from {origin})", builtin=False)
     if arch == "x86":
         python = lite_python()

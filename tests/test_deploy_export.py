@@ -39,7 +39,7 @@ def test_program_reading_tells_fp32_from_int8(fp32: Path, int8: Path, tmp_path_f
 def test_inference_export_fp32_is_normalized_and_validated(fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "inf"
     result = export_model(str(fp32), "inference", out=out)
-    assert sorted(p.name for p in out.iterdir()) == ["inference.pdiparams", "inference.pdmodel", "zoo_export.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".zoo-written.json", "inference.pdiparams", "inference.pdmodel", "zoo_export.json"]
     check = result.artifacts[0].validation
     assert check["passed"] and check["max_rel_error"] < 1e-5
     meta = json.loads((out / "zoo_export.json").read_text())

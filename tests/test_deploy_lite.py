@@ -93,3 +93,11 @@ def test_nb_kernels_reads_targets_and_precisions(fp32: Path, tmp_path: Path) -> 
     kernels = nb_kernels(tmp_path / "o" / "model.x86.fp32.nb")
     assert {k.target for k in kernels} >= {"x86", "host"}
     assert any(k.op == "softmax" and k.precision == "fp32" for k in kernels)
+
+
+def test_a_relative_converter_path_is_run(fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script(tmp_path / "bin", "opt-fail", "echo relative converter ran >&2; exit 5")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConverterError, match="exit status 5") as info:  # it ran: the path was found
+        export_model(str(fp32), "lite", arches=["arm"], out=tmp_path / "o", opt_bin=Path("./bin/opt-fail"))
+    assert "relative converter ran" in info.value.message

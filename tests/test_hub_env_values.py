@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import RUNNER
+from tests.httpserver import hub_env  # noqa: F401
 from zoo.cli.main import app
 
 
@@ -16,8 +17,8 @@ from zoo.cli.main import app
     ("ZOO_MIRROR", "http://[::1", "is not an http(s) base URL"),
     ("ZOO_MIRROR", "http://host:99999", "is not an http(s) base URL"),
 ])
-def test_a_bad_environment_value_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
-                                                  said: str) -> None:
+def test_a_bad_environment_value_is_a_usage_error(hub_env, monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                  said: str) -> None:  # hub_env: an empty cache, so fetch downloads
     monkeypatch.setenv(name, value)
     result = RUNNER.invoke(app, ["fetch", "yolov3_r34_coco_quant_aware"])
     assert result.exit_code == 2, result.output

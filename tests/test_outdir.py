@@ -170,3 +170,10 @@ def test_paths_with_brackets_are_printed_literally(fp32: Path, calib: Path, tmp_
     result = runner.invoke(app, ["export", str(out), "--target", "inference", "--out", str(exported)])
     assert result.exit_code == 0, result.output
     assert str(exported) in result.output.replace("\n", "")
+
+
+def test_export_data_that_would_be_ignored_is_refused(fp32: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(fp32), "--target", "inference", "--data", str(tmp_path),
+                                 "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2, result.output
+    assert "--data would not be used" in " ".join(result.output.split()) and not (tmp_path / "e").exists()

@@ -249,7 +249,9 @@ def test_arch_args_are_checked_against_the_builder(tmp_path: Path) -> None:
     data["arch_args"] = {"widht": 0.25}
     assert "yolov3_mobilenet_v1 takes no argument 'widht'" in _entry_error(tmp_path, data)
     data["arch_args"] = {"width": "quarter"}
-    assert "'width' is a number (default 1.0), got 'quarter'" in _entry_error(tmp_path, data)
+    assert "'width' must be a number, got 'quarter'" in _entry_error(tmp_path, data)
+    data["arch_args"] = {"anchors": [[10, 13], [16, "thirty"]]}  # checked at any depth, against the annotation
+    assert "'anchors'[1][1] must be an integer, got 'thirty'" in _entry_error(tmp_path, data)
     data["arch_args"] = {"width": 0.25, "num_classes": 80}
     assert "num_classes 80 disagrees with dataset.num_classes 10" in _entry_error(tmp_path, data)
     act = _entry("digits_mobilenetv3_act")

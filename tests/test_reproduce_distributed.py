@@ -29,8 +29,9 @@ def test_two_ranks_train_one_model_and_rank0_reports(tmp_path: Path) -> None:
     assert report["status"] in ("PASS", "FAIL") and (out / "report.json").is_file()
     assert (out / "int8" / "inference.pdmodel").is_file()
     # rank 1 works beside the output folder, never in it, and writes no report
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "fp32", "int8", "launch-logs", "plot.png",
-                                                     "report.json", "report.md", "stages.json", "zoo-run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".zoo-run.lock", "checkpoints", "fp32", "int8", "launch-logs",
+                                                     "plot.png", "report.json", "report.md", "stages.json", "zoo-run.json"]
+    assert (out / "launch-logs").stat().st_mode & 0o077 == 0  # the launcher's environment dumps: owner-only
     rank1 = tmp_path / ".dist.rank1"
     assert not (rank1 / "report.json").exists() and not (rank1 / "stages.json").read_text().count("eval_")
     # gradients were all-reduced: both ranks end the epoch with the same trainable weights

@@ -77,6 +77,8 @@ def _relaunch(gpus: Optional[str], nproc: Optional[int], log_dir: Path) -> int:
     cmd += [str(Path(zoo.__file__).with_name("__main__.py")), *cleaned]
     env = dict(os.environ, ZOO_DIST_CHILD="1")
     log_dir.mkdir(parents=True, exist_ok=True)
+    # the launcher's logs dump every rank's environment (tokens and proxy credentials included): owner-only
+    os.chmod(log_dir, 0o700)
     err_console.print(f"running {nproc or len((gpus or '').split(','))} rank(s) through paddle.distributed.launch; "
                       f"logs in {log_dir}")
     # the launcher echoes rank 0's output and its own banners: keep them in a log so stdout stays ours

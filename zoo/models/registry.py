@@ -8,7 +8,9 @@ loads, not half-way through a run.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
@@ -88,18 +90,54 @@ def _kind(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
+_SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _mismatch(value: Any, hint: Any, where: str) -> Optional[str]:
+    """Where `value` does not fit the builder's annotation `hint`, at any depth (None: it fits or the
+    annotation says nothing checkable)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        found = [_mismatch(value, arm, where) for arm in args if arm is not type(None)]
+        return None if any(f is None for f in found) else found[0]
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, list):
+            return f"{where} must be a list, got {value!r}"
+        for i, item in enumerate(value):
+            found = _mismatch(item, args[0] if args else Any, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if hint in _SCALARS:
+        ok = isinstance(value, bool) if hint is bool else (
+            isinstance(value, str) if hint is str else
+            isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool))
+        return None if ok else f"{where} must be {_SCALARS[hint]}, got {value!r}"
+    return None
+
+
 def argument_problems(arch: Architecture, args: Mapping[str, Any]) -> List[str]:
     """What is wrong with `args` for `arch`'s builder: unknown names, and values whose kind differs from
     the default's (a number for a number, a list for a list, ...)."""
     params = arch.parameters()
+    try:
+        hints = typing.get_type_hints(arch.builder)
+    except Exception:  # an annotation that does not resolve: fall back to the defaults' kinds
+        hints = {}
     problems = []
     for key, value in args.items():
         if key not in params:
             problems.append(f"{arch.name} takes no argument {key!r} (it takes: {', '.join(params) or 'none'})")
             continue
         default = params[key].default
-        if default is inspect.Parameter.empty or default is None:
-            continue
-        if _kind(value) != _kind(default) and not (isinstance(default, tuple) and isinstance(value, list)):
-            problems.append(f"{arch.name}'s {key!r} is {_kind(default)} (default {default!r}), got {value!r}")
+        if key in hints:
+            found = _mismatch(value, hints[key], f"{arch.name}'s {key!r}")
+        elif default is inspect.Parameter.empty or default is None or _kind(value) == _kind(default):
+            found = None
+        else:
+            found = f"{arch.name}'s {key!r} is {_kind(default)} (default {default!r}), got {value!r}"
+        if found:
+            problems.append(found)
     return problems
