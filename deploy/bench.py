@@ -26,6 +26,7 @@ import numpy as np
 from zoo.deploy.lite import bench_nb, convert
 from zoo.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
+from zoo.modelcheck import check_model
 from zoo.deploy.toolchain import find_converter
 from zoo.deploy.validate import detection_contract, make_inputs
 from zoo.device import Device, DeviceLike, require_device
@@ -178,6 +179,8 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
     source = resolve_source(model, fetch_baseline=True)
     info = read_program(source.primary)
     variants = _variants(source, info)
+    for _name, files in variants:
+        check_model(files)  # a corrupt file is named here, not by a worker's traceback (or a native crash)
     programs = {name: (files, read_program(files)) for name, files in variants}
     inputs = make_inputs(info, batch=batch, size=source.input_size, seed=1)
     if not target.is_gpu or backend != "paddle":
