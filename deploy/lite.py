@@ -7,6 +7,7 @@ the caller.
 from __future__ import annotations
 
 import json
+import errno
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ import numpy as np
 
 from zoo.deploy.toolchain import WORKER, Converter, runtime_python
 from zoo.errors import ConverterError, ExportError
+from zoo.modelcheck import free_bytes
 from zoo.modelfiles import ModelFiles
 
 CONVERT_TIMEOUT_S = 900
@@ -146,6 +148,9 @@ def convert(files: ModelFiles, out_prefix: Path, arch: str, converter: Converter
     nb = Path(str(out_prefix) + ".nb")
     unsupported = parse_unsupported_ops(output)
     if unsupported or proc.returncode != 0 or not nb.is_file():
+        if not unsupported and _no_room(files, out_prefix.parent):
+            # the converter says only "fwrite failed": as a full disk, for the caller to name its own target
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_prefix.parent))
         version = converter_version(converter, output)
         where = f"Paddle Lite converter {version} ({converter.label})"
         if unsupported:
@@ -165,6 +170,13 @@ def convert(files: ModelFiles, out_prefix: Path, arch: str, converter: Converter
             message += "\nconverter output (last lines):\n" + _tail(output)
         raise ConverterError(message, hint=hint)
     return nb
+
+
+def _no_room(files: ModelFiles, folder: Path) -> bool:
+    """Whether `folder` has less room than the .nb would take (about the size of the model's weights)."""
+    free = free_bytes(folder)
+    weights = files.params_file.stat().st_size if files.params_file is not None else 1 << 20
+    return free is not None and free < weights + (64 << 10)
 
 
 def _save_inputs(arrays: Sequence[np.ndarray], path: Path) -> None:

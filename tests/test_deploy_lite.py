@@ -101,3 +101,17 @@ def test_a_relative_converter_path_is_run(fp32: Path, tmp_path: Path, monkeypatc
     with pytest.raises(ConverterError, match="exit status 5") as info:  # it ran: the path was found
         export_model(str(fp32), "lite", arches=["arm"], out=tmp_path / "o", opt_bin=Path("./bin/opt-fail"))
     assert "relative converter ran" in info.value.message
+
+
+def test_a_full_disk_is_named_as_such_not_as_a_converter_failure(fp32: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import zoo.deploy.lite as lite
+    from zoo.errors import ExportError
+
+    opt = script(tmp_path / "bin", "opt-full", "echo 'Check failed: (fwrite(src, 1, size, file_) == size)' >&2; exit 134")
+    monkeypatch.setattr(lite, "free_bytes", lambda folder: 0)  # what the converter's folder looks like on a full disk
+    out = tmp_path / "o"
+    with pytest.raises(ExportError, match="no space left on device while writing") as info:
+        export_model(str(fp32), "lite", arches=["arm"], out=out, opt_bin=opt)
+    assert str(out) in info.value.message and "Free some space" in (info.value.hint or "")
+    assert not out.exists()

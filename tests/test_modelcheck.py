@@ -353,7 +353,7 @@ def test_short_write_of_ptq_is_never_committed(model: Path, tmp_path: Path, monk
         _quantize(model, out)
     assert not out.exists() and not _leftovers(out)
 
-    monkeypatch.setattr(zoo.modelcheck, "_free_bytes", lambda folder: 0)  # what a full disk looks like after it
+    monkeypatch.setattr(zoo.modelcheck, "free_bytes", lambda folder: 0)  # what a full disk looks like after it
     with pytest.raises(QuantizeError, match=f"^no space left on device while writing {out}$"):
         _quantize(model, out)
     assert not out.exists() and not _leftovers(out)

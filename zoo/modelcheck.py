@@ -424,7 +424,8 @@ def is_no_space(exc: BaseException) -> bool:
     return False
 
 
-def _free_bytes(folder: Path) -> Optional[int]:
+def free_bytes(folder: Path) -> Optional[int]:
+    """Bytes this user may still write on the file system of `folder` (None where that cannot be asked)."""
     try:
         stat = os.statvfs(folder)
     except (OSError, AttributeError):  # statvfs is POSIX-only
@@ -467,7 +468,7 @@ def verify_saved(files: ModelFiles, target: Path, error: Type[ZooError] = ModelE
 
 def _looks_full(files: ModelFiles) -> bool:
     """Whether the file system of a short-written model has less room than the bytes that are missing."""
-    free = _free_bytes(files.folder)
+    free = free_bytes(files.folder)
     if free is None:
         return False
     missing = 0
