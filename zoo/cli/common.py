@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from zoo.modelcheck import is_no_space
 from zoo.errors import ZooError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,11 @@ def interrupt_on_sigterm() -> None:
 
 def render_error(exc: BaseException) -> int:
     """Print an error as message + hint on stderr and return the exit code to use."""
+    if not isinstance(exc, ZooError) and is_no_space(exc):  # a full disk at any stage is the user's to fix, not a bug
+        where = getattr(exc, "filename", None)
+        exc = ZooError(f"no space left on device{f' while writing {where}' if where else ''}",
+                       hint="Free some space on that file system and run again (`zoo reproduce --resume` keeps the "
+                            "finished stages).")
     if isinstance(exc, ZooError):
         # messages quote paths and file contents: escape them so a "[/x]" in them is printed, not parsed
         err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
