@@ -177,3 +177,20 @@ def test_export_data_that_would_be_ignored_is_refused(fp32: Path, tmp_path: Path
                                  "--out", str(tmp_path / "e")])
     assert result.exit_code == 2, result.output
     assert "--data would not be used" in " ".join(result.output.split()) and not (tmp_path / "e").exists()
+
+
+def test_reproduce_names_a_read_only_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.runfolder import holding
+
+    real = os.statvfs
+
+    class _ReadOnly:
+        def __init__(self, path: str) -> None:
+            self.f_flag = real(path).f_flag | os.ST_RDONLY
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    monkeypatch.setattr(os, "statvfs", _ReadOnly)
+    with pytest.raises(UsageError, match="read-only file system"):
+        with holding(out, "digits_mobilenetv1_ptq"):
+            pass

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from zoo.errors import CacheError, UsageError
 from zoo.hub.lock import FileLock
+from zoo.outdir import prepare_out
 from zoo.fsutil import SCRATCH_SUFFIX, atomic_write_text, clean_stale_scratch
 from zoo.schema import Recipe
 
@@ -27,9 +28,7 @@ FORMAT = 1
 def holding(out: Path, entry: str) -> Iterator[None]:
     """Hold `out` for one run: a second run into the same folder is refused while this one lasts
     (the lock goes with the process, even a killed one)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder", hint="Pass a folder (it is created if missing).")
+    out = prepare_out(out)  # a file, a read-only or unwritable place: named before anything starts
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
