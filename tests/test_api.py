@@ -37,7 +37,7 @@ def test_load_an_entry_and_classify_its_data(digits_val: list) -> None:
     model = zoo.load("digits_mobilenetv1_ptq")
     assert model.task == "classification" and model.input_size == 32
     assert model.files.model_file.is_file() and model.provenance["sha256"] == model.recipe.artifacts[model.recipe.default_artifact].sha256
-    assert model.published[0]["fp32_top1"] == model.recipe.published[0].fp32_top1
+    assert model.published[0]["fp32_top1"] == model.recipe.published[0].fp32().get("top1")
     outputs = model.predict(digits_val)[0]
     labels = np.array([int(p.parent.name) for p in digits_val])
     # the entry's FP32 top-1 is 93.41 on the whole val split: a wrong transform (size, mean, layout) loses it

@@ -52,7 +52,7 @@ def test_recipe_matches_training_script() -> None:
     # the published FP32 numbers are the ones the script measured
     measured = json.loads((ASSETS / "digits_models.json").read_text())[script.NAME]
     assert measured["sha256"] == recipe.artifacts[Role.fp32].sha256
-    assert {str(row.input_size): row.fp32_box_ap for row in recipe.published} == measured["box_ap"]
+    assert {str(row.input_size): row.fp32().get("box_ap") for row in recipe.published} == measured["box_ap"]
 
 
 def test_update_recipes_rewrites_checksum_and_box_ap(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_update_recipes_rewrites_checksum_and_box_ap(tmp_path: Path) -> None:
     assert f"sha256: {'ab' * 32}\n    size: 123\n" in updated
     rows = {int(m.group(1)): m.group(0) for m in re.finditer(r"input_size: (\d+),[^\n]*", updated)}
     assert "fp32_box_ap: 61.25" in rows[160] and "fp32_box_ap: 40.00" in rows[96]
-    published = {r.input_size: r.box_ap for r in get_recipe(NAME).published}  # the INT8 numbers stay as they were
+    published = {r.input_size: r.metric("box_ap") for r in get_recipe(NAME).published}  # the INT8 numbers stay as they were
     assert all(f"box_ap: {published[size]:.2f}" in rows[size] for size in published if published[size] is not None)
     assert updated.count("\n") == text.count("\n")  # comments and layout kept
 
@@ -89,7 +89,7 @@ def test_zoo_eval_reproduces_the_published_fp32_box_ap(zoo_home: Path) -> None:
     report = json.loads(result.stdout)
     recipe = get_recipe(NAME)
     assert report["images"] == recipe.dataset.eval_images and report["contract"] == "legacy"
-    published = {str(row.input_size): row.fp32_box_ap for row in recipe.published}
+    published = {str(row.input_size): row.fp32().get("box_ap") for row in recipe.published}
     for size, value in published.items():
         assert report["box_ap"][size] == pytest.approx(value, abs=recipe.tolerance.eval)
     assert report["comparison"]["status"] == "PASS"

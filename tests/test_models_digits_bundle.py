@@ -69,5 +69,5 @@ def test_update_recipes_rewrites_only_fp32_fields(tmp_path: Path) -> None:
     after = load_recipe_file(copy)
     art = after.artifacts[Role.fp32]
     assert (art.sha256, art.size) == ("ab" * 32, 123)
-    assert (after.published[0].fp32_top1, after.published[0].fp32_top5) == (91.23, 99.5)
-    assert after.published[0].top1 == before.published[0].top1  # INT8 numbers are left alone
+    assert (after.published[0].fp32().get("top1"), after.published[0].fp32().get("top5")) == (91.23, 99.5)
+    assert after.published[0].metric("top1") == before.published[0].metric("top1")  # INT8 numbers are left alone

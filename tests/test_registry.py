@@ -41,15 +41,15 @@ def test_each_recipe_validates(path: Path) -> None:
 def test_published_numbers_match_the_reference() -> None:
     reg = load_registry()
     small = reg.get("mobilenetv3_small_ptq").headline()
-    assert (small.top1, small.top5, small.fp32_top1, small.fp32_top5) == (55.30, 79.05, 60.15, 82.53)
+    assert (small.metric("top1"), small.metric("top5"), small.fp32().get("top1"), small.fp32().get("top5")) == (55.30, 79.05, 60.15, 82.53)
     act = reg.get("mobilenetv3_act")
-    assert act.headline().top1 == 74.40 and act.headline().fp32_top1 == 75.32
+    assert act.headline().metric("top1") == 74.40 and act.headline().fp32().get("top1") == 75.32
     assert {o.value for o in act.other_published} >= {74.41, 74.04, 16.62, 9.85}
     r34 = {p.input_size: p for p in reg.get("yolov3_r34_coco_quant_aware").published}
-    assert [r34[s].box_ap for s in (608, 416, 320)] == [35.2, 33.3, 30.3]
-    assert [r34[s].fp32_box_ap for s in (608, 416, 320)] == [36.2, 34.3, 31.4]
+    assert [r34[s].metric("box_ap") for s in (608, 416, 320)] == [35.2, 33.3, 30.3]
+    assert [r34[s].fp32().get("box_ap") for s in (608, 416, 320)] == [36.2, 34.3, 31.4]
     post = {p.input_size: p for p in reg.get("yolov3_r34_coco_quant_post").published}
-    assert post[608].box_ap == 35.7 and post[416].box_ap is None
+    assert post[608].metric("box_ap") == 35.7 and post[416].metric("box_ap") is None
     mbv1 = reg.get("yolov3_mobilenetv1_coco_quant_aware")
     assert [u.rsplit("/", 1)[1] for u in mbv1.artifacts[Role.quantized].urls] == [
         "yolov3_mobilenetv1_coco_quant_aware.tar",

@@ -59,7 +59,7 @@ def test_quant_aware_entry_reproduces_end_to_end(name: str, standins, monkeypatc
                                          "--iterations", "1", "--batch-size", "2")
     recipe = get_recipe(f"standin_{name}")
     for row in recipe.published:
-        assert settings[row.input_size]["metrics"]["box_ap"]["published"] == row.box_ap
+        assert settings[row.input_size]["metrics"]["box_ap"]["published"] == row.metric("box_ap")
         assert 0.0 <= settings[row.input_size]["metrics"]["box_ap"]["measured"] <= 100.0
     found = {d["setting"] for d in report["protocol"]["deviations"]}
     assert {"evaluation images", "iterations"} <= found

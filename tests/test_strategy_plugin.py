@@ -75,3 +75,27 @@ def test_a_strategy_is_refused_for_a_task_it_does_not_quantize() -> None:
     with pytest.raises(UsageError, match="classification models only") as info:
         reproducing_strategy(detector.model_copy(update={"strategy": "act"}))
     assert "zoo eval digits_yolov3_mobilenetv1_ptq" in (info.value.hint or "")
+
+
+def test_a_registered_task_publishes_its_own_metric_names(tmp_path: Path) -> None:
+    from zoo.tasks import register_task
+    from zoo.tasks.classification import ClassificationTask
+
+    @register_task("test_plugin_segmentation")
+    class Segmentation(ClassificationTask):  # what matters here: its own metric names
+        metrics = ("miou",)
+        labels = {"miou": "mIoU"}
+
+    data = get_recipe("digits_mobilenetv1_ptq").model_dump(mode="json", exclude_none=True)
+    data.update(name="digits_plugin_seg", aliases=[], task="test_plugin_segmentation", arch="inference_model",
+                published=[{"input_size": 32, "miou": 61.5, "fp32_miou": 62.0}])
+    data.pop("arch_args", None)
+    path = tmp_path / "digits_plugin_seg.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    recipe = load_recipe_file(path)  # no schema change: the task declares miou
+    assert recipe.headline().metric("miou") == 61.5 and recipe.headline().fp32() == {"miou": 62.0}
+    assert recipe.primary_metric() == "miou"
+    data["published"] = [{"input_size": 32, "box_ap": 30.0}]
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(RecipeError, match=r"metric\(s\) \['box_ap'\] do not fit task 'test_plugin_segmentation'"):
+        load_recipe_file(path)

@@ -96,6 +96,12 @@ def _check_task_and_strategy(path: Path, recipe: Recipe) -> None:
         except UnknownNameError as exc:
             raise RecipeError(f"{path}: field `{field}`: {exc} (registered: {', '.join(table.names())})",
                               hint=exc.hint) from None
+    wanted = set(TASKS.get(recipe.task).metrics)
+    for i, row in enumerate(recipe.published):
+        stray = (set(row.metrics()) | set(row.fp32())) - wanted
+        if stray:
+            raise RecipeError(f"{path}: field `published.{i}`: metric(s) {sorted(stray)} do not fit task {recipe.task!r}",
+                              hint=f"Task {recipe.task!r} publishes {', '.join(sorted(wanted))} (and fp32_ of each).")
     problems = STRATEGIES.get(recipe.strategy)().recipe_problems(recipe)
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems), hint="Add the field(s) to the recipe.")

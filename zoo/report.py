@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from zoo.fsutil import atomic_write_bytes
 from zoo.schema import Recipe
+from zoo.tasks import get_task
 
 def compare(
     recipe: Recipe,
@@ -26,6 +27,7 @@ def compare(
     diff and pass None: there is nothing to compare it with.
     """
     tol = float(recipe.tolerance.reproduce)
+    task_metrics = get_task(recipe.task).metrics
     settings = []
     for row in recipe.published:
         got, base = int8.get(row.input_size, {}), fp32.get(row.input_size, {})
@@ -44,7 +46,7 @@ def compare(
             metrics[recipe.primary_metric()] = {"measured": got[recipe.primary_metric()], "published": None,
                                                 "diff": None, "tolerance": tol, "pass": None}
         fp32_rows = {}
-        for name in sorted(set(row.fp32()) | set(k for k in base if k in ("top1", "top5", "box_ap"))):
+        for name in sorted(set(row.fp32()) | set(k for k in base if k in task_metrics)):
             measured = base.get(name)
             published = row.fp32().get(name)
             fp32_rows[name] = {

@@ -281,34 +281,49 @@ class TrainConfig(Strict):
         return self
 
 
-_METRICS = ("top1", "top5", "box_ap")
-_TASK_METRICS = {Task.classification: {"top1", "top5"}, Task.detection: {"box_ap"}}
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FP32_PREFIX = "fp32_"
 
 
 class Published(Strict):
-    """One published setting: the INT8 metric(s) and the FP32 baseline, in percent."""
+    """One published setting: the INT8 metric(s) and the FP32 baseline, in percent.
+
+    Besides `input_size` and `note`, every key is a metric: `NAME: value` (INT8) or `fp32_NAME: value`
+    (the FP32 baseline). Which names fit is the task's to say (ModelTask.metrics, checked by the registry
+    loader), so a new task needs no schema change. The first INT8 metric a row lists is its headline.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     input_size: int = Field(gt=0, description="the setting: evaluation input side")
-    top1: Optional[float] = Field(None, ge=0, le=100)
-    top5: Optional[float] = Field(None, ge=0, le=100)
-    box_ap: Optional[float] = Field(None, ge=0, le=100)
-    fp32_top1: Optional[float] = Field(None, ge=0, le=100)
-    fp32_top5: Optional[float] = Field(None, ge=0, le=100)
-    fp32_box_ap: Optional[float] = Field(None, ge=0, le=100)
     note: Optional[str] = None
 
+    @model_validator(mode="after")
+    def _metric_values(self) -> "Published":
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            if not _METRIC_NAME.match(name):
+                raise ValueError(f"{name!r} is not a metric name (lowercase letters, digits, _)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+                raise ValueError(f"metric {name!r} must be a number of percent from 0 to 100, got {value!r}")
+        return self
+
+    def metric(self, name: str) -> Optional[float]:
+        """One published INT8 metric (None when this setting does not publish it)."""
+        return self.metrics().get(name)
+
     def metrics(self) -> Dict[str, float]:
-        """The published INT8 metrics of this setting (only those published)."""
-        return {m: getattr(self, m) for m in _METRICS if getattr(self, m) is not None}
+        """The published INT8 metrics of this setting (only those published), in the recipe's order."""
+        return {k: float(v) for k, v in (self.__pydantic_extra__ or {}).items() if not k.startswith(FP32_PREFIX)}
 
     def fp32(self) -> Dict[str, float]:
-        """The FP32 baseline of this setting (only those published)."""
-        return {m: getattr(self, "fp32_" + m) for m in _METRICS if getattr(self, "fp32_" + m) is not None}
+        """The FP32 baseline of this setting (only those published), keyed by the metric's name."""
+        return {k[len(FP32_PREFIX):]: float(v) for k, v in (self.__pydantic_extra__ or {}).items()
+                if k.startswith(FP32_PREFIX)}
 
     @model_validator(mode="after")
     def _some_metric(self) -> "Published":
         if not self.metrics() and not self.fp32():
-            raise ValueError("a published setting needs at least one metric (top1/top5/box_ap or fp32_*)")
+            raise ValueError("a published setting needs at least one metric (e.g. top1: 70.1, or fp32_box_ap: 36.2)")
         return self
 
 
@@ -470,20 +485,16 @@ class Recipe(Strict):
             raise ValueError(f"default_artifact {self.default_artifact.value!r} is not one of its artifacts")
         if Role.fp32 not in self.artifacts and Role.pretrained not in self.artifacts:
             raise ValueError("a quantized entry must name its float baseline: add an `fp32` or `pretrained` artifact")
-        wanted = _TASK_METRICS.get(self.task, set(_METRICS))
         sizes = [p.input_size for p in self.published]
         if len(sizes) != len(set(sizes)):
             raise ValueError(f"published settings repeat an input_size: {sizes}")
-        for row in self.published:
-            stray = (set(row.metrics()) | set(row.fp32())) - wanted
-            if stray:
-                raise ValueError(f"published metric(s) {sorted(stray)} do not fit task {self.task!r}")
-        return self
+        return self  # which metric names fit the task, the registry loader asks the task
 
     # convenience accessors used by the CLI and the report
     def primary_metric(self) -> str:
-        """The headline metric of this task."""
-        return "top1" if self.task == Task.classification else "box_ap"
+        """The headline metric: the first one the headline setting publishes."""
+        row = self.headline()
+        return next(iter(row.metrics() or row.fp32()))
 
     def headline(self) -> Published:
         """The first published setting that has an INT8 metric."""
