@@ -1,7 +1,7 @@
 """The task interface: one small class per task (classification, detection), registered by name."""
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -25,15 +25,8 @@ class ScoreOptions:
     runtime: str = "paddle"  # zoo.deploy.runtimes name: the runtime that will serve the model
 
 
-class ModelTask(QuantHooks):
-    """What scoring and reproducing a model of one task needs: data, preprocessing, metric, report rows
-    (and, from QuantHooks, what the quantization strategies ask of the task)."""
-
-    name: ClassVar[str]
-    metrics: ClassVar[Tuple[str, ...]]  # the metrics a recipe of this task publishes, headline first
-    labels: ClassVar[Dict[str, str]]  # how the CLI names each metric
-
-    # --- models ------------------------------------------------------------------------------
+class TaskModels(ABC):
+    """Model I/O of a task: which programs are its own, how its network is built, loaded and written."""
 
     def recognizes(self, files: ModelFiles) -> bool:
         """Whether a model folder's program is evidently of this task (checked when --task is absent)."""
@@ -66,7 +59,8 @@ class ModelTask(QuantHooks):
     def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
         """Write a float `network` into `out_dir` as an inference model with the task's contract."""
 
-    # --- data and preprocessing ------------------------------------------------------------------
+class TaskData(ABC):
+    """Data of a task: where it lives, how it is read and preprocessed, at which sizes, for what use."""
 
     @abstractmethod
     def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
@@ -98,7 +92,28 @@ class ModelTask(QuantHooks):
                      max_samples: Optional[int]) -> Any:
         """The evaluation dataset (`len`, `split`, `split_size`); `size` is the first side it will be scored at."""
 
-    # --- scoring and reporting --------------------------------------------------------------------
+    def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
+        """Refuse, before anything is scored, data or input sizes this model cannot be scored on (default: none)."""
+
+    def require_reproducible(self, recipe: Recipe) -> None:
+        """Refuse, before any data is read, an entry whose reproduction this task cannot run (default: none)."""
+
+    @abstractmethod
+    def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
+                           calib_on_eval: bool, data: str) -> Dict[str, Any]:
+        """{"eval": ..., and "calib" or "train"}: `data` is what the strategy needs (StrategyNeeds.data:
+        CALIBRATION or TRAINING); refuses what the task cannot reproduce."""
+
+    @abstractmethod
+    def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
+        """A callable returning the calibration input batches of `dataset` (arrays, or {feed name: array} dicts)."""
+
+
+class TaskMetric(ABC):
+    """The metric of a task: what a recipe publishes, how a model is scored, how results are shown."""
+
+    metrics: ClassVar[Tuple[str, ...]]  # the metrics a recipe of this task publishes, headline first
+    labels: ClassVar[Dict[str, str]]  # how the CLI names each metric
 
     @abstractmethod
     def score(self, files: ModelFiles, dataset: Any, pre: Preprocess, size: Optional[int],
@@ -117,21 +132,9 @@ class ModelTask(QuantHooks):
     def metric_line(self, row: Mapping[str, Any]) -> str:
         """One line of text with a row's measured metrics."""
 
-    # --- reproduction ---------------------------------------------------------------------------
 
-    def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
-        """Refuse, before anything is scored, data or input sizes this model cannot be scored on (default: none)."""
+class ModelTask(TaskModels, TaskData, TaskMetric, QuantHooks):
+    """One task, registered by name: its model I/O, data and metric, and (QuantHooks) what the
+    quantization strategies ask of it. A new task implements the abstract methods of the four."""
 
-    def require_reproducible(self, recipe: Recipe) -> None:
-        """Refuse, before any data is read, an entry whose reproduction this task cannot run (default: none)."""
-
-    @abstractmethod
-    def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
-                           calib_on_eval: bool, data: str) -> Dict[str, Any]:
-        """{"eval": ..., and "calib" or "train"}: `data` is what the strategy needs (StrategyNeeds.data:
-        CALIBRATION or TRAINING); refuses what the task cannot reproduce."""
-
-    @abstractmethod
-    def calibration_batches(self, dataset: Any, batch_size: int) -> Callable[[], Any]:
-        """A callable returning the calibration input batches of `dataset` (arrays, or {feed name: array} dicts)."""
-
+    name: ClassVar[str]
