@@ -32,6 +32,10 @@ from zoo.deploy.validate import detection_contract, make_inputs
 from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import ExportError, UsageError
 from zoo.modelfiles import ModelFiles
+from zoo.deploy.paddle_worker import MARKER
+from zoo.deploy.onnx import export_onnx
+from zoo.deploy.runtimes import open_runtime
+from zoo.schema import Preprocess
 
 BACKENDS = ("paddle", "lite", "onnxruntime", "openvino", "all")
 ONNX_BACKENDS = ("onnxruntime", "openvino")
@@ -125,7 +129,6 @@ def bench_paddle(files: ModelFiles, inputs: Sequence[np.ndarray], *, int8: bool,
         argv = worker_argv(files, src, int8=int8, threads=threads, warmup=warmup, repeat=repeat,
                            device=require_device(device), tensorrt=tensorrt, mkldnn=mkldnn)
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=3600)
-    from zoo.deploy.paddle_worker import MARKER
 
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
@@ -230,7 +233,6 @@ def onnx_label(runtime: str) -> str:
 def bench_onnx(onnx_file: Path, inputs: Sequence[np.ndarray], runtime: str, *, threads: int, warmup: int,
                repeat: int) -> Dict[str, Any]:
     """Run deploy/onnx_worker.py on `onnx_file`; its JSON result."""
-    from zoo.deploy.paddle_worker import MARKER
 
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         src = Path(tmp) / "inputs.npz"
@@ -249,7 +251,6 @@ def bench_onnx(onnx_file: Path, inputs: Sequence[np.ndarray], runtime: str, *, t
 def _bench_onnx(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], runtimes: Sequence[str], threads: int,
                 warmup: int, repeat: int, batch: int, workdir: Path, result: BenchResult) -> None:
     """Export each variant to ONNX once, then time it with each runtime."""
-    from zoo.deploy.onnx import export_onnx
 
     for name, (files, prog) in programs.items():
         try:
@@ -280,7 +281,6 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
     Real images decide when they are given; noise inputs sit outside the calibrated ranges, so their
     limits are looser (zoo.deploy.validate.compare_int8).
     """
-    from zoo.deploy.runtimes import open_runtime
     from zoo.deploy.validate import compare_int8
 
     rows = [r for r in result.rows if r.variant == "int8" and r.p50_ms is not None and r.runtime]
@@ -342,7 +342,6 @@ def _data_batches(source: Source, data: Path, max_samples: Optional[int]) -> Lis
     """The preprocessed val images of `data` (the source's preprocessing, else the ImageNet default), in memory."""
     from zoo.data.imagenet import ImageListDataset, iterate_batches
     from zoo.data.transforms import DEFAULT_PREPROCESS, eval_transform
-    from zoo.schema import Preprocess
 
     pre = Preprocess.model_validate(source.preprocess) if source.preprocess else DEFAULT_PREPROCESS
     size = source.input_size or pre.crop

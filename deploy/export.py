@@ -23,6 +23,8 @@ from zoo.errors import ExportError, UsageError
 from zoo.modelcheck import check_model, writing_model
 from zoo.modelfiles import model_sha256
 from zoo.outdir import prepare_out, record_written, written_here
+from zoo.errors import UnknownNameError
+from zoo.registry import load_registry
 
 TARGETS = ("inference", "lite", "onnx")
 ONNX_CHECK_BATCH = 32  # noise inputs for an ONNX export when no real images are at hand
@@ -61,8 +63,6 @@ def recipe_lite_targets(name: Any) -> List[str]:
 
     `name` is an entry name, or the recipe a `zoo reproduce` report carries.
     """
-    from zoo.errors import UnknownNameError
-    from zoo.registry import load_registry
 
     if isinstance(name, dict):
         return list(name.get("export", {}).get("lite", {}).get("valid_targets", []))

@@ -8,6 +8,9 @@ from typing import Any, Dict, Optional
 
 from zoo.errors import ModelError, UnknownNameError
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.registry import load_registry
+from zoo.schema import Role
+import zoo.hub
 
 
 @dataclass
@@ -54,11 +57,7 @@ def _from_reproduce(path: Path, prefer: str) -> Source:
 
 
 def _from_recipe(name: str, prefer: str, fetch_baseline: bool) -> Source:
-    from zoo.registry import load_registry
-    from zoo.schema import Role
-
     recipe = load_registry().get(name)
-    import zoo.hub  # lazily: the hub downloads, and only a recipe needs it
 
     def fetched(role: Role) -> Optional[ModelFiles]:
         artifact = recipe.artifacts.get(role)

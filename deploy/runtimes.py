@@ -17,6 +17,8 @@ import numpy as np
 from zoo.device import DeviceLike
 from zoo.errors import ExportError, UsageError
 from zoo.modelfiles import ModelFiles
+from zoo.predictor import Predictor
+from zoo.program import read_program
 
 RUNTIMES = ("paddle", "paddle-int8", "onnxruntime", "openvino", "lite")
 
@@ -33,8 +35,6 @@ class Runner:
 
 class _PaddleRunner(Runner):
     def __init__(self, files: ModelFiles, threads: int, device: DeviceLike, int8: bool) -> None:
-        from zoo.predictor import Predictor
-
         self._predictor = Predictor(files, device=device, threads=threads, mkldnn=int8, int8=int8)
         self.runtime = "paddle-int8" if int8 else "paddle"
         self.detail = "Paddle Inference, oneDNN INT8 kernels" if int8 else "Paddle Inference, plain kernels"
@@ -59,7 +59,6 @@ class _OnnxRunner(Runner):
 class _LiteRunner(Runner):
     def __init__(self, files: ModelFiles, workdir: Path, opt_bin: Optional[Path]) -> None:
         from zoo.deploy.lite import convert
-        from zoo.program import read_program
         from zoo.deploy.toolchain import find_converter
 
         if read_program(files).is_int8:

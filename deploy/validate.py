@@ -12,6 +12,12 @@ from zoo.program import ProgramInfo, concrete_shape
 from zoo.errors import ExportError, ModelError, ValidationError
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
+from zoo.predictor import Predictor
+from zoo.program import read_program
+from zoo.deploy.onnx import OnnxSession
+from zoo.errors import DataError, UnknownNameError
+from zoo.registry import load_registry
+from zoo.data import resolve_data
 
 INFERENCE_RTOL = 1e-5
 LITE_RTOL = 1e-4
@@ -122,7 +128,6 @@ def max_rel_error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarra
 
 def paddle_outputs(files: ModelFiles, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
     """The reference outputs: Paddle Inference on CPU, plain kernels."""
-    from zoo.predictor import Predictor
 
     predictor = Predictor(files, threads=1)
     with silenced():
@@ -144,7 +149,6 @@ def paddle_detections(files: ModelFiles, inputs: Sequence[np.ndarray], contract:
     """Per image of the batch, the (K, 6) detection rows Paddle Inference returns (plain kernels; with `int8`,
     oneDNN and its INT8 kernels)."""
     from zoo.evaluate.detection import split_outputs
-    from zoo.predictor import Predictor
 
     predictor = Predictor(files, threads=threads, mkldnn=int8, int8=int8)
     with silenced():  # oneDNN's INT8 kernels report on their first run
@@ -183,7 +187,6 @@ def validate_lite_x86_detections(source: ModelFiles, nb: Path, inputs: Sequence[
 def validate_lite_x86(source: ModelFiles, nb: Path, inputs: Sequence[np.ndarray]) -> Check:
     """An FP32 x86 `.nb`, run by Lite's MobileConfig, against Paddle Inference (rel. error < 1e-4; a detection
     model's boxes are matched instead)."""
-    from zoo.program import read_program
 
     contract = detection_contract(read_program(source))
     if contract is not None:
@@ -274,7 +277,6 @@ def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarr
     real images (60% on noise) and relative error <= 0.5. ONNX Runtime decides; OpenVINO's numbers are
     recorded beside it.
     """
-    from zoo.deploy.onnx import OnnxSession
 
     reference = paddle_outputs(source, inputs)
     extra: Dict[str, Any] = {"inputs": f"{len(inputs[0])} {'real images' if real else 'random inputs'}"}
@@ -317,9 +319,7 @@ def real_detection_inputs(recipe: Any, info: ProgramInfo, count: int = 8,
     if contract is None or (not recipe and data is None):
         return None
     from zoo.data.coco import CocoDataset
-    from zoo.errors import DataError, UnknownNameError
     from zoo.evaluate.detection import real_feeds
-    from zoo.registry import load_registry
     from zoo.tasks import get_task
 
     try:
@@ -347,11 +347,8 @@ def real_images(recipe: Any, input_size: Optional[int], count: int = 64,
     """
     if not recipe:
         return None
-    from zoo.data import resolve_data
     from zoo.data.imagenet import ImageListDataset, iterate_batches
     from zoo.data.transforms import eval_transform
-    from zoo.errors import DataError, UnknownNameError
-    from zoo.registry import load_registry
 
     name = recipe.get("name") if isinstance(recipe, dict) else recipe  # a reproduce report carries the recipe
     try:

@@ -102,3 +102,65 @@ def test_code_cites_only_sections_docs_detection_md_has() -> None:
             assert "DETECTION" + ".md" not in text, f"{path} cites a file outside the repository"
             cited += [(path.name, s) for s in re.findall(r"docs/detection\.md\s+§(\d+(?:\.\d+)?)", text)]
     assert cited and all(section in headings for _, section in cited), (cited, sorted(headings))
+
+
+HEAVY = ("paddle", "paddleslim", "paddlelite", "cv2", "onnxruntime", "openvino", "onnx", "matplotlib", "sklearn",
+         "pycocotools", "paddle2onnx")
+
+
+def _top_level_imports(path: Path) -> List[str]:
+    """The modules a file imports when it is imported (statements outside functions and classes' methods)."""
+    found: List[str] = []
+
+    def visit(nodes: list) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.Import):
+                found.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.append(node.module)
+            visit(list(ast.iter_child_nodes(node)))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
+
+
+def _heavy_modules() -> Set[str]:
+    """The zoo modules whose import pulls in Paddle, OpenCV or another heavy library (directly or through zoo)."""
+    modules = _modules()
+    imports = {name: _top_level_imports(path) for name, path in modules.items()}
+    heavy: Set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, targets in imports.items():
+            if name not in heavy and any(t.split(".")[0] in HEAVY or t in heavy or _unit(t) in heavy for t in targets):
+                heavy.add(name)
+                changed = True
+    return heavy
+
+
+def test_imports_inside_functions_are_there_for_a_reason() -> None:
+    """A zoo import sits inside a function only when its module is heavy (kept off `zoo --help` and light
+    commands) or of the same layer (a circle at import time); a light module of a lower layer is imported
+    at the top."""
+    modules, heavy = _modules(), _heavy_modules()
+    misplaced = []
+    for name, path in modules.items():
+        if name.endswith("_worker"):  # run as scripts by other interpreters: they import what they need late
+            continue
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("zoo") and node.level == 0:
+                    target = node.module
+                elif isinstance(node, ast.Import) and node.names[0].name.startswith("zoo"):
+                    target = node.names[0].name
+                else:
+                    continue
+                a, b = _unit(name), _unit(target)
+                if target not in heavy and b not in ("zoo", a) and _layer(b) < _layer(a):
+                    misplaced.append(f"{path.relative_to(REPO)}:{node.lineno} imports {target}")
+    assert not misplaced, "\n".join(misplaced)

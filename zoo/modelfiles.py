@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from zoo.errors import ModelError
+from zoo.fsutil import hash_file
 
 LEGACY_PAIRS = (("__model__", "__params__"), ("model", "params"))
 # PaddleSlim 1.x's quant-aware export writes float/ (fake-quant, runs in Paddle) beside int/ (int8-typed
@@ -72,6 +73,5 @@ def find_model_files(path: Path) -> ModelFiles:
 
 def model_sha256(files: ModelFiles) -> str:
     """sha256 over the model file and the parameter file (the identity of a model)."""
-    from zoo.fsutil import hash_file
 
     return hash_file(*[p for p in (files.model_file, files.params_file) if p is not None])[0]

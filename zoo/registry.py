@@ -19,11 +19,11 @@ from zoo.models.registry import ARCHITECTURES, INFERENCE_MODEL, Architecture, ar
 from zoo.names import NameRegistry
 from zoo.plugins import STRATEGIES, TASKS
 from zoo.schema import Recipe, removed_fields, validation_messages
+import zoo.recipes
 
 
 def builtin_recipe_dir() -> Path:
     """The folder of recipes shipped with the package (recipes/ in a checkout)."""
-    import zoo.recipes  # a data-only package mapped from the top-level recipes/ folder
 
     return Path(list(zoo.recipes.__path__)[0])
 

@@ -28,6 +28,11 @@ from zoo.report import all_within, compare, compared_with, published_int8, versi
 from zoo.runfolder import claim, holding, recipe_hash
 from zoo.schema import DatasetKind, Recipe, Role
 from zoo.tasks import ScoreOptions, get_task
+from zoo.hub import fetch
+from zoo.models.weights import load_pretrained
+from zoo.quant.from_inference import load_from_inference
+from zoo.fsutil import StagedDir
+from zoo.registry import get_recipe
 
 STAGES_FILE = "stages.json"
 EVAL_BATCH = 32
@@ -95,16 +100,12 @@ class _Stages:
 
 def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
     """The recipe's network with the FP32 weights quant-aware training starts from (the task says which)."""
-    from zoo.hub import fetch
-    from zoo.models.weights import load_pretrained
 
     task = get_task(recipe.task)
     network = task.build_network(recipe)
     role = task.start_weights(recipe)
     fetched = fetch(recipe, role, mirror=opts.mirror)
     if recipe.artifacts[role].layout.is_inference_model:
-        from zoo.quant.from_inference import load_from_inference
-
         load_from_inference(network, find_model_files(fetched.path), input_shape(recipe))
     else:
         load_pretrained(network, recipe, fetched.path, verify=lambda _: True, role=role)  # zoo.hub verified it against its pin
@@ -114,7 +115,6 @@ def _build_network(recipe: Recipe, out: Path, opts: ReproduceOptions) -> Any:
 
 def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stages) -> Tuple[ModelFiles, Any]:
     """OUT/fp32 (fetched, or exported from the network or the published weights) and, for QAT, the network itself."""
-    from zoo.hub import fetch
 
     shape = input_shape(recipe)
     needs_network = get_strategy(recipe.strategy).needs.network or Role.fp32 not in recipe.artifacts
@@ -135,7 +135,6 @@ def _fp32_stage(recipe: Recipe, out: Path, opts: ReproduceOptions, stages: _Stag
 
 def _export_weights(recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
     """The task's inference export of the recipe's network with `weights`, moved into `out_dir` atomically."""
-    from zoo.fsutil import StagedDir
 
     with StagedDir(out_dir) as stage:
         get_task(recipe.task).export_network(recipe, weights, stage.path)
@@ -240,7 +239,6 @@ def reproduce(recipe: Union[str, Recipe], opts: ReproduceOptions) -> Dict[str, A
     Raises ZooError subclasses on bad input (Interrupted on Ctrl-C, finished stages kept); a finished
     run returns status PASS or FAIL, or PARTIAL when it did not follow the recipe's protocol.
     """
-    from zoo.registry import get_recipe
 
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     task = get_task(recipe.task)

@@ -18,6 +18,7 @@ from zoo.modelfiles import find_model_files
 from zoo.outdir import prepare_out, record_written
 from zoo.quant.inputs import calibration_input
 from zoo.quant.settings import PTQSettings, SearchTarget
+from zoo.quant.search import analyze, load_eval_data, plot_analysis
 
 
 ANALYSIS_FILES = ("analysis.json", "analysis.png")
@@ -50,7 +51,6 @@ def analyze_cmd(
     Prints the layers ranked by what quantizing them alone costs, and a skip list (the float
     fallback that meets --max-drop) ready for `zoo quantize --skip` or a recipe's `quant.skip`.
     """
-    from zoo.quant.search import analyze, load_eval_data, plot_analysis  # imports paddle: kept off `zoo --help`
 
     target_device = require_device(device)
     settings = usage_checked(PTQSettings, algo=algo, batch_size=batch_size, batch_nums=batch_nums,

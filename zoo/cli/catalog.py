@@ -14,6 +14,7 @@ from zoo.errors import UsageError, ZooError
 from zoo.registry import load_registry
 from zoo.plugins import STRATEGIES, TASKS
 from zoo.schema import Recipe, Task
+from zoo.models.registry import INFERENCE_MODEL, get_architecture
 
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 
@@ -109,7 +110,6 @@ def info_cmd(
 
 def _architecture_line(recipe: Recipe) -> str:
     """What builds the entry's network and which weights it loads (or that it has no network definition)."""
-    from zoo.models.registry import INFERENCE_MODEL, get_architecture
 
     if recipe.arch == INFERENCE_MODEL:
         return "network: none (the strategy works on the FP32 inference model itself)"

@@ -9,6 +9,8 @@ import typer
 from zoo.cli.common import console, err_console, handle_errors, print_json
 from zoo.errors import UsageError
 from zoo.schema import Interpolation, Role
+from zoo.device import parse_device
+from zoo.deploy.runtimes import RUNTIMES
 
 
 MAX_SIDE = 2048  # larger inputs exhaust memory long before they help a 608-trained detector
@@ -88,11 +90,9 @@ def eval_cmd(
     the square input side, scale to [0,1], ImageNet mean/std); an entry gets its recipe's. Flags override either.
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.device import parse_device
     from zoo.evaluate.run import EvalOptions, evaluate_target
 
     target = parse_device(device)  # a misspelt device is refused before anything is read or fetched
-    from zoo.deploy.runtimes import RUNTIMES
 
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown --runtime {runtime!r}", hint=f"Use one of {', '.join(RUNTIMES)}.")

@@ -9,6 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from zoo.cli.common import console, handle_errors, human_size, print_json
+from zoo.deploy.export import export_model
+from zoo.deploy.bench import bench_model
+from zoo.device import parse_device
 
 
 def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
@@ -32,7 +35,6 @@ def export_cmd(
 ) -> None:
     """Export a model to Paddle Inference, Paddle Lite or ONNX and validate it against its source."""
     # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.deploy.export import export_model
 
     result = export_model(model, target.lower(), arches=arch.split(",") if arch is not None else None, out=out, opt_bin=opt_bin,
                           validate=not no_validate, inputs_path=inputs, opset=opset, data=data,
@@ -107,8 +109,6 @@ def bench_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side, the fastest INT8 path named."""
-    from zoo.deploy.bench import bench_model
-    from zoo.device import parse_device
 
     target = parse_device(device)  # a misspelt device is refused before any model is resolved or run
 

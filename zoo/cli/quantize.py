@@ -16,6 +16,8 @@ from zoo.outdir import prepare_out, record_written
 from zoo.program import is_quant_op, read_program
 from zoo.quant.inputs import calibration_input, short_calibration
 from zoo.quant.settings import PTQSettings, SearchTarget
+from zoo.quant.ptq import quantize_static
+from zoo.quant.search import load_eval_data, search
 
 EXIT_MISSED = 3  # the search finished but missed its target (the best model is still written)
 
@@ -125,7 +127,6 @@ def warn_short_calibration(samples: int, batch_size: int, batch_nums: int) -> No
 def _plain_ptq(model: ModelFiles, out: Path, calib_samples: Tuple[object, int], settings: PTQSettings, device: Device,
                began: float, as_json: bool) -> None:
     """`zoo quantize` without --max-drop: one PTQ run with the settings given, and what it wrote."""
-    from zoo.quant.ptq import quantize_static  # imports paddle: kept off `zoo --help`
 
     calib, samples = calib_samples
     timings: dict = {}
@@ -159,7 +160,6 @@ def _plain_ptq(model: ModelFiles, out: Path, calib_samples: Tuple[object, int], 
 def _search(model: ModelFiles, calib: object, eval_data: Path, out: Path, target: SearchTarget, settings: PTQSettings,
             eval_samples: Optional[int], device: Device, as_json: bool, quiet: bool) -> bool:
     """`zoo quantize --max-drop`: run the search, print what it chose; return whether the target was met."""
-    from zoo.quant.search import load_eval_data, search  # imports paddle: kept off `zoo --help`
 
     data = load_eval_data(eval_data, model, "val", eval_samples)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))

@@ -16,6 +16,8 @@ from zoo.cli.tables import CompactTable, compact_table, print_table
 from zoo.device import Device, parse_device
 from zoo.errors import TrainError, UsageError
 from zoo.runfolder import reserve
+from zoo.quant.base import get_strategy
+from zoo.registry import get_recipe
 
 EXIT_MISSED = 3  # the run finished but a metric missed its tolerance
 EXIT_PARTIAL = 4  # the run finished but did not follow the recipe's protocol (indicative comparison)
@@ -149,8 +151,6 @@ def reproduce_cmd(
     if (gpus or nproc) and not os.environ.get("ZOO_DIST_CHILD"):
         if gpus:
             check_gpus(gpus)
-        from zoo.quant.base import get_strategy
-        from zoo.registry import get_recipe
 
         recipe = get_recipe(name)
         if not get_strategy(recipe.strategy).needs.ranks:

@@ -8,6 +8,7 @@ from typing import Callable, List, Optional
 from zoo import manifest
 from zoo.errors import DataError
 from zoo.schema import DatasetKind, Recipe
+from zoo.fsutil import StagedDir
 
 
 def resolve_data(recipe: Recipe, data: Optional[Path]) -> Path:
@@ -44,7 +45,6 @@ def materialize_once(target: Path, write: Callable[[Path], None], is_complete: C
     The folder carries a file manifest (written last), checked before it is used again: a relabelled or
     damaged copy is generated afresh instead of being scored as if it were the published data.
     """
-    from zoo.fsutil import StagedDir
 
     def intact() -> bool:
         return is_complete(target) and not dataset_problems(target)

@@ -9,6 +9,8 @@ import numpy as np
 from zoo.device import DeviceLike
 from zoo.errors import DataError, ModelError
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.predictor import Predictor
+from zoo.deploy.runtimes import open_runtime
 
 
 class TopK:
@@ -78,13 +80,11 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
     if runtime != "paddle":
         import tempfile
 
-        from zoo.deploy.runtimes import open_runtime
 
         with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
             files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
             runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
             return _score(runner.run, batches, progress, origin)
-    from zoo.predictor import Predictor
 
     predictor = Predictor(model, device=device, threads=threads)
     return _score(predictor.run, batches, progress, origin)

@@ -32,6 +32,8 @@ from zoo.evaluate.classification import check_finite_inputs
 from zoo.fsutil import atomic_write_text
 from zoo.modelfiles import ModelFiles
 from zoo.schema import Contract, Preprocess
+from zoo.modelcheck import read_program_desc
+from zoo.predictor import Predictor
 
 LEGACY_FEEDS = ("image", "im_size")
 V2_FEEDS = ("image", "im_shape", "scale_factor")
@@ -41,7 +43,6 @@ DETECTION_OPS = frozenset({"yolo_box", "multiclass_nms", "multiclass_nms2", "mul
 
 def program_feeds_and_ops(files: ModelFiles) -> Tuple[List[str], Set[str]]:
     """The feed names (in order) and the op types of a model's program (read as protobuf only)."""
-    from zoo.modelcheck import read_program_desc
 
     desc = read_program_desc(files.model_file)
     ops = {op.type for block in desc.blocks for op in block.ops}
@@ -190,7 +191,6 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
     `json_out` keeps the COCO result json that was scored.
     """
     from zoo.data.transforms import eval_transform
-    from zoo.predictor import Predictor
 
     if batch_size <= 0:
         raise DataError(f"the batch size must be positive, got {batch_size}")

@@ -16,6 +16,8 @@ from zoo.protocol import as_json as deviations_json
 from zoo.protocol import status as protocol_status
 from zoo.schema import Recipe, Role
 from zoo.tasks import ScoreOptions, get_task, task_of_model
+from zoo.registry import load_registry
+from zoo.hub import fetch
 
 
 @dataclass
@@ -38,7 +40,6 @@ class EvalOptions:
 
 def resolve_target(target: str) -> Tuple[Optional[Recipe], Optional[Path]]:
     """A recipe name/alias, or an existing model path (a path wins when both exist)."""
-    from zoo.registry import load_registry
 
     path = Path(target).expanduser()
     if path.exists():
@@ -66,7 +67,6 @@ def _pick_role(recipe: Recipe, role: Optional[Role]) -> Role:
 
 def recipe_model(recipe: Recipe, role: Role, workdir: Path, mirror: Optional[str] = None) -> ModelFiles:
     """The inference model of a recipe's artifact: fetched, or exported from published weights by its task."""
-    from zoo.hub import fetch
 
     artifact = recipe.artifacts[role]
     fetched = fetch(recipe, role, mirror=mirror)

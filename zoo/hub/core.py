@@ -21,6 +21,7 @@ from zoo.fsutil import StagedDir, hash_file
 from zoo.hub.store import Store, now, wrap_os_error
 from zoo.modelfiles import find_model_files
 from zoo.schema import Artifact, Recipe, Role
+import zoo.assets
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,6 @@ def file_name(art: Artifact) -> str:
 
 
 def assets_dir() -> Path:
-    import zoo.assets
-
     return Path(list(zoo.assets.__path__)[0])
 
 

@@ -7,6 +7,8 @@ from typing import Tuple
 from zoo.errors import ModelError
 from zoo.modelcheck import is_no_space, no_space_error, verify_saved
 from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.fsutil import StagedDir
+from zoo.quiet import silenced
 
 
 def strip_callstacks(model_file: Path) -> None:
@@ -37,8 +39,6 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
     """
     import paddle
 
-    from zoo.fsutil import StagedDir
-    from zoo.quiet import silenced
 
     out_dir = Path(out_dir)
     was_training = model.training

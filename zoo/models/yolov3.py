@@ -30,6 +30,9 @@ from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.models.yolov3_backbones import BACKBONES, ConvBN, build_backbone, scaled
 from zoo.models.yolov3_names import static_names
 from zoo.schema import DOWNSAMPLE_RATIOS as DOWNSAMPLE  # the strides recipes' anchor_masks are checked against
+from zoo.fsutil import StagedDir
+from zoo.modelcheck import verify_saved, writing_model
+from zoo.quiet import silenced
 
 ANCHORS: List[List[int]] = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119],
                             [116, 90], [156, 198], [373, 326]]
@@ -222,10 +225,7 @@ def export_legacy(network: YOLOv3, out_dir: Path, input_size: int,
     its quantizer's save, which turns the fake-quant layers into the program's quant ops).
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
-    from zoo.fsutil import StagedDir
-    from zoo.modelcheck import verify_saved, writing_model
     from zoo.models.export import strip_callstacks
-    from zoo.quiet import silenced
 
     if input_size <= 0 or input_size % DOWNSAMPLE[0]:
         raise ModelError(f"input size {input_size} is not a positive multiple of {DOWNSAMPLE[0]}",

@@ -38,6 +38,8 @@ from zoo.quant.base import (
 )
 from zoo.program import open_program
 from zoo.schema import Distill, Recipe
+from zoo.errors import paddle_message
+from zoo.quiet import silenced
 
 EVAL_BATCHES = 4  # batches ACT keeps for its own (unused) progress evaluation
 
@@ -280,8 +282,6 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path,
     """
     import paddle
 
-    from zoo.errors import paddle_message
-    from zoo.quiet import silenced
 
     for attempt in range(1, ATTEMPTS + 1):
         shutil.rmtree(out, ignore_errors=True)

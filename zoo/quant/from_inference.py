@@ -16,6 +16,7 @@ import numpy as np
 from zoo.errors import ModelError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.program import open_program
+from zoo.quiet import silenced
 
 
 def _persistables_in_op_order(files: ModelFiles) -> Tuple[List[str], Dict[str, np.ndarray]]:
@@ -34,7 +35,6 @@ def load_from_inference(network: Any, model: ModelFiles, input_shape: Tuple[int,
     """Set `network`'s parameters and buffers from the inference model `model`."""
     import paddle
 
-    from zoo.quiet import silenced
 
     names = {t.name: key for key, t in list(network.named_parameters()) + list(network.named_buffers())}
     with tempfile.TemporaryDirectory(prefix="zoo-trace-") as tmp:

@@ -9,6 +9,7 @@ import numpy as np
 from zoo.errors import DataError, ModelError
 from zoo.modelfiles import ModelFiles
 from zoo.schema import Preprocess
+from zoo.predictor import Predictor
 
 Calib = Union[np.ndarray, Callable[[], Iterator[np.ndarray]]]
 CROP_RATIO = 0.875  # ImageNet eval: resize the short side to crop / 0.875, then center crop
@@ -84,7 +85,6 @@ def folder_batches(root: Path, declared: List[int], split: str, batch_size: int,
 def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int, batch_nums: int) -> Tuple[Calib, int]:
     """(an array or a batch callable for zoo.quant.ptq.quantize_static, the number of samples it gives, at most
     batch_size x batch_nums); one batch is run through the model first."""
-    from zoo.predictor import Predictor
     from zoo.quant.base import model_input
 
     data = Path(data).expanduser()

@@ -23,6 +23,7 @@ from zoo.quant.base import TRAINING, FP32Source, StrategyNeeds, QuantData, Quant
 from zoo.quant.checkpoint import Checkpoints
 from zoo.quant.pact import DEFAULT_ALPHA_INIT, DEFAULT_ALPHA_LR_MULT, pact_layer
 from zoo.schema import QuantConfig, Recipe, TrainConfig
+from zoo.quiet import silenced
 
 # Test hook: raise after the checkpoint of this epoch is written, as an interruption would.
 INTERRUPT_ENV = "ZOO_QAT_INTERRUPT_AFTER_EPOCH"
@@ -259,6 +260,4 @@ def _save(recipe: Recipe, task: Any, network: Any, quanter: Any, out_dir: Path, 
 
 
 def _quiet() -> Any:
-    from zoo.quiet import silenced
-
     return silenced()

@@ -29,6 +29,9 @@ from zoo.modelfiles import ModelFiles
 from zoo.quant import calibration as cal
 from zoo.quant.settings import SIMULATED_ALGOS, PTQSettings
 from zoo.schema import QUANTIZABLE_OPS
+from zoo.modelcheck import load_inference_program
+from zoo.program import static_mode
+from zoo.quiet import silenced
 
 ALGOS = SIMULATED_ALGOS  # the simulator does not model min_max
 WEIGHT_OPS = QUANTIZABLE_OPS  # the ops whose weights the simulator quantizes
@@ -72,8 +75,6 @@ class QuantSim:
                  bits: int = 8, threads: int = 2) -> None:
         import paddle
 
-        from zoo.modelcheck import load_inference_program
-        from zoo.program import static_mode
 
         self.bits = bits
         self.levels = float(2 ** (bits - 1) - 1)
@@ -316,7 +317,6 @@ class QuantSim:
         import paddle
         from paddle import inference
 
-        from zoo.quiet import silenced
 
         with self._static(), paddle.static.scope_guard(self.scope):
             block = self.program.global_block()

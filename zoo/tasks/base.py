@@ -11,6 +11,7 @@ from zoo.data.transforms import apply_overrides
 from zoo.modelfiles import ModelFiles
 from zoo.quant.base import QuantHooks
 from zoo.schema import Preprocess, Recipe, Role
+from zoo.models import build_model
 
 
 @dataclass
@@ -41,7 +42,6 @@ class TaskModels(ABC):
 
     def build_network(self, recipe: Recipe) -> Any:
         """The recipe's network (`arch` with `network_kwargs`), freshly initialized."""
-        from zoo.models import build_model
 
         return build_model(recipe.arch, **self.network_kwargs(recipe))
 

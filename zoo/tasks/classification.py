@@ -14,6 +14,8 @@ from zoo.quant.base import CALIBRATION
 from zoo.schema import Preprocess, Recipe
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
+from zoo.models import save_inference
+from zoo.data import resolve_data
 
 
 def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
@@ -60,13 +62,9 @@ class ClassificationTask(ModelTask):
         return self.save_network(recipe, network, out_dir, (3, size, size))
 
     def save_network(self, recipe: Recipe, network: Any, out_dir: Path, input_shape: Tuple[int, int, int]) -> ModelFiles:
-        from zoo.models import save_inference
-
         return save_inference(network, out_dir, input_shape)
 
     def resolve_data(self, recipe: Recipe, data: Optional[Path]) -> Path:
-        from zoo.data import resolve_data
-
         return resolve_data(recipe, data)
 
     def folder_preprocess(self) -> Preprocess:

@@ -15,6 +15,9 @@ from zoo.quant.base import TRAINING
 from zoo.schema import Contract, DatasetKind, Preprocess, Recipe, Role
 from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
+from zoo.program import read_program
+from zoo.quiet import silenced
+from zoo.data.digits_det import materialize
 
 # PaddleDetection 0.x YOLOv3 evaluation reader (configs/yolov3_reader.yml): the default of a model folder
 
@@ -43,7 +46,6 @@ class DetectionTask(ModelTask):
 
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
         from zoo.models.yolov3 import load_legacy_weights
-        from zoo.quiet import silenced
 
         size = recipe.headline().input_size
         with silenced():
@@ -80,8 +82,6 @@ class DetectionTask(ModelTask):
         if data is not None:
             return Path(data).expanduser()
         if recipe.dataset.kind is DatasetKind.digits:
-            from zoo.data.digits_det import materialize
-
             return materialize()
         raise DataError(f"{recipe.name} needs its {recipe.dataset.kind.value} data ({recipe.dataset.split} split)",
                         hint=f"Pass --data DIR: a COCO folder (annotations/instances_{recipe.dataset.split}.json + "
@@ -270,7 +270,6 @@ YOLO_OUTPUT_SCOPE = "yolo_output"
 
 def output_conv_weights(files: ModelFiles) -> List[str]:
     """The filter names of the convs whose outputs reach a yolo_box op directly (through a bias add at most)."""
-    from zoo.program import read_program
 
     ops = read_program(files).ops
     producer = {v: op for op in ops for v in op.output_vars()}
