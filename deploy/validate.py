@@ -9,7 +9,7 @@ import numpy as np
 
 from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb, run_nb_lod
 from zoo.program import ProgramInfo, concrete_shape
-from zoo.errors import ExportError, ModelError, ValidationError
+from zoo.errors import ExportError, ModelError, UsageError, ValidationError
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
 from zoo.predictor import Predictor
@@ -102,11 +102,27 @@ def load_inputs(path: Path, info: ProgramInfo) -> List[np.ndarray]:
         if len(info.inputs) != 1:
             raise ModelError(f"{path} holds one array but the model takes {[s.name for s in info.inputs]}",
                              hint="Give a .npz keyed by input name.")
-        return [np.ascontiguousarray(data)]
-    missing = [s.name for s in info.inputs if s.name not in data.files]
-    if missing:
-        raise ModelError(f"{path} lacks model input(s) {missing}", hint=f"Its keys are {data.files}.")
-    return [np.ascontiguousarray(data[s.name]) for s in info.inputs]
+        arrays = [data]
+    else:
+        missing = [s.name for s in info.inputs if s.name not in data.files]
+        if missing:
+            raise ModelError(f"{path} lacks model input(s) {missing}", hint=f"Its keys are {data.files}.")
+        arrays = [data[s.name] for s in info.inputs]
+    return [_fitting(path, spec, array) for spec, array in zip(info.inputs, arrays)]
+
+
+def _fitting(path: Path, spec: Any, array: np.ndarray) -> np.ndarray:
+    """`array` as the model's input `spec` takes it: same rank, the declared fixed sizes, its dtype, finite."""
+    shape = tuple(spec.shape)
+    fits = array.ndim == len(shape) and all(d < 0 or d == n for d, n in zip(shape, array.shape))
+    if not fits:
+        wanted = "(" + ", ".join("N" if d < 0 else str(d) for d in shape) + ")"
+        raise UsageError(f"{path}: input {spec.name!r} has shape {tuple(array.shape)}, the model takes {wanted}",
+                         hint="Give inputs of the model's declared shape (N: any size).")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise UsageError(f"{path}: input {spec.name!r} holds NaN or infinite values",
+                         hint="Validation compares outputs: give finite inputs.")
+    return np.ascontiguousarray(array.astype(spec.dtype, copy=False))
 
 
 def max_rel_error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float:

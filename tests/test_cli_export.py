@@ -203,3 +203,32 @@ def test_export_onnx_relative_out(fp32: Path, tmp_path: Path, monkeypatch) -> No
     result = runner.invoke(app, ["export", os.path.relpath(fp32, tmp_path), "--target", "onnx", "--out", "rel"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rel" / "model.fp32.onnx").is_file() and not leftovers(tmp_path)
+
+
+def _declared(model: Path) -> tuple:
+    from zoo.modelfiles import find_model_files
+    from zoo.program import read_program
+
+    (spec,) = read_program(find_model_files(model)).inputs
+    return tuple(3 if d < 0 else d for d in spec.shape)
+
+
+def test_export_runs_the_inputs_it_is_given(fp32: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    shape = _declared(fp32)
+    good = np.random.default_rng(0).random(shape, dtype=np.float32)
+    np.save(tmp_path / "good.npy", good)
+    ok = RUNNER.invoke(app, ["export", str(fp32), "--target", "inference", "--inputs", str(tmp_path / "good.npy"),
+                             "--out", str(tmp_path / "ok"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    # the same file with one wrong side, or with a NaN: refused, so the file is what the check runs
+    np.save(tmp_path / "wide.npy", np.zeros(shape[:-1] + (shape[-1] + 1,), np.float32))
+    bad = good.copy()
+    bad[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    for name, said in (("wide.npy", f"the model takes (N, {', '.join(map(str, shape[1:]))})"), ("nan.npy", "NaN")):
+        result = RUNNER.invoke(app, ["export", str(fp32), "--target", "inference", "--inputs", str(tmp_path / name),
+                                     "--out", str(tmp_path / name.replace(".npy", ""))])
+        assert result.exit_code == 2, result.output
+        assert said in " ".join(result.output.split()) and not (tmp_path / name.replace(".npy", "")).exists()
