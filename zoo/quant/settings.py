@@ -135,8 +135,8 @@ class SearchTarget:
         object.__setattr__(self, "algos", _names(self.algos) or DEFAULT_SEARCH_ALGOS)
         object.__setattr__(self, "roundings", _names(self.roundings))
         object.__setattr__(self, "bias_corrections", tuple(bool(b) for b in self.bias_corrections))
-        if not float(self.max_drop) >= 0:  # also refuses NaN
-            raise QuantizeError(f"--max-drop must be at least 0, got {self.max_drop}",
+        if not 0 <= float(self.max_drop) <= 100:  # also refuses NaN; inf would accept any model
+            raise QuantizeError(f"--max-drop must be from 0 to 100 points, got {self.max_drop}",
                                 hint="It is in points of the metric, e.g. 1.0.")
         for algo in self.algos:
             _one_of("algo", algo, SIMULATED_ALGOS)
