@@ -278,6 +278,16 @@ class HistogramBinner:
         return True
 
 
+def activation_values(tensor: np.ndarray) -> np.ndarray:
+    """A tensor as the threshold searches read it: at least 1-D (a 0-d scalar has one row) and floating point
+    (an integer tensor on the model's shape path is measured as the float values it holds)."""
+    if tensor.ndim == 0:
+        tensor = tensor.reshape(1)
+    if not np.issubdtype(tensor.dtype, np.floating):
+        tensor = tensor.astype(np.float32)
+    return tensor
+
+
 def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """np.histogram(|values|, bins=edges)[0], computed without sorting."""
     return HistogramBinner(edges).counts(values)

@@ -103,7 +103,7 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
             if tensor.size == 0:
                 self._zero_size_var_names.add(var_name)
                 continue
-            yield var_name, tensor
+            yield var_name, cal.activation_values(tensor)
 
     # KL / hist: statistics
 
@@ -131,7 +131,7 @@ class FastPostTrainingQuantization(PostTrainingQuantization):
             binner = self._binners.get(var_name)
             if binner is None:
                 binner = self._binners[var_name] = cal.HistogramBinner(entry[1])
-            entry[0] += binner.counts(tensor)
+            entry[0] += binner.counts(cal.activation_values(tensor))
 
     def _init_sampling_act_histogram(self) -> None:
         """Paddle's fixed-edge histograms over each tensor's (min |x|, max |x|), with the edges `algo`'s publisher used."""

@@ -169,4 +169,8 @@ def _hint_for(exc: BaseException) -> str:
         return "Remove the op type from quantizable_op_type (the recipe's quant.ops)."
     if "does not have threshold" in text or "zero-size" in text:
         return "Calibration saw no data for some tensors: check that the calibration batches reach every layer."
+    if isinstance(exc, IndexError) or "Cannot cast ufunc" in text:
+        # PaddleSlim's avg reads shape[0] of 0-d tensors and its mse clips integer tensors in place
+        return ("PaddleSlim's own search fails on a 0-d or integer tensor among the quantized ones: --engine fast "
+                "(the same thresholds) measures them, or leave those ops out with --skip / --ops.")
     return "Rerun with --verbose (or ZOO_DEBUG=1) to see Paddle's log; check the model and the calibration data."
