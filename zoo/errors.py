@@ -5,6 +5,8 @@ raises them; only the CLI renders them (stderr, exit code 1, a traceback only wi
 """
 from __future__ import annotations
 
+import re
+
 
 class ZooError(Exception):
     """Base class: a failure the user can act on."""
@@ -21,11 +23,25 @@ class ZooError(Exception):
         return self.message
 
 
+_PADDLE_KIND = re.compile(r"^(\((InvalidArgument|NotFound|OutOfRange|AlreadyExists|ResourceExhausted|PreconditionNotMet|"
+                          r"PermissionDenied|ExecutionTimeout|Unimplemented|Unavailable|Fatal|External)\)|"
+                          r"[A-Za-z]*Error: )")
+
+
 def paddle_message(exc: BaseException) -> str:
-    """The first meaningful line of an exception raised by Paddle's C++ core (no C++ stack)."""
-    for line in str(exc).strip().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ")):
+    """What an exception raised by Paddle says is wrong, without its C++ or Python stack.
+
+    Paddle puts the reason after its stacks ("In user code:", "Error Message Summary:"): the line that
+    names the kind of error ("(InvalidArgument) ...", "InvalidArgumentError: ...") wins, else the first
+    line that is not a stack or banner.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    for line in lines:
+        if _PADDLE_KIND.match(line):
+            return line[:300]
+    for line in lines:
+        if line and not line.startswith(("C++ Traceback", "----", "0 ", "1 ", "2 ", "In user code:", "File ",
+                                         "Error Message Summary")):
             return line[:300]
     return type(exc).__name__
 
