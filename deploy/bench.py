@@ -12,6 +12,8 @@ GPU kernels, or TensorRT with `tensorrt=True`; each row's backend names the devi
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -151,11 +153,12 @@ def _variants(source: Source, info: ProgramInfo) -> List[tuple]:
 def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: int = 1, warmup: int = 5,
                 repeat: int = 50, device: DeviceLike = "cpu", tensorrt: bool = False,
                 opt_bin: Optional[Path] = None, data: Optional[Path] = None,
-                max_samples: Optional[int] = None) -> BenchResult:
+                max_samples: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None) -> BenchResult:
     """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N").
 
     `data` (an ImageNet-layout folder) scores every INT8 path's top-1 and its agreement with Paddle's
-    fake-quant graph; `max_samples` scores an evenly spaced subsample.
+    fake-quant graph; `max_samples` scores an evenly spaced subsample. `input_size` (height, width) sizes
+    the inputs of a model with a dynamic height and width.
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
     if backend not in BACKENDS:
@@ -180,12 +183,14 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
         raise UsageError("a .nb file has no declared input shape here",
                          hint="Bench the model it was made from with --backend lite (it converts for x86 itself).")
     source = resolve_source(model, fetch_baseline=True)
+    if input_size is not None:
+        source = dataclasses.replace(source, fill_size=input_size)
     info = read_program(source.primary)
     variants = _variants(source, info)
     for _name, files in variants:
         check_model(files)  # a corrupt file is named here, not by a worker's traceback (or a native crash)
     programs = {name: (files, read_program(files)) for name, files in variants}
-    inputs = make_inputs(info, batch=batch, size=source.input_size, seed=1)
+    inputs = make_inputs(info, batch=batch, size=source.fill, seed=1)
     if not target.is_gpu or backend != "paddle":
         result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
     if source.kind == "recipe" and not any(programs[name][1].is_int8 for name in programs):
@@ -290,7 +295,7 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
     if detection_contract(info) is not None:
         _check_int8_detections(rows, files, info, threads, source, data, result)
         return
-    inputs = make_inputs(info, batch=CHECK_BATCH, size=source.input_size, seed=2)
+    inputs = make_inputs(info, batch=CHECK_BATCH, size=source.fill, seed=2)
     reference = open_runtime("paddle", files, workdir / "ref", threads=threads)
     expected = reference.run(list(inputs))
     batches = _data_batches(source, data, max_samples) if data is not None else None
@@ -322,7 +327,7 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
 
     contract = detection_contract(info)
     real = real_detection_inputs(source.recipe, info, data=data)
-    inputs = real if real is not None else make_inputs(info, batch=8, size=source.input_size, seed=2)
+    inputs = real if real is not None else make_inputs(info, batch=8, size=source.fill, seed=2)
     if real is not None:
         result.data = str(data) if data is not None else f"{source.label}'s data"
     reference = paddle_detections(files, inputs, contract, threads=threads)

@@ -5,10 +5,12 @@ artifact converted and validated, so a failure leaves nothing half-written.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from zoo.fsutil import StagedDir
 from zoo.deploy.inference import metadata, write_inference_folder, write_metadata
@@ -107,12 +109,14 @@ def export_model(
     opset: Optional[int] = None,
     data: Optional[Path] = None,
     overwrite: bool = False,
+    input_size: Optional[Tuple[int, int]] = None,
 ) -> ExportResult:
     """Export MODEL (recipe name, reproduce folder or model folder) to `target` and validate it.
 
     `arches` defaults to the recipe's `export.lite.valid_targets` (arm for a plain folder). `opset` and
     `data` (real validation images for an entry whose data is not bundled) apply to --target onnx.
-    Files already in `out` that the zoo did not write are replaced only with `overwrite`.
+    Files already in `out` that the zoo did not write are replaced only with `overwrite`. `input_size`
+    (height, width) sizes the generated validation inputs of a model with a dynamic height and width.
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
     if target not in TARGETS:
@@ -128,6 +132,8 @@ def export_model(
         if target == "lite" and (bad or not arches):
             raise UsageError(f"unknown Lite arch(es) {bad or arches}", hint=f"Use a comma-separated subset of {','.join(ARCHES)}.")
     source = resolve_source(model)
+    if input_size is not None:  # the generated validation inputs take it wherever the model's size is dynamic
+        source = dataclasses.replace(source, fill_size=input_size)
     valid = recipe_lite_targets(source.recipe)
     arches = list(arches) if arches is not None else (valid or ["arm"])
     check_model(source.primary)  # before Paddle or the Lite converter reads it
@@ -138,7 +144,7 @@ def export_model(
     read = [source.primary.folder] + ([source.fp32.folder] if source.fp32 is not None else [])
     out = prepare_out(out, sources=read, overwrite=overwrite)
     inputs = (load_inputs(inputs_path, info) if inputs_path else
-              make_inputs(info, batch=batch, size=source.input_size)) if validate else []
+              make_inputs(info, batch=batch, size=source.fill)) if validate else []
     detector = validate and not inputs_path and detection_contract(info) is not None
     if data is not None and not (detector or (validate and target == "onnx")):
         why = ("--no-validate checks nothing" if not validate else "--inputs replaces it" if inputs_path else
@@ -227,7 +233,7 @@ def _export_lite(source: Source, info: ProgramInfo, arches: Sequence[str], stage
                            size=nb.stat().st_size, converter=f"paddlelite {converter_version(converter)}")
             if validate:
                 check = (validate_lite_x86(files, nb, inputs if files == source.primary else
-                                           make_inputs(prog, size=source.input_size))
+                                           make_inputs(prog, size=source.fill))
                          if arch == "x86" else check_nb_structure(nb, prog, arch))
                 art.validation = check.as_dict()
             if prog.precision == "fp32":
@@ -264,7 +270,7 @@ def _export_onnx(source: Source, info: ProgramInfo, stage: Path, opset: Optional
         kind = "user" if user_inputs else "random"
         if validate and not user_inputs:
             # an agreement rate over two rows means little: INT8 is checked on a batch of noise
-            inputs = make_inputs(info, batch=ONNX_CHECK_BATCH, size=source.input_size)
+            inputs = make_inputs(info, batch=ONNX_CHECK_BATCH, size=source.fill)
         if validate and not user_inputs and info.is_int8:
             result.notes.append("INT8 validated on random inputs (no real images at hand: pass --data DIR or "
                                 "--inputs FILE); random inputs sit outside the calibrated ranges")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple, Union
 
 from zoo.errors import ModelError, UnknownNameError
 from zoo.modelfiles import ModelFiles, find_model_files
@@ -25,6 +25,12 @@ class Source:
     recipe: Optional[str] = None
     preprocess: Optional[Dict[str, Any]] = None
     input_size: Optional[int] = None
+    fill_size: Optional[Tuple[int, int]] = None  # (h, w) for dynamic input sizes, given by the user
+
+    @property
+    def fill(self) -> Optional[Union[int, Tuple[int, int]]]:
+        """What the dynamic sizes of generated inputs take: the user's (h, w), else the entry's side."""
+        return self.fill_size if self.fill_size is not None else self.input_size
     extra: Dict[str, Any] = field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb, run_nb_lod
-from zoo.program import ProgramInfo, concrete_shape
+from zoo.program import Side, ProgramInfo, concrete_shape
 from zoo.errors import ExportError, ModelError, UsageError, ValidationError
 from zoo.modelfiles import ModelFiles
 from zoo.quiet import silenced
@@ -55,15 +55,15 @@ def detection_contract(info: ProgramInfo) -> Optional[Any]:
         return None
 
 
-def _image_side(info: ProgramInfo, size: Optional[int]) -> int:
+def _image_side(info: ProgramInfo, size: Optional[Side]) -> int:
     image = next((s for s in info.inputs if len(s.shape) == 4), None)
-    side = image.shape[2] if image is not None and image.shape[2] > 0 else size
+    side = image.shape[2] if image is not None and image.shape[2] > 0 else (size[0] if isinstance(size, tuple) else size)
     if not side:
         raise ModelError("the detection model's image input has no fixed size", hint="Pass --input-size.")
     return int(side)
 
 
-def make_inputs(info: ProgramInfo, batch: int = 2, seed: int = 0, size: Optional[int] = None) -> List[np.ndarray]:
+def make_inputs(info: ProgramInfo, batch: int = 2, seed: int = 0, size: Optional[Side] = None) -> List[np.ndarray]:
     """Deterministic inputs for every model input: normal noise for floats, image sizes for ints.
 
     A detection model gets noise images and valid original sizes (integer im_size; im_shape and a

@@ -232,3 +232,41 @@ def test_export_runs_the_inputs_it_is_given(fp32: Path, tmp_path: Path) -> None:
                                      "--out", str(tmp_path / name.replace(".npy", ""))])
         assert result.exit_code == 2, result.output
         assert said in " ".join(result.output.split()) and not (tmp_path / name.replace(".npy", "")).exists()
+
+
+@pytest.fixture(scope="module")
+def dynamic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier with a dynamic height and width (like a text recognizer's), 2 classes."""
+    import paddle
+
+    class Net(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
+            self.pool = paddle.nn.AdaptiveAvgPool2D(1)
+            self.fc = paddle.nn.Linear(4, 2)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return paddle.nn.functional.softmax(self.fc(paddle.flatten(self.pool(self.conv(x)), 1)))
+
+    folder = tmp_path_factory.mktemp("dynamic")
+    paddle.seed(0)
+    net = Net()
+    net.eval()
+    paddle.jit.save(net, str(folder / "inference"), input_spec=[paddle.static.InputSpec([None, 3, None, None], "float32", "x")])
+    return folder
+
+
+def test_a_dynamic_model_exports_and_benches_at_the_input_size_given(dynamic_model: Path, tmp_path: Path) -> None:
+    refused = RUNNER.invoke(app, ["export", str(dynamic_model), "--target", "inference", "--out", str(tmp_path / "n")])
+    assert refused.exit_code != 0 and "--input-size" in " ".join(refused.output.split())
+    exported = RUNNER.invoke(app, ["export", str(dynamic_model), "--target", "inference", "--input-size", "48,192",
+                                   "--out", str(tmp_path / "e"), "--json"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["artifacts"][0]["validation"]["passed"]
+    bench = RUNNER.invoke(app, ["bench", str(dynamic_model), "--input-size", "48x192", "--repeat", "2", "--warmup", "0",
+                                "--json"])
+    assert bench.exit_code == 0, bench.output
+    assert json.loads(bench.stdout)["rows"][0]["p50_ms"] > 0
+    bad = RUNNER.invoke(app, ["bench", str(dynamic_model), "--input-size", "wide"])
+    assert bad.exit_code == 2 and "--input-size takes H,W" in " ".join(bad.output.split())

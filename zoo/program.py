@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from zoo.errors import ModelError
 from zoo.modelcheck import dtype_name, load_inference_program, persistables, read_program_desc
@@ -157,8 +157,12 @@ def quantized_compute_ops(ops: Sequence[Op]) -> List[str]:
     return found
 
 
-def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[int] = None) -> Tuple[int, ...]:
-    """The input shape with the batch dimension set and no dynamic dimension left."""
+Side = Union[int, Tuple[int, int]]  # an input side, or (height, width)
+
+
+def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[Side] = None) -> Tuple[int, ...]:
+    """The input shape with the batch dimension set and no dynamic dimension left: a dynamic height and
+    width of an image input (rank 4) take `fallback`'s (h, w), any other dynamic dimension its height."""
     if not spec.shape:
         raise ModelError(f"model input {spec.name!r} has no declared shape", hint="Give the input shape explicitly.")
     dims = list(spec.shape)
@@ -170,7 +174,8 @@ def concrete_shape(spec: InputSpec, batch: int, fallback: Optional[int] = None) 
                     f"model input {spec.name!r} has a dynamic dimension {i} (shape {list(spec.shape)})",
                     hint="Export the model with a fixed input size, or pass --input-size.",
                 )
-            dims[i] = fallback
+            hw = fallback if isinstance(fallback, tuple) else (fallback, fallback)
+            dims[i] = hw[i - 2] if len(dims) == 4 and i in (2, 3) else hw[0]
     return tuple(dims)
 
 
