@@ -80,7 +80,6 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
     if runtime != "paddle":
         import tempfile
 
-
         with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
             files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
             runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)

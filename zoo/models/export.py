@@ -39,7 +39,6 @@ def save_inference(model, out_dir: Path, input_shape: Tuple[int, int, int]) -> M
     """
     import paddle
 
-
     out_dir = Path(out_dir)
     was_training = model.training
     model.eval()

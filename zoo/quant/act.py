@@ -282,7 +282,6 @@ def _compress_with_retry(make: Callable[[Path], Any], out: Path,
     """
     import paddle
 
-
     for attempt in range(1, ATTEMPTS + 1):
         shutil.rmtree(out, ignore_errors=True)
         try:

@@ -35,7 +35,6 @@ def load_from_inference(network: Any, model: ModelFiles, input_shape: Tuple[int,
     """Set `network`'s parameters and buffers from the inference model `model`."""
     import paddle
 
-
     names = {t.name: key for key, t in list(network.named_parameters()) + list(network.named_buffers())}
     with tempfile.TemporaryDirectory(prefix="zoo-trace-") as tmp:
         was_training = network.training

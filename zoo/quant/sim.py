@@ -75,7 +75,6 @@ class QuantSim:
                  bits: int = 8, threads: int = 2) -> None:
         import paddle
 
-
         self.bits = bits
         self.levels = float(2 ** (bits - 1) - 1)
         self.settings = settings
@@ -316,7 +315,6 @@ class QuantSim:
     def _predictor(self) -> object:
         import paddle
         from paddle import inference
-
 
         with self._static(), paddle.static.scope_guard(self.scope):
             block = self.program.global_block()

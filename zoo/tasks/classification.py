@@ -54,7 +54,6 @@ class ClassificationTask(ModelTask):
     labels = {"top1": "top-1", "top5": "top-5"}
 
     def export_network(self, recipe: Recipe, weights: Path, out_dir: Path) -> ModelFiles:
-
         size = recipe.headline().input_size
         with silenced():
             network = self.build_network(recipe)
