@@ -61,7 +61,8 @@ def test_eval_folder_default_preprocessing(colour_model: Path, colour_data: Path
     # blue=0 is channel 2: the labels do not line up with the channels except green
     assert out["images"] == 9
     assert out["top1"] == pytest.approx(100 / 3, abs=1e-3)
-    assert out["top5"] == 100.0
+    assert out["top5"] is None and out["classes"] == 3  # 3 classes: top-5 would count every image
+    assert "top-5 n/a (3 classes)" in " ".join(_run("eval", str(colour_model), "--data", str(colour_data)).output.split())
     assert out["input_size"] == 224
     assert out["preprocess"]["resize_short"] == 256 and out["preprocess"]["interpolation"] == "bilinear"
 

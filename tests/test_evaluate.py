@@ -46,7 +46,7 @@ def test_known_top1_top5(pool7: Path) -> None:
     labels = np.array([ranks[i, 0] for i in range(4)] + [ranks[i, 3] for i in range(4, 7)] + [ranks[i, 6] for i in range(7, 10)])
     batches = [(_inputs(scores[:6]), labels[:6]), (_inputs(scores[6:]), labels[6:])]
     result = evaluate(pool7, batches, threads=1)
-    assert result == {"top1": 40.0, "top5": 70.0, "images": 10}
+    assert result == {"top1": 40.0, "top5": 70.0, "images": 10, "classes": 7}
 
 
 def test_fewer_than_five_classes(tmp_path: Path) -> None:
@@ -55,14 +55,14 @@ def test_fewer_than_five_classes(tmp_path: Path) -> None:
     labels = np.array([2, 1, 0])
     result = evaluate(model, [(_inputs(scores), labels)])
     assert result["top1"] == pytest.approx(100 / 3, abs=1e-3)
-    assert result["top5"] == 100.0  # top-5 of 3 classes holds every class
+    assert result["top5"] is None and result["classes"] == 3  # top-5 of 3 classes would hold every class
     assert result["images"] == 3
 
 
 def test_topk_meter_ties_and_shapes() -> None:
     meter = TopK(5)
     meter.update(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([[1], [1]]))
-    assert meter.result() == {"top1": 50.0, "top5": 100.0, "images": 2}
+    assert meter.result() == {"top1": 50.0, "top5": None, "images": 2, "classes": 2}
     with pytest.raises(ModelError, match="2 rows for 3 images"):
         meter.update(np.zeros((2, 2)), np.zeros(3))
 

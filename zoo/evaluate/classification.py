@@ -21,6 +21,7 @@ class TopK:
         self.images = 0
         self.correct1 = 0
         self.correctk = 0
+        self.classes = 0
 
     def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
         scores = np.asarray(scores)
@@ -29,7 +30,7 @@ class TopK:
         if scores.shape[0] != labels.shape[0]:
             raise ModelError(f"the model returned {scores.shape[0]} rows for {labels.shape[0]} images",
                              hint="The model's first output must be (batch, classes) scores.")
-        # fewer classes than k: top-k is every class, so it counts every image
+        self.classes = scores.shape[1]
         k = min(self.k, scores.shape[1])
         topk = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
         top1 = scores.argmax(axis=1)
@@ -37,14 +38,16 @@ class TopK:
         self.correctk += int((topk == labels[:, None]).any(axis=1).sum())
         self.images += int(labels.shape[0])
 
-    def result(self) -> Dict[str, float]:
-        """{"top1": %, "top5": %, "images": n}."""
+    def result(self) -> Dict[str, Optional[float]]:
+        """{"top1": %, "top5": %, "images": n, "classes": c}; top-k is None for a model of k classes or fewer
+        (every image would count: 100 % says nothing)."""
         if self.images == 0:
             raise DataError("no images were evaluated", hint="Check --data and --max-samples.")
         return {
             "top1": round(100.0 * self.correct1 / self.images, 4),
-            "top5": round(100.0 * self.correctk / self.images, 4),
+            "top5": round(100.0 * self.correctk / self.images, 4) if self.classes > self.k else None,
             "images": self.images,
+            "classes": self.classes,
         }
 
 

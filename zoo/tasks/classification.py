@@ -105,7 +105,8 @@ class ClassificationTask(ModelTask):
         return [result]
 
     def metric_line(self, row: Mapping[str, Any]) -> str:
-        return f"  top-1     {row['top1']:.2f} %    top-5 {row['top5']:.2f} %"
+        top5 = f"{row['top5']:.2f} %" if row.get("top5") is not None else f"n/a ({row.get('classes')} classes)"
+        return f"  top-1     {row['top1']:.2f} %    top-5 {top5}"
 
     def reproduce_datasets(self, recipe: Recipe, root: Path, max_samples: Optional[int],
                            calib_on_eval: bool, data: str) -> Dict[str, Any]:
