@@ -13,6 +13,18 @@ from zoo.predictor import Predictor
 from zoo.deploy.runtimes import open_runtime
 
 
+def class_scores(scores: np.ndarray) -> np.ndarray:
+    """A classifier's (batch, classes) scores (trailing 1-sized dimensions dropped); ModelError for any
+    other output, which top-k would silently score as thousands of "classes"."""
+    scores = np.asarray(scores)
+    if scores.ndim < 2 or any(d != 1 for d in scores.shape[2:]):
+        raise ModelError(f"the model's first output has shape {tuple(scores.shape)}, not (batch, classes) scores: "
+                         "it is not a classifier's output (a dense map, a sequence, boxes?)",
+                         hint="zoo eval scores classifiers (top-1/top-5) and detectors (box AP); score this model "
+                              "with its own metric.")
+    return scores.reshape(scores.shape[0], -1)
+
+
 class TopK:
     """Running top-1 / top-k counts over (scores, labels) batches."""
 
@@ -24,8 +36,7 @@ class TopK:
         self.classes = 0
 
     def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        scores = np.asarray(scores)
-        scores = scores.reshape(scores.shape[0], -1)
+        scores = class_scores(scores)
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         if scores.shape[0] != labels.shape[0]:
             raise ModelError(f"the model returned {scores.shape[0]} rows for {labels.shape[0]} images",
@@ -99,8 +110,7 @@ def _score(run: Callable[[List[np.ndarray]], List[np.ndarray]], batches: Iterabl
         images = np.ascontiguousarray(images, dtype=np.float32)
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         check_finite_inputs(images, meter.images)
-        scores = np.asarray(run([images])[0])
-        scores = scores.reshape(scores.shape[0], -1)
+        scores = class_scores(run([images])[0])
         check_labels(labels, scores.shape[1], origin)
         if not np.isfinite(scores).all():
             raise ModelError(

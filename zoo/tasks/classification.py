@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from zoo.errors import DataError, UsageError
 from zoo.modelfiles import ModelFiles
 from zoo.models.weights import load_pretrained
-from zoo.program import declared_side
+from zoo.program import declared_side, read_program
 from zoo.protocol import calib_images_wanted, calib_split
 from zoo.quiet import silenced
 from zoo.quant.base import CALIBRATION
@@ -19,8 +19,15 @@ from zoo.data import resolve_data
 
 
 def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
-    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError."""
+    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError,
+    and so is a model that declares a fixed non-square input (the evaluation transform makes square inputs)."""
     side = declared_side(files)
+    images = [spec.shape for spec in read_program(files).inputs if len(spec.shape) == 4]
+    if side is None and len(images) == 1 and images[0][2] > 0 and images[0][3] > 0:
+        h, w = images[0][2], images[0][3]
+        raise UsageError(f"{files.model_file} takes {h}x{w} inputs; zoo eval's classification transform makes square "
+                         "crops, so its score would be of other inputs than the model was made for",
+                         hint="Score this model with its own preprocessing (e.g. Paddle Inference on your own inputs).")
     asked = input_size or crop
     if side is not None and asked is not None and asked != side:
         flag = "--input-size" if input_size else "--crop"
