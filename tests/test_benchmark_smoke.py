@@ -61,3 +61,9 @@ def test_bench_search_runs(tmp_path: Path) -> None:
     _run("bench_search.py", "--case", "digits", "--work", str(tmp_path / "w"), "--json", str(tmp_path / "r.json"))
     rows: List[str] = list(_results(tmp_path / "r.json")["digits"])
     assert {"fp32", "plain KL", "search (all algos)", "search (KL only)"} <= set(rows)
+
+
+def test_bench_check_memory_runs(tmp_path: Path) -> None:
+    _run("bench_check_memory.py", "--side", "32", "--json", str(tmp_path / "m.json"))
+    result = _results(tmp_path / "m.json")
+    assert result["peak_rss_mb"] > 0 and set(result["checks"]) >= {"paddle-cpu-onednn", "onnxruntime-cpu"}
