@@ -66,7 +66,7 @@ def prepare_out(out: Path, *, sources: Sequence[Path] = (), names: Sequence[str]
     """
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{flag} {out} exists and is not a folder", hint=f"Pick a folder for {flag}.")
+        raise UsageError(f"{flag} {out} is a file, not a folder", hint=f"Pick a folder for {flag} (it is created if missing).")
     real = out.resolve()
     for source in sources:
         src = Path(source).resolve()
