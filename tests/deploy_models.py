@@ -5,9 +5,10 @@ so the test modules can share them without a conftest fixture.
 """
 from __future__ import annotations
 
-import json
-import shutil
+
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,18 +132,14 @@ def _paddleslim_ptq(src: Path, out: Path, ops: tuple, onnx_format: bool) -> None
 
 
 def reproduce_folder(factory: pytest.TempPathFactory) -> Path:
-    """A folder laid out like `zoo reproduce --out DIR` writes it."""
+    """A folder written by `zoo reproduce` itself (the bundled digits PTQ entry, run as a user runs it):
+    its report.json is the one the exporters and bench read in real use."""
     out = session_dir(factory) / "repro"
     if (out / "report.json").is_file():
         return out
-    out.mkdir()
-    shutil.copytree(fp32_model(factory), out / "fp32")
-    shutil.copytree(int8_model(factory), out / "int8")
-    report = {"name": "tiny_ptq", "recipe": "tiny_ptq", "status": "PASS", "strategy": "ptq",
-              "settings": [{"input_size": 32}],
-              "artifacts": {"fp32": str(out / "fp32"), "int8": str(out / "int8")},
-              "preprocess": {"resize": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
-    (out / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "zoo", "reproduce", "digits_mobilenetv1_ptq", "--out", str(out),
+                           "--quiet", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
 

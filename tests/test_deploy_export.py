@@ -96,7 +96,9 @@ def test_reproduce_folder_exports_int8_and_compares_with_fp32(tmp_path_factory, 
     assert int8_art.size_vs_fp32 == pytest.approx(int8_art.size / fp32_size, abs=1e-3)
     inf = export_model(str(repro), "inference", out=tmp_path / "ri")
     meta = json.loads((tmp_path / "ri" / "zoo_export.json").read_text())
-    assert meta["recipe"] == "tiny_ptq" and meta["preprocess"]["resize"] == 32 and meta["precision"] == "int8"
+    # the run's report.json carries its whole recipe and preprocessing; the export keeps them
+    assert meta["recipe"]["name"] == "digits_mobilenetv1_ptq" and meta["preprocess"]["crop"] == 32
+    assert meta["precision"] == "int8"
     assert inf.source["kind"] == "reproduce"
     with pytest.raises(ExportError, match="INT8") as refused:
         export_model(str(repro), "lite", arches=["x86"], out=tmp_path / "rx")
@@ -157,9 +159,9 @@ def test_a_model_folder_of_a_reproduction_keeps_its_run(tmp_path_factory) -> Non
 
     repro = reproduce_folder(tmp_path_factory)
     fp32 = resolve_source(str(repro / "fp32"))
-    assert fp32.kind == "reproduce" and fp32.recipe == "tiny_ptq" and fp32.input_size == 32
+    assert fp32.kind == "reproduce" and fp32.recipe["name"] == "digits_mobilenetv1_ptq" and fp32.input_size == 32
     assert fp32.primary.folder == find_model_files(repro / "fp32").folder
     int8 = resolve_source(str(repro / "int8"))
-    assert int8.primary.folder == find_model_files(repro / "int8").folder and int8.recipe == "tiny_ptq"
+    assert int8.primary.folder == find_model_files(repro / "int8").folder and int8.recipe["name"] == "digits_mobilenetv1_ptq"
     plain = resolve_source(str(fp32_model(tmp_path_factory)))  # a folder outside any run stays a plain folder
     assert plain.kind == "folder" and plain.recipe is None

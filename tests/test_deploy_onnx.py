@@ -75,17 +75,19 @@ def test_fp32_export_matches_paddle(fp32: Path, tmp_path: Path) -> None:
     assert not leftovers(tmp_path)
 
 
-def test_int8_export_is_qdq_and_agrees(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_int8_export_of_a_real_run_is_qdq_and_judged_on_its_images(tmp_path_factory: pytest.TempPathFactory,
+                                                                     tmp_path: Path) -> None:
+    """The legacy fake-quant graph of a `zoo reproduce` run converts to QuantizeLinear/DequantizeLinear, and
+    the export judges the file on the run's own images. ONNX Runtime runs this INT8 file well below Paddle's
+    fake-quant graph (about 58 % top-1 agreement on the digits), so the export refuses it and writes nothing:
+    the check stands between the user and a broken file."""
     repro = reproduce_folder(tmp_path_factory)
-    result = export_model(str(repro), "onnx", out=tmp_path / "o", inputs_path=None)
-    by_precision = {a.precision: a for a in result.artifacts}
-    assert set(by_precision) == {"int8", "fp32"}
-    int8_art = by_precision["int8"]
-    assert int8_art.validation["passed"] and "rewritten" in int8_art.validation
-    assert int8_art.validation["onnx_ops"]["QuantizeLinear"] > 0
-    assert int8_art.validation["onnxruntime"]["top1_agreement"] >= 0.6
-    assert int8_art.validation["inputs"] == "32 random inputs"
-    assert by_precision["fp32"].validation["max_rel_error"] < 1e-4
+    conversion = export_onnx(find_model_files(repro / "int8"), tmp_path / "m.onnx", tmp_path / "work")
+    assert conversion.rewritten_legacy and conversion.ops["QuantizeLinear"] > 0
+    with pytest.raises(ValidationError, match="real images.*top-1 agreement") as info:
+        export_model(str(repro), "onnx", out=tmp_path / "o")
+    assert "INT8 limits" in info.value.message
+    assert not (tmp_path / "o").exists()
 
 
 def test_quantize_linear_format_converts_without_rewrite(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
