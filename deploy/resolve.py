@@ -82,6 +82,18 @@ def _from_recipe(name: str, prefer: str, fetch_baseline: bool) -> Source:
                   preprocess=recipe.preprocess.model_dump(mode="json"), input_size=recipe.headline().input_size)
 
 
+QUANTIZE_RECORD = "zoo-quantize.json"  # what `zoo quantize` wrote into its --out: source, settings
+
+
+def _quantized_from(folder: Path) -> Optional[ModelFiles]:
+    """The FP32 model `zoo quantize` made this folder's model from, when its record names one that still exists."""
+    try:
+        record = json.loads((folder / QUANTIZE_RECORD).read_text(encoding="utf-8"))
+        return find_model_files(Path(record["model"]))
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return None
+
+
 def resolve_source(model: str, prefer: str = "int8", fetch_baseline: bool = False) -> Source:
     """Resolve MODEL. `prefer` "int8" exports the quantized model when there is one; "fp32" the baseline.
 
@@ -95,7 +107,8 @@ def resolve_source(model: str, prefer: str = "int8", fetch_baseline: bool = Fals
             # OUT/fp32 or OUT/int8 of a reproduction: that model, with its run's recipe (data, preprocessing)
             return _from_reproduce(path.parent, path.name)
         files = find_model_files(path)  # ModelError with a hint when it is not a model
-        return Source(kind="folder", label=files.folder.resolve().name or "model", primary=files)
+        return Source(kind="folder", label=files.folder.resolve().name or "model", primary=files,
+                      fp32=_quantized_from(files.folder), int8=files if _quantized_from(files.folder) else None)
     try:
         return _from_recipe(model, prefer, fetch_baseline)
     except UnknownNameError as exc:

@@ -170,3 +170,17 @@ def test_a_max_drop_that_accepts_anything_is_refused(fp32: Path, tmp_path: Path,
     # typer's own range check answers NaN first; the settings object answers the rest
     assert ("--max-drop must be from 0 to 100 points" in result.text or "Invalid value for '--max-drop'" in result.text)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_quantize_output_records_its_source_so_bench_pairs_them(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    out = tmp_path / "int8"
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max", "--batch-size", "8",
+                       "--batch-nums", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "zoo-quantize.json").read_text())
+    assert record["model"] == str(fp32.resolve()) and record["settings"]["algo"] == "abs_max" and record["calib_samples"] == 16
+    bench = runner.invoke(app, ["bench", str(out), "--repeat", "2", "--warmup", "0", "--json"])
+    assert bench.exit_code == 0, bench.output
+    assert {row["variant"] for row in json.loads(bench.stdout)["rows"]} == {"fp32", "int8"}  # FP32 found from the record

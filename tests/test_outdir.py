@@ -62,7 +62,7 @@ def test_a_users_files_are_replaced_only_with_overwrite(fp32: Path, calib: Path,
     assert result.exit_code == 2 and "which the zoo did not write" in result.text and "--overwrite" in result.text
     assert (out / "inference.pdmodel").read_text() == "the user's own file"
     assert _quantize(fp32, calib, out, "--overwrite").exit_code == 0
-    assert written_here(out) == ["inference.pdiparams", "inference.pdmodel"]
+    assert written_here(out) == ["inference.pdiparams", "inference.pdmodel", "zoo-quantize.json"]
     again = _quantize(fp32, calib, out)  # its own earlier output is replaced without --overwrite
     assert again.exit_code == 0, again.output
 

@@ -1,6 +1,8 @@
 """`zoo quantize MODEL_DIR`: post-training INT8 quantization of any Paddle inference model."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Optional, Tuple
@@ -11,7 +13,8 @@ from rich.markup import escape
 from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
-from zoo.modelfiles import ModelFiles, find_model_files
+from zoo.fsutil import atomic_write_text
+from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
 from zoo.outdir import prepare_out, record_written
 from zoo.program import is_quant_op, read_program
 from zoo.quant.inputs import calibration_input, short_calibration
@@ -95,16 +98,25 @@ def quantize_cmd(
     warn_short_calibration(samples, batch_size, batch_nums)
     if target is None:
         _plain_ptq(model, out, (calib, samples), settings, target_device, began, as_json)
+        _record(out, model, settings, samples, None)
         record_written(out, names)
         return
     met = _search(model, calib, eval_data, out, target, settings, eval_samples, target_device, as_json, quiet)
+    _record(out, model, settings, samples, target)
     record_written(out, names)  # a missed target still writes the best model
     if not met:
         raise typer.Exit(EXIT_MISSED)
 
 
-WRITTEN = ("inference.pdmodel", "inference.pdiparams")
+WRITTEN = ("inference.pdmodel", "inference.pdiparams", "zoo-quantize.json")
 REPORT_NAME = "quantize-report.json"
+
+
+def _record(out: Path, model: ModelFiles, settings: PTQSettings, samples: int, target: Optional[SearchTarget]) -> None:
+    """zoo-quantize.json: the FP32 source and the settings of the model in `out` (bench and export pair them)."""
+    record = {"model": str(model.folder.resolve()), "model_sha256": model_sha256(model), "settings": settings.as_dict(),
+              "calib_samples": samples, "search": None if target is None else dataclasses.asdict(target)}
+    atomic_write_text(out / "zoo-quantize.json", json.dumps(record, indent=2, default=str) + "\n")
 
 
 def require_float_model(model: ModelFiles, command: str) -> None:
