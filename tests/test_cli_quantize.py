@@ -184,3 +184,19 @@ def test_a_quantize_output_records_its_source_so_bench_pairs_them(fp32: Path, tm
     bench = runner.invoke(app, ["bench", str(out), "--repeat", "2", "--warmup", "0", "--json"])
     assert bench.exit_code == 0, bench.output
     assert {row["variant"] for row in json.loads(bench.stdout)["rows"]} == {"fp32", "int8"}  # FP32 found from the record
+
+
+def test_zoo_info_describes_a_model_folder(fp32: Path, tmp_path: Path) -> None:
+    x, _ = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    out = tmp_path / "int8"
+    assert _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max", "--batch-size", "8",
+                     "--batch-nums", "2", "--out", str(out)).exit_code == 0
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert info.exit_code == 0, info.output
+    summary = json.loads(info.stdout)
+    assert summary["precision"] == "int8" and summary["quantized_ops"] > 0
+    assert summary["inputs"][0]["shape"][1:] == list(SHAPE)
+    assert summary["records"]["zoo-quantize.json"]["model"] == str(fp32.resolve())
+    text = runner.invoke(app, ["info", str(fp32)])
+    assert text.exit_code == 0 and "FP32 Paddle inference model" in text.output

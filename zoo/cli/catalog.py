@@ -1,16 +1,21 @@
 """`zoo list`, `zoo info`, `zoo docs`: browse the registry."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional, Tuple
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
 from zoo import catalog
 from zoo.cli.common import console, handle_errors, print_json
 from zoo.cli.tables import compact_table, print_table
 from zoo.errors import UsageError, ZooError
+from zoo.modelcheck import check_model
+from zoo.modelfiles import find_model_files
+from zoo.program import read_program
 from zoo.registry import load_registry
 from zoo.plugins import STRATEGIES, TASKS
 from zoo.schema import Recipe, Task
@@ -91,10 +96,13 @@ def _tree(label: str, data: object, node: Optional[Tree] = None) -> Tree:
 
 @handle_errors
 def info_cmd(
-    name: str = typer.Argument(..., help="Entry name or alias."),
+    name: str = typer.Argument(..., help="Entry name or alias, or a Paddle inference model folder."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show everything in one recipe, with where its numbers come from."""
+    """Show everything in one recipe, with where its numbers come from; or what a model folder holds."""
+    if Path(name).expanduser().is_dir():
+        _folder_info(Path(name).expanduser(), as_json)
+        return
     registry = load_registry()
     recipe = registry.get(name)
     data = recipe.model_dump(mode="json", exclude_none=True)
@@ -106,6 +114,51 @@ def info_cmd(
     console.print(f"published numbers from: {recipe.source.doc}\n  {recipe.source.url}", markup=False)
     console.print(_architecture_line(recipe))
     console.print(_tree(recipe.name, data))
+
+
+RECORDS = ("zoo-quantize.json", "zoo_export.json", "zoo-artifact.json")  # what the zoo wrote about a folder's model
+
+
+def model_summary(folder: Path) -> dict:
+    """A model folder as the program declares it: files, inputs, outputs, precision, op counts, and the
+    records the zoo wrote beside it (its FP32 source and settings, its export, its download)."""
+    files = find_model_files(folder)
+    check_model(files)  # a damaged file is named, not parsed
+    info = read_program(files)
+    counts: dict = {}
+    for op in info.ops:
+        counts[op.type] = counts.get(op.type, 0) + 1
+    records = {}
+    for name in RECORDS:
+        try:
+            records[name] = json.loads((files.folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return {
+        "folder": str(files.folder), "model_file": str(files.model_file),
+        "params_file": str(files.params_file) if files.params_file else None,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs],
+        "outputs": list(info.outputs), "precision": info.precision, "quantized_ops": len(info.quantized),
+        "ops": dict(sorted(counts.items(), key=lambda kv: -kv[1])), "records": records,
+    }
+
+
+def _folder_info(folder: Path, as_json: bool) -> None:
+    summary = model_summary(folder)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"[bold]{escape(summary['folder'])}[/]: {summary['precision'].upper()} Paddle inference model"
+                  + (f", {summary['quantized_ops']} quantized ops" if summary["quantized_ops"] else ""))
+    for spec in summary["inputs"]:
+        shape = ", ".join("N" if d < 0 else str(d) for d in spec["shape"])
+        console.print(f"  input   {escape(spec['name'])}: ({shape}) {spec['dtype']}")
+    console.print(f"  outputs {escape(', '.join(summary['outputs']))}")
+    console.print("  ops     " + escape(", ".join(f"{k} x{n}" for k, n in list(summary["ops"].items())[:12]))
+                  + (", ..." if len(summary["ops"]) > 12 else ""))
+    for name, record in summary["records"].items():
+        source = record.get("model") or record.get("source") or record.get("url")
+        console.print(f"  {escape(name)}: " + escape(str(source) if source else "present"))
 
 
 def _architecture_line(recipe: Recipe) -> str:
