@@ -1,0 +1,37 @@
+"""The INT8 output check judges numbers, not ties or single elements: exact ties broken differently agree,
+one moved element of a dense map does not fail it, and a runtime computing something else does."""
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.deploy.validate import compare_int8, top1_agreement
+
+
+def test_tied_scores_broken_differently_agree() -> None:
+    reference = np.full((8, 1000), 0.001, np.float32)  # a random-weight softmax: every class tied
+    candidate = reference + np.random.default_rng(0).normal(0, 1e-10, reference.shape).astype(np.float32)
+    assert top1_agreement([reference], [candidate]) == 1.0
+    result = compare_int8([reference], [candidate], real=True)
+    assert result["passed"] and result["top1_agreement"] == 1.0
+
+
+def test_a_real_top1_flip_still_counts() -> None:
+    reference = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+    candidate = np.eye(4, dtype=np.float32)[[0, 1, 2, 0]]  # the last row now picks another, clearly lower class
+    assert top1_agreement([reference], [candidate]) == 0.75
+    assert not compare_int8([reference], [candidate], real=True)["passed"]
+
+
+def test_one_moved_element_of_a_dense_map_passes_and_garbage_fails() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.random((1, 1, 640, 640)).astype(np.float32)  # a probability map
+    reference[0, 0, 10, 10] = 0.02
+    close = reference + rng.normal(0, 0.004, reference.shape).astype(np.float32)
+    close[0, 0, 10, 10] = 0.98  # one element of 409,600 moved by almost 1
+    result = compare_int8([reference], [close], real=True)
+    assert result["top1_agreement"] is None and result["max_rel_error"] > 0.5  # the old rule would refuse it
+    assert result["passed"] and result["cosine"] > 0.99 and result["close_share"] > 0.999
+    garbage = rng.random(reference.shape).astype(np.float32)
+    bad = compare_int8([reference], [garbage], real=True)
+    assert not bad["passed"] and bad["close_share"] < 0.5
+    assert not compare_int8([reference], [np.full_like(reference, np.nan)], real=True)["passed"]
