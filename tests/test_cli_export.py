@@ -270,3 +270,28 @@ def test_a_dynamic_model_exports_and_benches_at_the_input_size_given(dynamic_mod
     assert json.loads(bench.stdout)["rows"][0]["p50_ms"] > 0
     bad = RUNNER.invoke(app, ["bench", str(dynamic_model), "--input-size", "wide"])
     assert bad.exit_code == 2 and "--input-size takes H,W" in " ".join(bad.output.split())
+
+
+def test_bench_data_that_cannot_fit_the_model_is_refused_before_timing(tmp_path: Path, zoo_home: Path) -> None:
+    import paddle
+
+    from zoo.data.digits import materialize
+
+    class Wide(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
+            self.fc = paddle.nn.Linear(4, 10)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            pooled = paddle.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
+            return self.fc(paddle.flatten(pooled, 1))
+
+    net = Wide()
+    net.eval()
+    paddle.jit.save(net, str(tmp_path / "wide" / "inference"),
+                    input_spec=[paddle.static.InputSpec([None, 3, 48, 192], "float32", "x")])
+    result = RUNNER.invoke(app, ["bench", str(tmp_path / "wide"), "--data", str(materialize()), "--repeat", "2"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--data images become" in text and "48x192" in text and "p50" not in text
