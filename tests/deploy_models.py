@@ -166,3 +166,25 @@ def leftovers(parent: Path) -> list:
     """Staging folders an export left behind."""
     return [p for p in parent.iterdir() if ".tmp-" in p.name] if parent.is_dir() else []
 
+
+
+class PooledClassifier(nn.Layer):
+    """conv -> global average pool -> linear -> softmax: any input side, `classes` scores out."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2D(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, classes)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        pooled = paddle.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
+        return paddle.nn.functional.softmax(self.fc(paddle.flatten(pooled, 1)))
+
+
+def pooled_classifier(folder: Path, shape: list, classes: int = 10) -> Path:
+    """A PooledClassifier saved as an inference model taking `shape` (None: a dynamic dimension)."""
+    paddle.seed(0)
+    net = PooledClassifier(classes)
+    net.eval()
+    paddle.jit.save(net, str(folder / "inference"), input_spec=[paddle.static.InputSpec(shape, "float32", "x")])
+    return folder

@@ -11,7 +11,7 @@ import pytest
 
 from zoo.cli.main import app
 
-from .deploy_models import fp32_model, int8_model, leftovers, script
+from .deploy_models import fp32_model, int8_model, leftovers, pooled_classifier, script
 from .conftest import RUNNER
 
 runner = RUNNER
@@ -237,24 +237,7 @@ def test_export_runs_the_inputs_it_is_given(fp32: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def dynamic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classifier with a dynamic height and width (like a text recognizer's), 2 classes."""
-    import paddle
-
-    class Net(paddle.nn.Layer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
-            self.pool = paddle.nn.AdaptiveAvgPool2D(1)
-            self.fc = paddle.nn.Linear(4, 2)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            return paddle.nn.functional.softmax(self.fc(paddle.flatten(self.pool(self.conv(x)), 1)))
-
-    folder = tmp_path_factory.mktemp("dynamic")
-    paddle.seed(0)
-    net = Net()
-    net.eval()
-    paddle.jit.save(net, str(folder / "inference"), input_spec=[paddle.static.InputSpec([None, 3, None, None], "float32", "x")])
-    return folder
+    return pooled_classifier(tmp_path_factory.mktemp("dynamic"), [None, 3, None, None], classes=2)
 
 
 def test_a_dynamic_model_exports_and_benches_at_the_input_size_given(dynamic_model: Path, tmp_path: Path) -> None:
@@ -273,24 +256,9 @@ def test_a_dynamic_model_exports_and_benches_at_the_input_size_given(dynamic_mod
 
 
 def test_bench_data_that_cannot_fit_the_model_is_refused_before_timing(tmp_path: Path, zoo_home: Path) -> None:
-    import paddle
-
     from zoo.data.digits import materialize
 
-    class Wide(paddle.nn.Layer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
-            self.fc = paddle.nn.Linear(4, 10)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            pooled = paddle.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
-            return self.fc(paddle.flatten(pooled, 1))
-
-    net = Wide()
-    net.eval()
-    paddle.jit.save(net, str(tmp_path / "wide" / "inference"),
-                    input_spec=[paddle.static.InputSpec([None, 3, 48, 192], "float32", "x")])
+    pooled_classifier(tmp_path / "wide", [None, 3, 48, 192])
     result = RUNNER.invoke(app, ["bench", str(tmp_path / "wide"), "--data", str(materialize()), "--repeat", "2"])
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RUNNER
+from tests.deploy_models import pooled_classifier
 from zoo.cli.main import app
 
 
@@ -22,16 +23,6 @@ def _save(net, folder: Path, shape: list) -> Path:  # type: ignore[no-untyped-de
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import paddle
 
-    class Classifier(paddle.nn.Layer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
-            self.fc = paddle.nn.Linear(4, 10)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            pooled = paddle.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
-            return paddle.nn.functional.softmax(self.fc(paddle.flatten(pooled, 1)))
-
     class DenseMap(paddle.nn.Layer):
         def __init__(self) -> None:
             super().__init__()
@@ -42,7 +33,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("wrong")
     paddle.seed(0)
-    return {"wide": _save(Classifier(), root / "wide", [None, 3, 48, 192]),
+    return {"wide": pooled_classifier(root / "wide", [None, 3, 48, 192]),
             "dense": _save(DenseMap(), root / "dense", [None, 3, 32, 32])}
 
 
