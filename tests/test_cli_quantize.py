@@ -200,3 +200,17 @@ def test_zoo_info_describes_a_model_folder(fp32: Path, tmp_path: Path) -> None:
     assert summary["records"]["zoo-quantize.json"]["model"] == str(fp32.resolve())
     text = runner.invoke(app, ["info", str(fp32)])
     assert text.exit_code == 0 and "FP32 Paddle inference model" in text.output
+
+
+def test_quantizable_layers_left_out_by_ops_are_reported(fp32: Path, tmp_path: Path) -> None:
+    from zoo.cli.quantize import left_out_ops
+    from zoo.modelfiles import find_model_files
+
+    x, _ = tiny_data(16)
+    np.save(tmp_path / "calib.npy", x)
+    left = left_out_ops(find_model_files(fp32), ("conv2d",))
+    assert left and "conv2d" not in left  # the tiny net's Linear layer (matmul_v2/mul) stays float under --ops conv2d
+    result = _quantize(str(fp32), "--calib-data", str(tmp_path / "calib.npy"), "--algo", "abs_max", "--ops", "conv2d",
+                       "--batch-size", "8", "--batch-nums", "2", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert "--ops leaves these quantizable layers in float" in result.text and next(iter(left)) in result.text

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import typer
 from rich.markup import escape
@@ -96,6 +96,10 @@ def quantize_cmd(
     began = time.time()
     calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums)
     warn_short_calibration(samples, batch_size, batch_nums)
+    left = left_out_ops(model, settings.ops)
+    if left:
+        err_console.print("[yellow]note:[/] --ops leaves these quantizable layers in float: "
+                          + escape(", ".join(f"{k} x{n}" for k, n in left.items())) + " (add them to --ops to quantize them)")
     if target is None:
         _plain_ptq(model, out, (calib, samples), settings, target_device, began, as_json)
         _record(out, model, settings, samples, None)
@@ -117,6 +121,19 @@ def _record(out: Path, model: ModelFiles, settings: PTQSettings, samples: int, t
     record = {"model": str(model.folder.resolve()), "model_sha256": model_sha256(model), "settings": settings.as_dict(),
               "calib_samples": samples, "search": None if target is None else dataclasses.asdict(target)}
     atomic_write_text(out / "zoo-quantize.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+# op types with weights that Paddle's post-training quantization can quantize
+WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
+
+
+def left_out_ops(model: ModelFiles, ops: Sequence[str]) -> Dict[str, int]:
+    """Quantizable op types the model has that `ops` leaves in float, with their counts."""
+    counts: Dict[str, int] = {}
+    for op in read_program(model).ops:
+        if op.type in WEIGHTED_OPS and op.type not in ops:
+            counts[op.type] = counts.get(op.type, 0) + 1
+    return counts
 
 
 def require_float_model(model: ModelFiles, command: str) -> None:
