@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zoo.deploy.lite import bench_nb, convert
-from zoo.program import ProgramInfo, read_program
+from zoo.program import ProgramInfo, image_shapes, read_program, square_side
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.modelcheck import check_model
 from zoo.deploy.toolchain import find_converter
@@ -364,7 +364,7 @@ def _check_data_fits(source: Source, info: ProgramInfo, data: Path) -> None:
     """--data scores classifiers on square crops of the size the source declares: refuse, before anything
     is timed, a model that takes other inputs or does not give (batch, classes) scores."""
     side = _data_side(source, info)
-    images = [spec.shape for spec in info.inputs if len(spec.shape) == 4]
+    images = image_shapes(info)
     hint = "Drop --data (the timings and the noise-input check still run), or score the model with its own data."
     if detection_contract(info) is None and (len(images) != 1 or len(info.inputs) != 1):
         raise UsageError("--data scores one-input classifiers; this model takes "
@@ -384,9 +384,7 @@ def _data_preprocess(source: Source) -> Preprocess:
 
 def _data_side(source: Source, info: ProgramInfo) -> int:
     """The side --data images are cropped to: the entry's, else the model's declared square side, else the default's."""
-    images = [spec.shape for spec in info.inputs if len(spec.shape) == 4]
-    declared = images[0][2] if len(images) == 1 and images[0][2] > 0 and images[0][2] == images[0][3] else None
-    return int(source.input_size or declared or _data_preprocess(source).crop)
+    return int(source.input_size or square_side(info) or _data_preprocess(source).crop)
 
 
 def _data_batches(source: Source, data: Path, max_samples: Optional[int]) -> List[tuple]:

@@ -107,8 +107,9 @@ def resolve_source(model: str, prefer: str = "int8", fetch_baseline: bool = Fals
             # OUT/fp32 or OUT/int8 of a reproduction: that model, with its run's recipe (data, preprocessing)
             return _from_reproduce(path.parent, path.name)
         files = find_model_files(path)  # ModelError with a hint when it is not a model
+        source_fp32 = _quantized_from(files.folder)  # read once: it decides both variants
         return Source(kind="folder", label=files.folder.resolve().name or "model", primary=files,
-                      fp32=_quantized_from(files.folder), int8=files if _quantized_from(files.folder) else None)
+                      fp32=source_fp32, int8=files if source_fp32 else None)
     try:
         return _from_recipe(model, prefer, fetch_baseline)
     except UnknownNameError as exc:

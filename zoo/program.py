@@ -218,10 +218,20 @@ def open_program(files: ModelFiles) -> Iterator[OpenProgram]:
             yield OpenProgram(program, feeds, fetches, executor, scope)
 
 
-def declared_side(files: ModelFiles) -> Optional[int]:
-    """The square H = W of the model's image input as its program declares it; None when dynamic."""
-    images = [spec.shape for spec in read_program(files).inputs if len(spec.shape) == 4]
+def image_shapes(info: ProgramInfo) -> List[Tuple[int, ...]]:
+    """The declared shapes of a program's image (rank-4) inputs."""
+    return [spec.shape for spec in info.inputs if len(spec.shape) == 4]
+
+
+def square_side(info: ProgramInfo) -> Optional[int]:
+    """The square H = W of the program's one image input as declared; None when dynamic, non-square or several."""
+    images = image_shapes(info)
     if len(images) != 1:
         return None
     h, w = int(images[0][2]), int(images[0][3])
     return h if h > 0 and h == w else None
+
+
+def declared_side(files: ModelFiles) -> Optional[int]:
+    """The square H = W of the model's image input as its program declares it; None when dynamic."""
+    return square_side(read_program(files))

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from zoo.errors import DataError, UsageError
 from zoo.modelfiles import ModelFiles
 from zoo.models.weights import load_pretrained
-from zoo.program import declared_side, read_program
+from zoo.program import image_shapes, read_program, square_side
 from zoo.protocol import calib_images_wanted, calib_split
 from zoo.quiet import silenced
 from zoo.quant.base import CALIBRATION
@@ -21,8 +21,9 @@ from zoo.data import resolve_data
 def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
     """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError,
     and so is a model that declares a fixed non-square input (the evaluation transform makes square inputs)."""
-    side = declared_side(files)
-    images = [spec.shape for spec in read_program(files).inputs if len(spec.shape) == 4]
+    info = read_program(files)  # parsed once: the square side and the non-square check both read it
+    side = square_side(info)
+    images = image_shapes(info)
     if side is None and len(images) == 1 and images[0][2] > 0 and images[0][3] > 0:
         h, w = images[0][2], images[0][3]
         raise UsageError(f"{files.model_file} takes {h}x{w} inputs; zoo eval's classification transform makes square "
