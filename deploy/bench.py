@@ -22,12 +22,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zoo.deploy.lite import bench_nb, convert
-from zoo.program import ProgramInfo, image_shapes, read_program, square_side
+from zoo.program import ProgramInfo, image_shapes, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.modelcheck import check_model
 from zoo.deploy.toolchain import find_converter
@@ -39,6 +39,8 @@ from zoo.deploy.paddle_worker import MARKER
 from zoo.deploy.onnx import export_onnx
 from zoo.deploy.runtimes import open_runtime
 from zoo.schema import Preprocess
+from zoo.data.folder_inputs import ImageChoices, folder_preprocess
+from zoo.data.transforms import InputSize
 
 BACKENDS = ("paddle", "lite", "onnxruntime", "openvino", "all")
 ONNX_BACKENDS = ("onnxruntime", "openvino")
@@ -154,11 +156,13 @@ def _variants(source: Source, info: ProgramInfo) -> List[tuple]:
 def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: int = 1, warmup: int = 5,
                 repeat: int = 50, device: DeviceLike = "cpu", tensorrt: bool = False,
                 opt_bin: Optional[Path] = None, data: Optional[Path] = None,
-                max_samples: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None) -> BenchResult:
+                max_samples: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None,
+                image_overrides: Optional[Mapping[str, Any]] = None) -> BenchResult:
     """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N").
 
     `data` (an ImageNet-layout folder) scores every INT8 path's top-1 and its agreement with Paddle's
-    fake-quant graph; `max_samples` scores an evenly spaced subsample. `input_size` (height, width) sizes
+    fake-quant graph; `max_samples` scores an evenly spaced subsample; `image_overrides` (Preprocess fields,
+    `resize_mode`) say how its images become inputs, as in `zoo eval`. `input_size` (height, width) sizes
     the inputs of a model with a dynamic height and width.
     """
     # long by its signature only (every option is declared there); the body is one job under 60 lines
@@ -191,8 +195,9 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
     for _name, files in variants:
         check_model(files)  # a corrupt file is named here, not by a worker's traceback (or a native crash)
     programs = {name: (files, read_program(files)) for name, files in variants}
+    checked_data = None  # checked before the timings, which a late refusal would throw away
     if data is not None:
-        _check_data_fits(source, info, data)  # before the timings, which a late refusal would throw away
+        checked_data = bench_data(source, info, data, image_overrides or {}, max_samples)
     inputs = make_inputs(info, batch=batch, size=source.fill, seed=1)
     if not target.is_gpu or backend != "paddle":
         result.notes.append(f"CPU INT8 instruction sets: {', '.join(cpu_flags()) or 'none found'}")
@@ -223,7 +228,7 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
             _bench_onnx(programs, inputs, runtimes, threads, warmup, repeat, batch, Path(tmp), result)
         if not target.is_gpu:
             try:
-                _check_int8(programs, threads, source, data, max_samples, Path(tmp), result)
+                _check_int8(programs, threads, source, checked_data, Path(tmp), result)
             except ZooError as exc:  # the timings above stand: say what could not be checked, and why
                 result.notes.append(f"the INT8 check could not run: {exc.message}")
     _compare(result)
@@ -285,8 +290,8 @@ def _bench_onnx(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], runtim
 CHECK_BATCH = 32  # noise inputs for the INT8 check: enough rows for an agreement rate to mean something
 
 
-def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: Optional[Path],
-                max_samples: Optional[int], workdir: Path, result: BenchResult) -> None:
+def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: Optional[BenchData],
+                workdir: Path, result: BenchResult) -> None:
     """Each timed INT8 path against Paddle's fake-quant graph: on noise inputs, and scored on `data` when given.
 
     Real images decide when they are given; noise inputs sit outside the calibrated ranges, so their
@@ -304,9 +309,9 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
     inputs = make_inputs(info, batch=CHECK_BATCH, size=source.fill, seed=2)
     reference = open_runtime("paddle", files, workdir / "ref", threads=threads)
     expected = run_chunked(reference, inputs)
-    batches = _data_batches(source, data, max_samples) if data is not None else None
+    batches = data.batches() if data is not None else None
     if batches is not None:
-        result.data = str(data)
+        result.data = str(data.folder)
         result.reference_top1, ref_top1 = _score(reference, batches)
     del reference
     for row in rows:  # one runtime in memory at a time: each is released before the next opens
@@ -335,7 +340,7 @@ def run_chunked(runner: Any, inputs: Sequence[np.ndarray], chunk: int = CHECK_CH
 
 
 def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: ProgramInfo, threads: int, source: Source,
-                           data: Optional[Path], result: BenchResult) -> None:
+                           data: Optional[BenchData], result: BenchResult) -> None:
     """A detector's INT8 paths against Paddle's fake-quant graph, box by box (zoo.evaluate.detection.match_detections)
     on real images of its data when at hand (decisive), else on generated inputs."""
     from zoo.deploy.validate import (INT8_DET_IOU, INT8_DET_MIN_MATCHED, INT8_DET_SCORE_TOL, paddle_detections,
@@ -343,10 +348,10 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
     from zoo.evaluate.detection import match_detections
 
     contract = detection_contract(info)
-    real = real_detection_inputs(source.recipe, info, data=data)
+    real = real_detection_inputs(source.recipe, info, data=data.folder if data is not None else None)
     inputs = real if real is not None else make_inputs(info, batch=8, size=source.fill, seed=2)
     if real is not None:
-        result.data = str(data) if data is not None else f"{source.label}'s data"
+        result.data = str(data.folder) if data is not None else f"{source.label}'s data"
     reference = paddle_detections(files, inputs, contract, threads=threads)
     for row in rows:
         if row.runtime != "paddle-int8":
@@ -360,42 +365,43 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
         row.check = {"data" if real is not None else "noise_inputs": found}
 
 
-def _check_data_fits(source: Source, info: ProgramInfo, data: Path) -> None:
-    """--data scores classifiers on square crops of the size the source declares: refuse, before anything
-    is timed, a model that takes other inputs or does not give (batch, classes) scores."""
-    side = _data_side(source, info)
-    images = image_shapes(info)
+@dataclass(frozen=True)
+class BenchData:
+    """--data, checked before anything is timed: the folder and how its images become the model's inputs."""
+
+    folder: Path
+    preprocess: Optional[Preprocess]  # None for a detector's COCO folder
+    size: Optional[InputSize]
+    max_samples: Optional[int]
+
+    def batches(self) -> List[tuple]:
+        """The preprocessed val images, in memory (labelled batches of 32)."""
+        from zoo.data.imagenet import ImageListDataset, iterate_batches
+        from zoo.data.transforms import eval_transform
+
+        assert self.preprocess is not None, "a classifier's --data"
+        dataset = ImageListDataset(self.folder, "val", eval_transform(self.preprocess, self.size), self.max_samples)
+        return list(iterate_batches(dataset, 32, 2))
+
+
+def bench_data(source: Source, info: ProgramInfo, data: Path, overrides: Mapping[str, Any],
+               max_samples: Optional[int]) -> BenchData:
+    """--data as `zoo eval` would read it for this model: the entry's preprocessing (or the folder's exported one,
+    or the ImageNet default) with the image flags, sized to the declared input. Refuses, before anything is timed,
+    a model that is not a one-input classifier or whose input the images cannot be made to fit."""
     hint = "Drop --data (the timings and the noise-input check still run), or score the model with its own data."
-    if detection_contract(info) is None and (len(images) != 1 or len(info.inputs) != 1):
+    if detection_contract(info) is not None:  # a COCO folder: its images are read by the detection check
+        return BenchData(Path(data).expanduser(), None, None, max_samples)
+    if len(image_shapes(info)) != 1 or len(info.inputs) != 1:
         raise UsageError("--data scores one-input classifiers; this model takes "
                          f"{[s.name for s in info.inputs]}", hint=hint)
-    if images and detection_contract(info) is None:
-        h, w = images[0][2], images[0][3]
-        if (h > 0 and h != side) or (w > 0 and w != side):
-            raise UsageError(f"--data images become {side}x{side} crops, the model takes "
-                             f"{'N' if h < 0 else h}x{'N' if w < 0 else w} inputs", hint=hint)
-
-
-def _data_preprocess(source: Source) -> Preprocess:
-    from zoo.data.transforms import DEFAULT_PREPROCESS
-
-    return Preprocess.model_validate(source.preprocess) if source.preprocess else DEFAULT_PREPROCESS
-
-
-def _data_side(source: Source, info: ProgramInfo) -> int:
-    """The side --data images are cropped to: the entry's, else the model's declared square side, else the default's."""
-    return int(source.input_size or square_side(info) or _data_preprocess(source).crop)
-
-
-def _data_batches(source: Source, data: Path, max_samples: Optional[int]) -> List[tuple]:
-    """The preprocessed val images of `data` (the source's preprocessing, else the ImageNet default), in memory."""
-    from zoo.data.imagenet import ImageListDataset, iterate_batches
-    from zoo.data.transforms import eval_transform
-
-    pre = _data_preprocess(source)
-    size = _data_side(source, read_program(source.int8 or source.primary))
-    dataset = ImageListDataset(Path(data).expanduser(), "val", eval_transform(pre, size), max_samples)
-    return list(iterate_batches(dataset, 32, 2))
+    files = source.int8 or source.primary
+    if source.preprocess:
+        base, asked = Preprocess.model_validate(source.preprocess), source.fill_size or source.input_size
+        pre, size = folder_preprocess(files, base, overrides, asked)
+    else:
+        pre, size = ImageChoices(source.fill_size, overrides).resolve(files)
+    return BenchData(Path(data).expanduser(), pre, size, max_samples)
 
 
 def _score(runner: Any, batches: Sequence[tuple]) -> tuple:

@@ -213,3 +213,38 @@ def test_a_recipe_carries_the_search_result_into_reproduce(models, data, tmp_pat
     with pytest.raises(Exception) as info:
         tiny_recipe("ptq", quant={**quant, "rounding": "stochastic"})
     assert "rounding" in str(info.value)
+
+
+def test_a_written_model_that_misses_a_simulated_target_sends_the_search_on(models, data, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The written model decides. Here Paddle's scoring of written models with every layer INT8 is replaced by
+    constant outputs (a test double standing for a written model that disagrees with its simulation): the
+    simulated all-INT8 trial meets the target, its written model misses it, so the search puts the most
+    damaging layer in float, writes again, and stops on a written model that meets it."""
+    import zoo.quant.search as search_module
+    from zoo.modelfiles import find_model_files
+    from zoo.program import read_program
+
+    real_outputs = search_module._outputs
+
+    def disagreeing(files, eval_data, device):  # type: ignore[no-untyped-def]
+        out = real_outputs(files, eval_data, device)
+        if len(read_program(files).quantized) == 3:  # every layer INT8: the written model "misses"
+            return np.zeros_like(out)
+        return out
+
+    monkeypatch.setattr(search_module, "_outputs", disagreeing)
+    calib, evaluation = data
+    out = tmp_path / "verified"
+    result = _run("quantize", str(models[0]), "--calib-data", str(calib), "--eval-data", str(evaluation),
+                  "--max-drop", "1", "--algo", "KL", "--ops", "conv2d,mul,matmul_v2", "--batch-size", "16",
+                  "--batch-nums", "4", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    checks = report["written_checks"]
+    assert [c["met"] for c in checks] == [False, True]
+    assert checks[0]["float_layers"] == 0 and checks[0]["simulated"] >= report["fp32"] - 1.0  # simulation met it
+    assert checks[1]["float_layers"] == 1 and report["met"] and len(report["float_layers"]) == 1
+    assert len(read_program(find_model_files(out)).quantized) == 2  # the folder holds the model that met it
+    x, y = np.load(evaluation)["x"], np.load(evaluation)["y"]
+    assert accuracy(out, x, y) >= accuracy(models[0], x, y) - 1.0  # scored independently of the search

@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo.data.imagenet import load_image
 from zoo.data.infer_cfg import read_infer_cfg
-from zoo.data.transforms import Transform, eval_transform
+from zoo.data.transforms import InputSize, Transform, eval_transform
 from zoo.device import DeviceLike
 from zoo.errors import UsageError
 from zoo.evaluate.run import recipe_model, resolve_target
@@ -39,7 +39,7 @@ class LoadedModel:
     files: ModelFiles
     task: str
     preprocess: Preprocess
-    input_size: Optional[int]
+    input_size: Optional[InputSize]  # a side, or (height, width)
     published: List[Dict[str, Any]]  # one row per published setting: input_size, INT8 and FP32 metrics (percent)
     provenance: Dict[str, Any]  # recipe, artifact role, url and sha256 of what was loaded (or the folder and its hash)
     recipe: Optional[Recipe] = None
@@ -119,8 +119,8 @@ def _load_folder(path: Path, device: DeviceLike) -> LoadedModel:
     files = find_model_files(path)
     task = task_of_model(files)
     exported = read_infer_cfg(files.folder)
-    pre = exported.preprocess if exported else task.folder_preprocess()
-    (size,) = task.folder_sizes(files, [exported.size] if exported else None, {})
+    pre, (size,) = task.folder_inputs(files, exported.preprocess if exported else task.folder_preprocess(),
+                                      [exported.size] if exported else None, {})
     provenance = {"folder": str(files.folder), "model_sha256": model_sha256(files),
                   "preprocess_source": str(exported.path) if exported else f"the {task.name} default"}
     return LoadedModel(files.folder.name, files, task.name, pre, size, [], provenance, None, device)

@@ -9,7 +9,7 @@ import re
 from enum import Enum
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -158,6 +158,11 @@ class Preprocess(Strict):
     resize_short: Optional[int] = Field(None, gt=0, description="resize the short side to this, keep aspect")
     resize: Optional[int] = Field(None, gt=0, description="resize to a square of this side, aspect not kept")
     crop: Optional[int] = Field(None, gt=0, description="center crop side")
+    resize_hw: Optional[Tuple[PositiveInt, PositiveInt]] = Field(
+        None, description="resize to height x width, aspect not kept (models with a non-square input)")
+    resize_pad: Optional[Tuple[PositiveInt, PositiveInt]] = Field(
+        None, description="resize to this height keeping the aspect, the width capped at the second value, then pad "
+                          "the right with zeros after normalization to that width (text classifiers and recognizers)")
     interpolation: Interpolation = Interpolation.bilinear
     scale: bool = Field(True, description="divide pixels by 255 before normalizing")
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -176,9 +181,25 @@ class Preprocess(Strict):
 
     @model_validator(mode="after")
     def _one_resize(self) -> "Preprocess":
-        if self.resize_short is not None and self.resize is not None:
-            raise ValueError("give `resize_short` or `resize`, not both")
+        given = [name for name in RESIZE_FIELDS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of {', '.join(RESIZE_FIELDS)}, not {' and '.join(given)}")
+        if self.crop is not None and (self.resize_hw is not None or self.resize_pad is not None):
+            raise ValueError("`crop` goes with `resize_short` (or alone), not with `resize_hw` or `resize_pad`")
         return self
+
+    def output_hw(self) -> Optional[Tuple[int, int]]:
+        """The (height, width) of the arrays this preprocessing makes; None when it depends on the image."""
+        if self.resize_hw is not None:
+            return self.resize_hw
+        if self.resize_pad is not None:
+            return self.resize_pad
+        side = self.crop or self.resize
+        return (side, side) if side else None
+
+
+# the ways of resizing a Preprocess knows, one of which it may use
+RESIZE_FIELDS = ("resize_short", "resize", "resize_hw", "resize_pad")
 
 
 class CropSampler(str, Enum):

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
+from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
 from zoo.cli.quantize import require_float_model, usage_checked, warn_short_calibration
 from zoo.cli.tables import compact_table, print_table
 from zoo.device import require_device
@@ -41,6 +42,12 @@ def analyze_cmd(
     ops: str = typer.Option("conv2d,depthwise_conv2d,mul", "--ops", help="Comma-separated op types to quantize."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for analysis.json and analysis.png."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP + " Sizes the images of a "
+                                             "data folder (or checks an array's)."),
+    channels: Optional[str] = CHANNELS,
+    resize: Optional[str] = RESIZE,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the analysis runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -56,14 +63,15 @@ def analyze_cmd(
     settings = usage_checked(PTQSettings, algo=algo, batch_size=batch_size, batch_nums=batch_nums,
                              hist_percent=hist_percent, ops=ops)
     usage_checked(SearchTarget, max_drop, metric or "top1", (algo,))  # the simulator models the algo; metric known
+    images = image_choices(input_size, channels, resize, mean, std)
     interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
     require_float_model(model, "analyze")
     if out is not None:  # checked before the analysis, which takes minutes
         out = prepare_out(out, sources=[model.folder], names=ANALYSIS_FILES, overwrite=overwrite)
-    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums, images)
     warn_short_calibration(samples, batch_size, batch_nums)
-    data = load_eval_data(eval_data, model, "val", eval_samples)
+    data = load_eval_data(eval_data, model, "val", eval_samples, images)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
     result = analyze(model, calib, data, settings, metric=metric, max_drop=max_drop, device=target_device, log=log)
     if out is not None:

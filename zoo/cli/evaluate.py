@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import typer
 
 from zoo.cli.common import console, err_console, handle_errors, print_json
+from zoo.cli.image_flags import CHANNELS, RESIZE, image_overrides, parse_input_size, square_or_hw
 from zoo.errors import UsageError
 from zoo.schema import Interpolation, Role
 from zoo.device import parse_device
@@ -36,19 +37,6 @@ def _sizes(sizes: Optional[str], size: Optional[int]) -> Optional[List[int]]:
     return values
 
 
-def _triple(text: Optional[str], flag: str) -> Optional[Tuple[float, float, float]]:
-    if text is None:
-        return None
-    parts: List[str] = [p for p in text.replace(",", " ").split() if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"{flag} takes three numbers, got {text!r}", hint=f"Example: {flag} 0.485,0.456,0.406") from None
-    if len(values) != 3:
-        raise UsageError(f"{flag} takes three numbers, got {len(values)}", hint=f"Example: {flag} 0.485,0.456,0.406")
-    return values  # type: ignore[return-value]
-
-
 @handle_errors
 def eval_cmd(
     model: str = typer.Argument(..., help="Zoo entry name (scores its default artifact) or a Paddle inference model folder."),
@@ -69,7 +57,10 @@ def eval_cmd(
                                 help="Classification: the runtime that scores the model: Paddle Inference (plain kernels, an INT8 model's fake-quant graph), its oneDNN INT8 path, the ONNX export on ONNX Runtime or OpenVINO, or the Lite x86 .nb (FP32)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Image decoding threads (0: decode inline)."),
     artifact: Optional[Role] = typer.Option(None, "--artifact", help="Which artifact of an entry to score (default: the entry's default)."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Evaluation input side (crop; resize for square-resize recipes)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Evaluation input: a side (crop; resize for "
+                                             "square-resize recipes), or H,W for a non-square model with --resize."),
+    channels: Optional[str] = CHANNELS,
+    resize: Optional[str] = RESIZE,
     resize_short: Optional[int] = typer.Option(None, "--resize-short", min=1, help="Override: resize the short side to N."),
     crop: Optional[int] = typer.Option(None, "--crop", min=1, help="Override: center crop side."),
     interpolation: Optional[Interpolation] = typer.Option(None, "--interpolation", help="Override: resize filter."),
@@ -96,21 +87,15 @@ def eval_cmd(
 
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown --runtime {runtime!r}", hint=f"Use one of {', '.join(RUNTIMES)}.")
-    overrides = {
-        "resize_short": resize_short,
-        "crop": crop,
-        "interpolation": interpolation,
-        "mean": _triple(mean, "--mean"),
-        "std": _triple(std, "--std"),
-        "scale": False if no_scale else None,
-    }
+    overrides = image_overrides(channels, resize, mean, std, resize_short=resize_short, crop=crop,
+                                interpolation=interpolation, scale=False if no_scale else None)
     if task is not None:
         from zoo.tasks import task_names
 
         if task not in task_names():
             raise UsageError(f"unknown --task {task!r}", hint=f"Known tasks: {', '.join(task_names())}.")
     opts = EvalOptions(data=data, split=split, max_samples=max_samples, batch_size=batch_size, threads=threads, device=target,
-                       input_size=input_size, role=artifact, mirror=mirror, num_workers=workers, overrides=overrides,
+                       input_size=square_or_hw(parse_input_size(input_size)), role=artifact, mirror=mirror, num_workers=workers, overrides=overrides,
                        task=task, sizes=_sizes(sizes, size), runtime=runtime)
     show = not as_json and err_console.is_terminal
     if show:

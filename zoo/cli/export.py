@@ -2,35 +2,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from zoo.cli.common import console, handle_errors, human_size, print_json
+from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_overrides, parse_input_size
 from zoo.deploy.export import export_model
 from zoo.deploy.bench import bench_model
 from zoo.device import parse_device
-from zoo.errors import UsageError
 
 
 def _num(v: Optional[float], fmt: str = "{:.3f}") -> str:
     return "–" if v is None else fmt.format(v)
-
-
-def parse_input_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    """--input-size: "H,W", "HxW" or one side N (square); None when not given."""
-    if text is None:
-        return None
-    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
-    try:
-        sides = [int(p) for p in parts]
-    except ValueError:
-        sides = []
-    if len(sides) not in (1, 2) or min(sides) < 1:
-        raise UsageError(f"--input-size takes H,W or one side, got {text!r}", hint="For example --input-size 48,192 or 224.")
-    return (sides[0], sides[-1])
 
 
 @handle_errors
@@ -45,7 +31,7 @@ def export_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Real images that validate the export: --target onnx, an ImageNet-layout folder; a detection model, "
                                                              "a COCO folder (val2017) for every target (digits entries use their bundled data)."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip validating the artifacts against the source."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W (or one side) of the generated validation inputs, for a model with a dynamic input size."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP + " Sizes the validation inputs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -122,7 +108,11 @@ def bench_cmd(
     opt_bin: Optional[Path] = typer.Option(None, "--opt-bin", help="Converter for the Lite x86 run."),
     data: Optional[Path] = typer.Option(None, "--data", help="ImageNet-layout folder: score each INT8 path's top-1 (val split) and its agreement with Paddle's fake-quant graph."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="With --data: score an evenly spaced subsample of N images."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W (or one side) of the inputs, for a model with a dynamic input size."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP),
+    channels: Optional[str] = CHANNELS,
+    resize: Optional[str] = RESIZE,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side, the fastest INT8 path named."""
@@ -131,7 +121,8 @@ def bench_cmd(
 
     result = bench_model(model, backend=backend.lower(), threads=threads, batch=batch, warmup=warmup,
                          repeat=repeat, device=target, tensorrt=tensorrt, opt_bin=opt_bin, data=data,
-                         max_samples=max_samples, input_size=parse_input_size(input_size))
+                         max_samples=max_samples, input_size=parse_input_size(input_size),
+                         image_overrides=image_overrides(channels, resize, mean, std))
     if as_json:
         print_json(result.as_dict())
         return

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
+from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
 from zoo.fsutil import atomic_write_text
@@ -20,7 +21,7 @@ from zoo.program import is_quant_op, read_program
 from zoo.quant.inputs import calibration_input, short_calibration
 from zoo.quant.settings import PTQSettings, SearchTarget
 from zoo.quant.ptq import quantize_static
-from zoo.quant.search import load_eval_data, search
+from zoo.quant.search import EvalData, load_eval_data, search
 
 EXIT_MISSED = 3  # the search finished but missed its target (the best model is still written)
 
@@ -62,6 +63,12 @@ def quantize_cmd(
     max_float: Optional[int] = typer.Option(None, "--max-float", min=0,
                                             help="With --max-drop: at most this many layers in float (default: half)."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP + " Sizes the images of a "
+                                             "data folder (or checks an array's)."),
+    channels: Optional[str] = CHANNELS,
+    resize: Optional[str] = RESIZE,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the calibration runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -88,13 +95,14 @@ def quantize_cmd(
                              skip=skip or (), rounding=rounding, bias_correction=bias_correction, engine=engine)
     target = None if max_drop is None else usage_checked(SearchTarget, max_drop, metric, tuple(algos),
                                                           max_float=max_float)
+    images = image_choices(input_size, channels, resize, mean, std)
     interrupt_on_sigterm()  # stopped like Ctrl-C: nothing half-written, no native traceback
     model = find_model_files(model_dir)
     require_float_model(model, "quantize")
     names = WRITTEN + ((REPORT_NAME,) if target is not None else ())
     out = prepare_out(out, sources=[model.folder], names=names, overwrite=overwrite)  # before any long work
     began = time.time()
-    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums)
+    calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums, images)
     warn_short_calibration(samples, batch_size, batch_nums)
     left = left_out_ops(model, settings.ops)
     if left:
@@ -105,7 +113,8 @@ def quantize_cmd(
         _record(out, model, settings, samples, None)
         record_written(out, names)
         return
-    met = _search(model, calib, eval_data, out, target, settings, eval_samples, target_device, as_json, quiet)
+    met = _search(model, calib, load_eval_data(eval_data, model, "val", eval_samples, images), out, target, settings,
+                  target_device, as_json, quiet)
     _record(out, model, settings, samples, target)
     record_written(out, names)  # a missed target still writes the best model
     if not met:
@@ -186,11 +195,10 @@ def _plain_ptq(model: ModelFiles, out: Path, calib_samples: Tuple[object, int], 
                       f"engine, {result['seconds']:.1f} s)")
 
 
-def _search(model: ModelFiles, calib: object, eval_data: Path, out: Path, target: SearchTarget, settings: PTQSettings,
-            eval_samples: Optional[int], device: Device, as_json: bool, quiet: bool) -> bool:
+def _search(model: ModelFiles, calib: object, data: EvalData, out: Path, target: SearchTarget, settings: PTQSettings,
+            device: Device, as_json: bool, quiet: bool) -> bool:
     """`zoo quantize --max-drop`: run the search, print what it chose; return whether the target was met."""
 
-    data = load_eval_data(eval_data, model, "val", eval_samples)
     log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
     result = search(model, calib, data, out, target, settings, device=device, log=log)
     r = result.report

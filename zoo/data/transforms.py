@@ -269,16 +269,20 @@ def _normalizer(pre: Preprocess) -> Normalize:
 
 
 def _compose(pre: Preprocess, steps: Sequence[Step]) -> Compose:
-    return Compose(steps, _normalizer(pre), keep_mode=Sizing(pre.sizing) is Sizing.paddleslim)
+    return Compose(steps, _normalizer(pre), keep_mode=Sizing(pre.sizing) is Sizing.paddleslim,
+                   pad_width=pre.resize_pad[1] if pre.resize_pad else None)
 
 
 class Compose:
-    """Bring the input to the backend's image type, apply the steps in order, then normalize."""
+    """Bring the input to the backend's image type, apply the steps in order, normalize, then pad the
+    width with zeros to `pad_width` (after normalization, so the padding is the mean pixel)."""
 
-    def __init__(self, steps: Sequence[Step], final: Normalize, keep_mode: bool = False) -> None:
+    def __init__(self, steps: Sequence[Step], final: Normalize, keep_mode: bool = False,
+                 pad_width: Optional[int] = None) -> None:
         self.steps = list(steps)
         self.final = final
         self.keep_mode = keep_mode
+        self.pad_width = pad_width
 
     @property
     def backend(self) -> Backend:
@@ -289,17 +293,43 @@ class Compose:
         img = _as_backend(img, self.backend, self.keep_mode)
         for step in self.steps:
             img = step(img)
-        return self.final(img)
+        arr = self.final(img)
+        if self.pad_width is None:
+            return arr
+        axis = 2 if self.final.layout == "CHW" else 1
+        missing = self.pad_width - arr.shape[axis]
+        if missing <= 0:
+            return arr
+        pad = [(0, 0)] * arr.ndim
+        pad[axis] = (0, missing)
+        return np.pad(arr, pad)
 
 
-def effective_preprocess(pre: Preprocess, input_size: Optional[int] = None) -> Preprocess:
-    """The preprocessing for another evaluation size.
+InputSize = Union[int, Tuple[int, int]]  # a square side, or (height, width)
+
+
+def effective_preprocess(pre: Preprocess, input_size: Optional[InputSize] = None) -> Preprocess:
+    """The preprocessing for another evaluation size: a side, or (height, width).
 
     Square-resize recipes (detection) resize to `input_size`; crop recipes crop `input_size` and
-    scale the short-side resize by the same ratio (256/224 stays 256/224).
+    scale the short-side resize by the same ratio (256/224 stays 256/224); `resize_hw` and
+    `resize_pad` take the (height, width). A non-square size needs one of the last two.
     """
     if input_size is None:
         return pre
+    if isinstance(input_size, tuple):
+        h, w = input_size
+        if pre.resize_hw is not None:
+            return pre.model_copy(update={"resize_hw": (h, w)})
+        if pre.resize_pad is not None:
+            return pre.model_copy(update={"resize_pad": (h, w)})
+        if h != w:
+            raise UsageError(f"a {h}x{w} input needs a resize that makes non-square inputs; this preprocessing "
+                             "makes square ones", hint="Pass --resize direct or --resize height-pad.")
+        input_size = h
+    if pre.resize_hw is not None or pre.resize_pad is not None:
+        field = "resize_hw" if pre.resize_hw is not None else "resize_pad"
+        return pre.model_copy(update={field: (input_size, input_size)})
     if pre.resize is not None:
         return pre.model_copy(update={"resize": input_size})
     if pre.crop is not None:
@@ -317,13 +347,25 @@ def _resize_steps(pre: Preprocess) -> List[Step]:
         # from dsize, so both give the same pixels
         side = (pre.resize, pre.resize)
         return [lambda img: _resize_to(img, side, interp)]
+    if pre.resize_hw is not None:
+        size = (pre.resize_hw[1], pre.resize_hw[0])  # the image libraries take (width, height)
+        return [lambda img: _resize_to(img, size, interp)]
+    if pre.resize_pad is not None:
+        height, width = pre.resize_pad
+        return [lambda img: _resize_to(img, height_fit(*image_size(img), height, width), interp)]
     if pre.resize_short is not None:
         short = pre.resize_short
         return [lambda img: resize_short(img, short, interp, sizing)]
     return []
 
 
-def eval_transform(pre: Preprocess, input_size: Optional[int] = None) -> Transform:
+def height_fit(w: int, h: int, height: int, max_width: int) -> Tuple[int, int]:
+    """(width, height) of a `w` x `h` image resized to `height` with its aspect kept, the width rounded up
+    and capped at `max_width` (the text-line convention: the rest of the width is padded)."""
+    return min(max_width, max(1, math.ceil(height * w / h))), height
+
+
+def eval_transform(pre: Preprocess, input_size: Optional[InputSize] = None) -> Transform:
     """The evaluation transform of a recipe: image -> float32 array (CHW unless the recipe says HWC)."""
     pre = effective_preprocess(pre, input_size)
     steps = _resize_steps(pre)
@@ -538,11 +580,33 @@ def apply_overrides(pre: Preprocess, overrides: Dict[str, Any]) -> Preprocess:
     if not given:
         return pre
     data = pre.model_dump()
+    mode = given.pop("resize_mode", None)
+    if mode is not None:
+        data.update(resize_mode_fields(pre, mode))
     if "resize_short" in given:
-        data["resize"] = None
+        data.update(resize=None, resize_hw=None, resize_pad=None)
     data.update(given)
     try:
         return Preprocess.model_validate(data)
     except PydanticValidationError as exc:  # a usage problem: name the flag's field and what is wrong
         raise UsageError(f"invalid preprocessing flags: {'; '.join(validation_messages(exc))}",
                          hint="See `zoo eval --help`.") from None
+
+
+# --resize: the resize a deployment uses, named as the command line names it
+RESIZE_MODES = ("short-crop", "direct", "height-pad")
+
+
+def resize_mode_fields(pre: Preprocess, mode: str) -> Dict[str, Any]:
+    """The Preprocess fields of resize `mode` at `pre`'s current output size (the model's size replaces it later):
+    short-crop (short side to size / 0.875, center crop), direct (resize to H x W), height-pad (resize to H, pad
+    the width)."""
+    h, w = pre.output_hw() or (pre.resize_short or 224,) * 2
+    cleared: Dict[str, Any] = dict.fromkeys(("resize_short", "resize", "resize_hw", "resize_pad", "crop"))
+    if mode == "short-crop":
+        return {**cleared, "resize_short": int(round(h / 0.875)), "crop": h}
+    if mode == "direct":
+        return {**cleared, "resize_hw": (h, w)}
+    if mode == "height-pad":
+        return {**cleared, "resize_pad": (h, w)}
+    raise UsageError(f"unknown --resize {mode!r}", hint=f"Use one of {', '.join(RESIZE_MODES)}.")

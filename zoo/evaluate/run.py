@@ -122,8 +122,8 @@ def evaluate_target(target: str, opts: EvalOptions,
                                  hint="Pass an ImageNet-layout folder (classification) or a COCO folder (detection).")
             data = Path(opts.data).expanduser()
             exported = read_infer_cfg(files.folder)  # an export folder's own preprocessing; flags still override it
-            pre = task.preprocess(exported.preprocess if exported else task.folder_preprocess(), opts.overrides)
-            sizes = task.folder_sizes(files, asked or ([exported.size] if exported else None), opts.overrides)
+            pre, sizes = task.folder_inputs(files, exported.preprocess if exported else task.folder_preprocess(),
+                                            asked or ([exported.size] if exported else None), opts.overrides)
             split = opts.split or task.folder_split
             result.update(model=str(files.folder), path=str(files.folder))
             if exported:

@@ -2,22 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from zoo.errors import DataError, ModelError
+from zoo.data.folder_inputs import ImageChoices
+from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
-from zoo.schema import Preprocess
 from zoo.predictor import Predictor
 
 Calib = Union[np.ndarray, Callable[[], Iterator[np.ndarray]]]
-CROP_RATIO = 0.875  # ImageNet eval: resize the short side to crop / 0.875, then center crop
-
-
-def imagenet_preprocess(side: int) -> Preprocess:
-    """The default ImageNet eval preprocessing for a square input of `side`."""
-    return Preprocess(resize_short=int(round(side / CROP_RATIO)), crop=side, interpolation="bilinear")
 
 
 def _declared(shape: List[int]) -> Tuple[Optional[int], Optional[int], Optional[int]]:
@@ -65,39 +59,66 @@ def load_array(path: Path, declared: List[int]) -> np.ndarray:
     return array
 
 
-def folder_batches(root: Path, declared: List[int], split: str, batch_size: int, batch_nums: int) -> Callable[[], Iterator[np.ndarray]]:
-    """Calibration batches from an ImageNet-layout folder with the default ImageNet eval transform."""
-    from zoo.data.imagenet import ImageListDataset, image_batches
+def folder_dataset(root: Path, model: ModelFiles, images: ImageChoices, split: str, max_samples: Optional[int]) -> Any:
+    """An ImageNet-layout folder's `split`, preprocessed as `zoo eval` would feed this model (its exported
+    preprocessing or the ImageNet default, the image flags, the declared input size)."""
+    from zoo.data.imagenet import ImageListDataset
     from zoo.data.transforms import eval_transform
 
-    c, h, w = _declared(declared)
-    if c not in (None, 3):
-        raise DataError(f"the model takes {c}-channel inputs; an image folder gives RGB", hint="Pass a .npy/.npz of ready inputs instead.")
-    if h is not None and w is not None and h != w:
-        raise DataError(f"the model takes {h}x{w} inputs; the ImageNet transform makes square crops", hint="Pass a .npy/.npz of ready inputs instead.")
-    side = h or w or 224
-    dataset = ImageListDataset(Path(root), split, eval_transform(imagenet_preprocess(side)), batch_size * batch_nums)
+    channels = _declared(read_program_input(model))[0]
+    if channels not in (None, 3, 1):
+        raise DataError(f"the model takes {channels}-channel inputs; an image folder gives RGB",
+                        hint="Pass a .npy/.npz of ready inputs instead.")
+    pre, size = images.resolve(model)
+    return ImageListDataset(Path(root), split, eval_transform(pre, size), max_samples)
+
+
+def folder_batches(root: Path, model: ModelFiles, images: ImageChoices, split: str, batch_size: int,
+                   batch_nums: int) -> Callable[[], Iterator[np.ndarray]]:
+    """Calibration batches from an ImageNet-layout folder (see `folder_dataset`)."""
+    from zoo.data.imagenet import image_batches
+
+    dataset = folder_dataset(root, model, images, split, batch_size * batch_nums)
     batches = image_batches(dataset, batch_size)
     batches.samples = len(dataset)  # type: ignore[attr-defined]  # what calibration_input reports
     return batches
 
 
-def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int, batch_nums: int) -> Tuple[Calib, int]:
-    """(an array or a batch callable for zoo.quant.ptq.quantize_static, the number of samples it gives, at most
-    batch_size x batch_nums); one batch is run through the model first."""
+def read_program_input(model: ModelFiles) -> List[int]:
+    """The declared shape of the model's input (the first feed)."""
     from zoo.quant.base import model_input
 
+    return model_input(model)[1]
+
+
+def sized(declared: List[int], images: ImageChoices) -> List[int]:
+    """The declared input shape with --input-size filling (and checked against) its height and width."""
+    if images.size is None or len(declared) != 4:
+        return declared
+    h, w = images.size if isinstance(images.size, tuple) else (images.size, images.size)
+    for got, need, name in ((h, declared[2], "height"), (w, declared[3], "width")):
+        if need and int(need) > 0 and int(need) != got:
+            raise UsageError(f"--input-size {h}x{w} contradicts the model's declared input {list(declared)} ({name})",
+                             hint="Drop --input-size: the declared size is used.")
+    return [declared[0], declared[1], h, w]
+
+
+def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int, batch_nums: int,
+                      images: ImageChoices = ImageChoices()) -> Tuple[Calib, int]:
+    """(an array or a batch callable for zoo.quant.ptq.quantize_static, the number of samples it gives, at most
+    batch_size x batch_nums); one batch is run through the model first. `images` says how a folder's images
+    become inputs (and --input-size checks an array's)."""
     data = Path(data).expanduser()
     if not data.exists():
         raise DataError(f"calibration data {data} does not exist")
-    _, declared = model_input(model)
+    declared = sized(read_program_input(model), images)
     if data.is_file():
         if data.suffix not in (".npy", ".npz"):
             raise DataError(f"{data} is neither a folder nor a .npy/.npz file")
         calib: Calib = load_array(data, declared)
         probe = calib[: min(len(calib), 2)]
     else:
-        calib = folder_batches(data, declared, split, batch_size, batch_nums)
+        calib = folder_batches(data, model, images, split, batch_size, batch_nums)
         probe = next(iter(calib()))[:2]
     Predictor(model).run(probe)  # a shape the model rejects fails here with a clear ModelError
     samples = len(calib) if isinstance(calib, np.ndarray) else int(getattr(calib, "samples"))

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zoo.device import DeviceLike
+from zoo.data.folder_inputs import ImageChoices
 from zoo.errors import DataError, QuantizeError
 from zoo.fsutil import atomic_write_bytes
 from zoo.modelcheck import check_model, load_inference_program
@@ -79,24 +80,20 @@ class SearchResult:
     trials: List[Trial] = field(default_factory=list)
 
 
-def load_eval_data(path: Path, files: ModelFiles, split: str = "val", max_samples: Optional[int] = None) -> EvalData:
+def load_eval_data(path: Path, files: ModelFiles, split: str = "val", max_samples: Optional[int] = None,
+                   images: ImageChoices = ImageChoices()) -> EvalData:
     """An `.npz` with `x` (N, C, H, W) float32 and `y` (N,) integer labels (or a `.npy` of inputs, unlabelled),
-    or an ImageNet-layout folder read with the ImageNet eval transform at the model's input size."""
-    from zoo.quant.base import model_input
-    from zoo.quant.inputs import folder_batches, load_array
+    or an ImageNet-layout folder preprocessed as `images` says for this model (zoo.quant.inputs.folder_dataset)."""
+    from zoo.quant.inputs import folder_dataset, load_array, read_program_input, sized
 
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"evaluation data {path} does not exist")
-    _, declared = model_input(files)
+    declared = sized(read_program_input(files), images)
     if path.is_dir():
-        from zoo.data.imagenet import ImageListDataset, iterate_batches
-        from zoo.data.transforms import eval_transform
-        from zoo.quant.inputs import _declared, imagenet_preprocess
+        from zoo.data.imagenet import iterate_batches
 
-        folder_batches(path, declared, split, 1, 1)  # the same checks as calibration folders
-        side = _declared(declared)[1] or 224
-        dataset = ImageListDataset(path, split, eval_transform(imagenet_preprocess(side)), max_samples)
+        dataset = folder_dataset(path, files, images, split, max_samples)
         if len(dataset) == 0:
             raise DataError(f"{path} has no {split} images", hint="Pass a folder with a val split (or --split).")
         xs, ys = zip(*iterate_batches(dataset, 64))
@@ -283,19 +280,104 @@ def search(
     chosen, ranking = _choose(session, target, cap, timings, model, calib, device)
     timings["trials"] = time.perf_counter() - t - timings.get("adaround", 0.0)
 
-    # the chosen settings, written by the plain PTQ path and scored by Paddle Inference
+    # the chosen settings, written by the plain PTQ path and scored by Paddle Inference: the written model decides
     t = time.perf_counter()
-    floats_idx = [l.index for l in sim.layers if l.name in chosen.float_layers]
-    written_settings = settings.replace(algo=chosen.algo, rounding=chosen.rounding,
-                                        bias_correction=chosen.bias_correction, skip=_skip_patterns(sim, floats_idx))
-    written = quantize_static(model, out_dir, calib, written_settings, device=device)
-    final_score = scorer.score(_outputs(written, eval_data, device))
+    writer = _Writer(model, out_dir, calib, settings, session, eval_data, device)
+    chosen = _verified(writer, chosen, ranking, cap, target)
+    written, final_score, written_settings = writer.best(chosen)
     timings["final"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - began
     report = _search_report(model, written, eval_data, sim, scorer, final_score, chosen, ranking, target, cap,
                             written_settings, session, timings)
+    report["written_checks"] = writer.checks
     atomic_write_bytes(written.folder / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     return SearchResult(report["met"], report, written, session.trials)
+
+
+MAX_WRITTEN = 8  # written models a search scores at most: each is a full calibration and a Paddle Inference run
+
+
+class _Writer:
+    """Writes a trial's settings with the plain PTQ path into the output folder and scores the written model;
+    every check is kept (`checks`), and the best written score by trial."""
+
+    def __init__(self, model: ModelFiles, out_dir: Path, calib: Any, settings: PTQSettings, session: "_Session",
+                 eval_data: EvalData, device: DeviceLike) -> None:
+        self.model, self.out_dir, self.calib, self.settings = model, out_dir, calib, settings
+        self.session, self.eval_data, self.device = session, eval_data, device
+        self.checks: List[Dict[str, Any]] = []
+        self.scores: Dict[Tuple[str, str, bool, Tuple[str, ...]], float] = {}
+        self.current: Optional[Tuple[Any, ...]] = None  # (key, files, settings) of what the folder holds now
+
+    @staticmethod
+    def key(trial: Trial) -> Tuple[str, str, bool, Tuple[str, ...]]:
+        return trial.algo, trial.rounding, trial.bias_correction, tuple(trial.float_layers)
+
+    def settings_of(self, trial: Trial) -> PTQSettings:
+        sim = self.session.sim
+        floats = [l.index for l in sim.layers if l.name in trial.float_layers]
+        return self.settings.replace(algo=trial.algo, rounding=trial.rounding, bias_correction=trial.bias_correction,
+                                     skip=_skip_patterns(sim, floats))
+
+    def write(self, trial: Trial) -> float:
+        """Write `trial` and return the written model's score."""
+        chosen = self.settings_of(trial)
+        files = quantize_static(self.model, self.out_dir, self.calib, chosen, device=self.device)
+        score = self.session.scorer.score(_outputs(files, self.eval_data, self.device))
+        drop = self.session.scorer.fp32_score - score
+        met = drop <= self.session.max_drop + 1e-9
+        self.scores[self.key(trial)] = score
+        self.current = (self.key(trial), files, chosen)
+        self.checks.append({"algo": trial.algo, "rounding": trial.rounding, "bias_correction": trial.bias_correction,
+                            "float_layers": len(trial.float_layers), "simulated": round(trial.metric, 4),
+                            "written": round(score, 4), "drop": round(drop, 4), "met": met})
+        self.session.log(f"written model: {trial.algo}, {len(trial.float_layers)} float -> {self.session.scorer.metric} "
+                         f"{score:.2f} (drop {drop:.2f}; simulated {trial.metric:.2f}){'  met' if met else ''}")
+        return score
+
+    def met(self, trial: Trial) -> bool:
+        return self.session.scorer.fp32_score - self.scores[self.key(trial)] <= self.session.max_drop + 1e-9
+
+    def best(self, trial: Trial) -> Tuple[ModelFiles, float, PTQSettings]:
+        """`trial` written in the folder (written again if a later check replaced it), its score and settings."""
+        if self.current is None or self.current[0] != self.key(trial):
+            self.write(trial)
+        assert self.current is not None
+        return self.current[1], self.scores[self.key(trial)], self.current[2]
+
+
+def _verified(writer: _Writer, chosen: Trial, ranking: List[Dict[str, Any]], cap: int, target: SearchTarget) -> Trial:
+    """The trial whose written model meets the target, trusting only written models: when the chosen trial's
+    simulation met the target and its written model does not, more layers go float (in rank order, within the
+    float budget), then the other trials that met in simulation are written; else the best written one."""
+    writer.write(chosen)
+    if writer.met(chosen) or not chosen.met:
+        return chosen
+    session, sim = writer.session, writer.session.sim
+    candidates: List[Trial] = []
+    ranked = ranking or session.rank_layers(chosen.algo, chosen.rounding, chosen.bias_correction)
+    floats = [l.index for l in sim.layers if l.name in chosen.float_layers]
+    for entry in ranked:
+        if len(floats) >= cap or len(writer.checks) >= MAX_WRITTEN:
+            break
+        if entry["index"] in floats:
+            continue
+        floats.append(entry["index"])
+        trial = session.trial("written fallback", chosen.algo, chosen.rounding, chosen.bias_correction, floats)
+        writer.write(trial)
+        candidates.append(trial)
+        if writer.met(trial):
+            return trial
+    others = sorted((t for t in session.trials if t.met and writer.key(t) not in writer.scores),
+                    key=lambda t: (len(t.float_layers), -t.metric))
+    for trial in others:
+        if len(writer.checks) >= MAX_WRITTEN:
+            break
+        writer.write(trial)
+        candidates.append(trial)
+        if writer.met(trial):
+            return trial
+    return max([chosen, *candidates], key=lambda t: writer.scores[writer.key(t)])
 
 
 def _collected_sim(model: ModelFiles, calib: Any, settings: PTQSettings, device: DeviceLike, who: str,

@@ -84,8 +84,10 @@ class TaskData(ABC):
         """The input sides an entry is scored at (`asked`, else the task's default for the recipe)."""
 
     @abstractmethod
-    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
-        """The input sides a model folder is scored at (None: the preprocessing's own)."""
+    def folder_inputs(self, files: ModelFiles, base: Preprocess, asked: Optional[Sequence[Any]],
+                      overrides: Mapping[str, Any]) -> Tuple[Preprocess, List[Optional[Any]]]:
+        """(the preprocessing, the input sizes) a model folder is scored with: `base` with the command-line
+        overrides; a size is a side or (height, width), None for the preprocessing's own."""
 
     @abstractmethod
     def eval_dataset(self, root: Path, split: str, pre: Preprocess, size: Optional[int],

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from zoo.errors import DataError, UsageError
 from zoo.modelfiles import ModelFiles
 from zoo.models.weights import load_pretrained
-from zoo.program import image_shapes, read_program, square_side
+from zoo.data.folder_inputs import folder_preprocess, size_label
 from zoo.protocol import calib_images_wanted, calib_split
 from zoo.quiet import silenced
 from zoo.quant.base import CALIBRATION
@@ -16,25 +16,6 @@ from zoo.tasks import register_task
 from zoo.tasks.base import ModelTask, ScoreOptions
 from zoo.models import save_inference
 from zoo.data import resolve_data
-
-
-def folder_input_size(files: ModelFiles, input_size: Optional[int], crop: Optional[int]) -> Optional[int]:
-    """The evaluation side of a model folder: the one it declares; a contradicting request is a UsageError,
-    and so is a model that declares a fixed non-square input (the evaluation transform makes square inputs)."""
-    info = read_program(files)  # parsed once: the square side and the non-square check both read it
-    side = square_side(info)
-    images = image_shapes(info)
-    if side is None and len(images) == 1 and images[0][2] > 0 and images[0][3] > 0:
-        h, w = images[0][2], images[0][3]
-        raise UsageError(f"{files.model_file} takes {h}x{w} inputs; zoo eval's classification transform makes square "
-                         "crops, so its score would be of other inputs than the model was made for",
-                         hint="Score this model with its own preprocessing (e.g. Paddle Inference on your own inputs).")
-    asked = input_size or crop
-    if side is not None and asked is not None and asked != side:
-        flag = "--input-size" if input_size else "--crop"
-        raise UsageError(f"{flag} {asked} contradicts the model's declared {side}x{side} input ({files.model_file})",
-                         hint=f"Drop {flag}: the declared size is used, or export the model with a dynamic input.")
-    return input_size or side
 
 
 def has_split(root: Path, split: str) -> bool:
@@ -47,7 +28,7 @@ def has_split(root: Path, split: str) -> bool:
         return False
 
 
-def _one_size(asked: Optional[Sequence[int]]) -> Optional[int]:
+def _one_size(asked: Optional[Sequence[Any]]) -> Optional[Any]:
     if asked and len(asked) > 1:
         raise UsageError(f"a classification model is scored at one input size, got {list(asked)}",
                          hint="Pass one --input-size.")
@@ -82,8 +63,10 @@ class ClassificationTask(ModelTask):
     def entry_sizes(self, recipe: Recipe, asked: Optional[Sequence[int]]) -> List[int]:
         return [_one_size(asked) or recipe.headline().input_size]
 
-    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
-        return [folder_input_size(files, _one_size(asked), overrides.get("crop"))]
+    def folder_inputs(self, files: ModelFiles, base: Preprocess, asked: Optional[Sequence[Any]],
+                      overrides: Mapping[str, Any]) -> Tuple[Preprocess, List[Optional[Any]]]:
+        pre, size = folder_preprocess(files, base, overrides, _one_size(asked))
+        return pre, [size]
 
     def eval_dataset(self, root: Path, split: str, pre: Preprocess, size: Optional[int],
                      max_samples: Optional[int]) -> Any:
@@ -102,8 +85,9 @@ class ClassificationTask(ModelTask):
                                                 threads=opts.threads, device=opts.device, progress=opts.progress,
                                                 origin=dataset.origin_of_label, runtime=opts.runtime))
         final = effective_preprocess(pre, size)
-        metrics.update(input_size=final.crop or final.resize or final.resize_short,
-                       preprocess=final.model_dump(mode="json"))
+        hw = final.output_hw()
+        shown = size_label(hw[0] if hw and hw[0] == hw[1] else hw) if hw else str(final.resize_short)
+        metrics.update(input_size=int(shown) if shown.isdigit() else shown, preprocess=final.model_dump(mode="json"))
         return metrics
 
     def summarize(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -104,7 +104,14 @@ class DetectionTask(ModelTask):
     def entry_sizes(self, recipe: Recipe, asked: Optional[Sequence[int]]) -> List[int]:
         return list(dict.fromkeys(asked)) if asked else [row.input_size for row in recipe.published]
 
-    def folder_sizes(self, files: ModelFiles, asked: Optional[Sequence[int]], overrides: Mapping[str, Any]) -> List[Optional[int]]:
+    def folder_inputs(self, files: ModelFiles, base: Preprocess, asked: Optional[Sequence[Any]],
+                      overrides: Mapping[str, Any]) -> Tuple[Preprocess, List[Optional[Any]]]:
+        return self.preprocess(base, overrides), self._folder_sides(files, asked)
+
+    def _folder_sides(self, files: ModelFiles, asked: Optional[Sequence[Any]]) -> List[Optional[int]]:
+        if any(isinstance(a, tuple) and a[0] != a[1] for a in asked or ()):
+            raise UsageError("a detector is scored on square inputs", hint="Pass one side, e.g. --size 608.")
+        asked = [a[0] if isinstance(a, tuple) else a for a in asked or ()]
         if asked:
             return list(dict.fromkeys(asked))
 
