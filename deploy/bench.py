@@ -22,7 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -80,9 +80,16 @@ class BenchResult:
     data: Optional[str] = None
     reference_top1: Optional[float] = None  # Paddle's fake-quant INT8 graph on `data`
     fastest: Optional[Dict[str, Any]] = None
+    on_row: Optional[Callable[["BenchRow"], None]] = field(default=None, repr=False)  # each row as it is measured
+
+    def add(self, row: "BenchRow") -> None:
+        """Keep a measured row and report it now, so that a later failure loses nothing already measured."""
+        self.rows.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
 
     def as_dict(self) -> Dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "rows"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("rows", "on_row")}
         data["rows"] = [r.as_dict() for r in self.rows]
         return data
 
@@ -157,7 +164,8 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
                 repeat: int = 50, device: DeviceLike = "cpu", tensorrt: bool = False,
                 opt_bin: Optional[Path] = None, data: Optional[Path] = None,
                 max_samples: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None,
-                image_overrides: Optional[Mapping[str, Any]] = None) -> BenchResult:
+                image_overrides: Optional[Mapping[str, Any]] = None,
+                on_row: Optional[Callable[[BenchRow], None]] = None) -> BenchResult:
     """Benchmark MODEL (recipe, reproduce folder, model folder or an x86 .nb file) on `device` ("cpu", "gpu:N").
 
     `data` (an ImageNet-layout folder) scores every INT8 path's top-1 and its agreement with Paddle's
@@ -182,7 +190,8 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
             raise UsageError(f"{name} must be at least 1")
     if warmup < 0:
         raise UsageError("--warmup must be 0 or more")
-    result = BenchResult(model=model, batch=batch, threads=threads, warmup=warmup, repeat=repeat, device=str(target))
+    result = BenchResult(model=model, batch=batch, threads=threads, warmup=warmup, repeat=repeat, device=str(target),
+                         on_row=on_row)
     path = Path(model).expanduser()
     if path.suffix == ".nb" and path.is_file():
         raise UsageError("a .nb file has no declared input shape here",
@@ -219,7 +228,7 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
                 used = (row.kernels or {}).get("onednn_int8_ops", 0)
                 row.note = (f"oneDNN INT8 kernels used ({used} ops)" if used else
                             "oneDNN INT8 kernels were NOT used: this runs the fake-quant ops in FP32")
-            result.rows.append(row)
+            result.add(row)
     if backend in ("lite", "all"):
         _bench_lite(programs, inputs, warmup, repeat, batch, opt_bin, result)
     with tempfile.TemporaryDirectory(prefix="zoo-onnx-bench-") as tmp:
@@ -273,7 +282,7 @@ def _bench_onnx(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], runtim
             conversion = export_onnx(files, workdir / f"{name}.onnx", workdir / f"{name}-work", info=prog)
         except ExportError as exc:
             for runtime in runtimes:
-                result.rows.append(BenchRow(variant=name, backend=onnx_label(runtime), runtime=runtime,
+                result.add(BenchRow(variant=name, backend=onnx_label(runtime), runtime=runtime,
                                             note=f"not run: the ONNX export failed: {exc.message.splitlines()[0]}"))
             continue
         for runtime in runtimes:
@@ -284,7 +293,7 @@ def _bench_onnx(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], runtim
             if prog.is_int8:
                 row.note = "QDQ ONNX" + (" (legacy fake-quant rewritten as quantize_linear, same scales)"
                                          if conversion.rewritten_legacy else "")
-            result.rows.append(row)
+            result.add(row)
 
 
 CHECK_BATCH = 32  # noise inputs for the INT8 check: enough rows for an agreement rate to mean something
@@ -329,12 +338,19 @@ def _check_int8(programs: Dict[str, tuple], threads: int, source: Source, data: 
 
 
 CHECK_CHUNK = 4  # inputs per run of the INT8 check: its activations, not its 32 inputs, set the peak memory
+# ... at most this many input values per run: 4 inputs of 3x320x320 (1.3 GB peak for a 32-channel net there);
+# a 640x640 input runs alone (benchmarks/bench_check_memory.py: 4.8 GB at 4 per run, see the README)
+CHECK_VALUES = 4 * 3 * 320 * 320
 
 
-def run_chunked(runner: Any, inputs: Sequence[np.ndarray], chunk: int = CHECK_CHUNK) -> List[np.ndarray]:
+def run_chunked(runner: Any, inputs: Sequence[np.ndarray], chunk: Optional[int] = None) -> List[np.ndarray]:
     """`runner.run(inputs)` a few samples at a time, outputs joined along the batch: the same numbers as one
-    run (each sample is computed on its own), at a fraction of the memory of a large batch."""
+    run (each sample is computed on its own), at a fraction of the memory of a large batch. The default chunk
+    is CHECK_CHUNK samples, fewer for large inputs (at most CHECK_VALUES input values per run)."""
     n = len(inputs[0])
+    if chunk is None:
+        per_sample = sum(int(np.prod(x.shape[1:])) for x in inputs)
+        chunk = max(1, min(CHECK_CHUNK, CHECK_VALUES // max(per_sample, 1)))
     parts = [runner.run([np.ascontiguousarray(x[i:i + chunk]) for x in inputs]) for i in range(0, n, chunk)]
     return [np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in range(len(parts[0]))]
 
@@ -471,7 +487,7 @@ def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup
                 opt_bin: Optional[Path], result: BenchResult) -> None:
     for name, (files, prog) in programs.items():
         if prog.is_int8:
-            result.rows.append(BenchRow(variant=name, backend="lite-x86", note=(
+            result.add(BenchRow(variant=name, backend="lite-x86", note=(
                 "not run: Lite's x86 backend does not run INT8 models (NaN); the INT8 .nb is for arm")))
             continue
         with tempfile.TemporaryDirectory(prefix="zoo-lite-bench-") as tmp:
@@ -479,7 +495,7 @@ def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup
             row = BenchRow(variant=name, backend="lite-x86", file_size=nb.stat().st_size)
             _stats(row, bench_nb(nb, inputs, warmup, repeat), batch)
             row.note = "threads: Lite's default (the Python MobileConfig has no thread setting)"
-            result.rows.append(row)
+            result.add(row)
 
 
 def _compare(result: BenchResult) -> None:

@@ -77,7 +77,23 @@ def metadata(source: ModelFiles, info: ProgramInfo, source_hash: str, extra: Dic
     return data
 
 
+def produced_by() -> Dict[str, str]:
+    """The versions of what wrote an export: the zoo, Paddle and PaddleSlim (converters are named per artifact)."""
+    from importlib import metadata as importlib_metadata
+
+    import zoo
+
+    found = {"zoo": zoo.__version__}
+    for name in ("paddlepaddle", "paddlepaddle-gpu", "paddleslim"):
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def write_metadata(out_dir: Path, data: Dict[str, Any]) -> Path:
+    """zoo_export.json: `data` and the versions that produced the export (`produced_by`)."""
     path = out_dir / METADATA_NAME
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    path.write_text(json.dumps({**data, "produced_by": produced_by()}, indent=2, default=str) + "\n", encoding="utf-8")
     return path

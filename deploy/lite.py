@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import errno
+import functools
 import os
 import re
 import signal
@@ -198,6 +199,36 @@ def _run_worker(args: List[str], what: str, timeout: float = 900) -> subprocess.
     return proc
 
 
+def nb_opt_version(nb: Path) -> Optional[str]:
+    """The opt version a `.nb` file was written by, from its header (a 2-byte meta version, then the version
+    string in 16 bytes); None when the header holds none."""
+    with open(nb, "rb") as fh:
+        head = fh.read(18)
+    text = head[2:18].split(b"\0", 1)[0].decode("ascii", "replace").strip()
+    return text if re.fullmatch(r"v?\d+\.\d+[\w.\-]*", text) else None
+
+
+@functools.lru_cache(maxsize=1)
+def x86_runtime_version() -> str:
+    """The version of the Lite runtime that runs x86 `.nb` files here (the x86 toolchain's paddlelite)."""
+    from zoo.deploy.toolchain import find_converter
+
+    return converter_version(find_converter("x86"))
+
+
+def _same_version(a: str, b: str) -> bool:
+    return a.lstrip("v") == b.lstrip("v")
+
+
+def require_runtime_match(nb: Path) -> None:
+    """Refuse an x86 `.nb` written by another opt version than the runtime's: mismatched pairs warn, then fail
+    or return nothing (Paddle Lite reports it only as a warning)."""
+    written, runtime = nb_opt_version(nb), x86_runtime_version()
+    if written is not None and runtime != "unknown" and not _same_version(written, runtime):
+        raise ExportError(f"{nb.name} was written by Paddle Lite opt {written}; the x86 runtime here is {runtime}",
+                          hint="Convert the model again with this toolchain (`zoo export --target lite --arch x86`).")
+
+
 def run_nb(nb: Path, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
     """Run an x86 `.nb` with Lite's own MobileConfig runtime (the x86 toolchain) on one batch."""
     return run_nb_lod(nb, inputs)[0]
@@ -205,6 +236,7 @@ def run_nb(nb: Path, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
 
 def run_nb_lod(nb: Path, inputs: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], List[List[List[int]]]]:
     """Like run_nb, with each output's LoD (offsets per level; [] for a plain tensor), as Predictor.output_lods."""
+    require_runtime_match(nb)
     with tempfile.TemporaryDirectory(prefix="zoo-lite-") as tmp:
         src, dst = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         _save_inputs(inputs, src)
@@ -220,6 +252,7 @@ def run_nb_lod(nb: Path, inputs: Sequence[np.ndarray]) -> Tuple[List[np.ndarray]
 
 def bench_nb(nb: Path, inputs: Sequence[np.ndarray], warmup: int, repeat: int) -> dict:
     """Time an x86 `.nb` in the x86 toolchain: latencies (ms) and the process's peak RSS (KiB)."""
+    require_runtime_match(nb)
     with tempfile.TemporaryDirectory(prefix="zoo-lite-") as tmp:
         src = Path(tmp) / "inputs.npz"
         _save_inputs(inputs, src)

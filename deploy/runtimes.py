@@ -5,7 +5,8 @@
 
 `paddle` is Paddle Inference with plain kernels (an INT8 model runs its fake-quant graph), `paddle-int8`
 Paddle Inference with oneDNN and its INT8 kernels, `onnxruntime` / `openvino` the ONNX file `zoo export
---target onnx` writes (made here the same way), `lite` the x86 `.nb` run by Paddle Lite (FP32 only).
+--target onnx` writes (made here the same way), `lite` the x86 `.nb` run by Paddle Lite (FP32 only), `paddle3`
+Paddle Inference 3.x (plain kernels) in the environment `make setup` builds for it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from zoo.modelfiles import ModelFiles
 from zoo.predictor import Predictor
 from zoo.program import read_program
 
-RUNTIMES = ("paddle", "paddle-int8", "onnxruntime", "openvino", "lite")
+RUNTIMES = ("paddle", "paddle-int8", "onnxruntime", "openvino", "lite", "paddle3")
 
 
 class Runner:
@@ -32,6 +33,14 @@ class Runner:
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the runtime holds beyond this process (a worker); nothing for in-process runtimes."""
+
+    def output_lods(self) -> List[List[List[int]]]:
+        """The LoD of each output of the last run (as Predictor.output_lods): where each image's boxes start in a
+        legacy detector's one output tensor. Runtimes without LoD return none."""
+        return []
+
 
 class _PaddleRunner(Runner):
     def __init__(self, files: ModelFiles, threads: int, device: DeviceLike, int8: bool) -> None:
@@ -41,6 +50,9 @@ class _PaddleRunner(Runner):
 
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         return self._predictor.run(list(inputs))
+
+    def output_lods(self) -> List[List[List[int]]]:
+        return self._predictor.output_lods()
 
 
 class _OnnxRunner(Runner):
@@ -69,9 +81,87 @@ class _LiteRunner(Runner):
         self.detail = "Paddle Lite x86 .nb (MobileConfig)"
 
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
-        from zoo.deploy.lite import run_nb
+        from zoo.deploy.lite import run_nb_lod
 
-        return run_nb(self._nb, list(inputs))
+        outputs, self._lods = run_nb_lod(self._nb, list(inputs))
+        return outputs
+
+    def output_lods(self) -> List[List[List[int]]]:
+        return getattr(self, "_lods", [])
+
+
+class Paddle3Runner(Runner):
+    """Paddle Inference 3.x in its own environment: one worker process (deploy/paddle3_worker.py) holds the
+    loaded model and answers a batch per request, through .npz files in `workdir`."""
+
+    def __init__(self, files: ModelFiles, threads: int, workdir: Path, int8: bool = False) -> None:
+        import subprocess
+
+        from zoo.deploy.toolchain import paddle3_python
+        from zoo.modelcheck import check_model
+
+        check_model(files)  # a corrupt file is refused here, not by a native crash in the worker
+        python = paddle3_python()
+        argv = [str(python), str(Path(__file__).with_name("paddle3_worker.py")), "--model-file", str(files.model_file),
+                "--threads", str(threads)] + (["--params-file", str(files.params_file)] if files.params_file else [])
+        self._workdir = workdir
+        self._calls = 0
+        self._proc = subprocess.Popen(argv + (["--int8"] if int8 else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+        hello = self._answer()
+        self.version = str(hello["paddle"])
+        self.runtime = "paddle3"
+        self.detail = f"Paddle Inference {self.version}" + (", oneDNN INT8 kernels" if int8 else ", plain kernels")
+        self._lods: List[List[List[int]]] = []
+
+    def _answer(self) -> dict:
+        import json
+
+        line = self._proc.stdout.readline() if self._proc.stdout else ""
+        if not line:
+            self.close()
+            raise ExportError("the Paddle 3.x worker ended without an answer",
+                              hint="Run `make setup` again (it builds .venv-paddle3), or set ZOO_PADDLE3_PYTHON.")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise ExportError(f"Paddle Inference 3.x cannot run this model: {answer['error']}")
+        return answer
+
+    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        import json
+
+        self._calls += 1
+        src, dst = self._workdir / f"in-{self._calls}.npz", self._workdir / f"out-{self._calls}.npz"
+        np.savez(src, **{str(i): np.ascontiguousarray(x) for i, x in enumerate(inputs)})
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"inputs": str(src), "outputs": str(dst)}) + "\n")
+        self._proc.stdin.flush()
+        answer = self._answer()
+        self._lods = answer.get("lods", [])
+        with np.load(dst) as data:
+            outputs = [np.asarray(data[k]) for k in sorted(data.files, key=int)]
+        src.unlink()
+        dst.unlink()
+        return outputs
+
+    def output_lods(self) -> List[List[List[int]]]:
+        return self._lods
+
+    def close(self) -> None:
+        """End the worker (also when the runner is collected)."""
+        if self._proc.poll() is None:
+            try:
+                if self._proc.stdin:
+                    self._proc.stdin.write("\n")
+                    self._proc.stdin.flush()
+                self._proc.wait(timeout=10)
+            except (OSError, ValueError, Exception):
+                self._proc.kill()
+
+    def __del__(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
 
 def open_runtime(runtime: str, files: ModelFiles, workdir: Path, threads: int = 1, device: DeviceLike = "cpu",
@@ -84,6 +174,8 @@ def open_runtime(runtime: str, files: ModelFiles, workdir: Path, threads: int = 
     if str(device) != "cpu":
         raise UsageError(f"--runtime {runtime} runs on the CPU", hint="Drop --device, or use --runtime paddle.")
     workdir.mkdir(parents=True, exist_ok=True)
+    if runtime == "paddle3":
+        return Paddle3Runner(files, threads, workdir)
     if runtime == "lite":
         return _LiteRunner(files, workdir, opt_bin)
     return _OnnxRunner(files, runtime, threads, workdir)

@@ -1,9 +1,10 @@
-"""Find the Paddle Lite converters and runtimes by configuration, never by a fixed path.
+"""Find the Paddle Lite converters and runtimes, and Paddle 3.x, by configuration, never by a fixed path.
 
 Order: `--opt-bin` (a paddle_lite_opt-compatible executable), then ZOO_LITE_OPT, then the
 environments `make setup` builds: this interpreter's paddlelite (2.13rc0) for arm/opencl, and the
 CPython 3.7 + paddlelite 2.12 toolchain (ZOO_LITE_PYTHON, or `.venv-lite` next to this environment
-or next to the repository) for x86, whose converter paddlelite 2.13rc0 crashes on.
+or next to the repository) for x86, whose converter paddlelite 2.13rc0 crashes on. Paddle Inference 3.x runs
+in a third environment (ZOO_PADDLE3_PYTHON, or `.venv-paddle3`), through deploy/paddle3_worker.py.
 """
 from __future__ import annotations
 
@@ -30,28 +31,35 @@ class Converter:
     builtin: bool  # our worker (prints its version as its first line)
 
 
-def lite_python(required: bool = True) -> Optional[Path]:
-    """The CPython 3.7 interpreter with paddlelite 2.12 (the x86 converter and .nb runtime)."""
-    env = os.environ.get("ZOO_LITE_PYTHON")
+def side_python(env_var: str, folder: str, what: str, required: bool = True) -> Optional[Path]:
+    """The interpreter of a side environment `make setup` builds (`folder` next to this environment or the
+    repository), or the one `env_var` names; None when absent and not `required`."""
+    env = os.environ.get(env_var)
     if env:
         path = Path(env).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
             return path
-        raise ConverterError(
-            f"ZOO_LITE_PYTHON={env} is not an executable interpreter",
-            hint="Point ZOO_LITE_PYTHON at the python of an environment with paddlelite 2.12, or unset it.",
-        )
+        raise ConverterError(f"{env_var}={env} is not an executable interpreter",
+                             hint=f"Point {env_var} at the python of an environment with {what}, or unset it.")
     repo = Path(__file__).resolve().parents[1]
     for root in (Path(sys.prefix).parent, repo):
-        candidate = root / ".venv-lite" / "bin" / "python"
+        candidate = root / folder / "bin" / "python"
         if candidate.is_file():
             return candidate
     if not required:
         return None
-    raise ConverterError(
-        "no x86 Paddle Lite toolchain found (CPython 3.7 + paddlelite 2.12)",
-        hint="Run `make setup` (it builds .venv-lite), or set ZOO_LITE_PYTHON to that interpreter.",
-    )
+    raise ConverterError(f"no {what} environment found",
+                         hint=f"Run `make setup` (it builds {folder}), or set {env_var} to that interpreter.")
+
+
+def lite_python(required: bool = True) -> Optional[Path]:
+    """The CPython 3.7 interpreter with paddlelite 2.12 (the x86 converter and .nb runtime)."""
+    return side_python("ZOO_LITE_PYTHON", ".venv-lite", "CPython 3.7 + paddlelite 2.12 (x86 Paddle Lite)", required)
+
+
+def paddle3_python(required: bool = True) -> Optional[Path]:
+    """The interpreter with Paddle 3.x (`--runtime paddle3`, the export's Paddle 3 check)."""
+    return side_python("ZOO_PADDLE3_PYTHON", ".venv-paddle3", "Paddle Inference 3.x", required)
 
 
 def find_converter(arch: str, opt_bin: Optional[Path] = None) -> Converter:

@@ -151,13 +151,51 @@ def paddle_outputs(files: ModelFiles, inputs: Sequence[np.ndarray]) -> List[np.n
 
 
 def validate_inference(source: ModelFiles, exported: ModelFiles, inputs: Sequence[np.ndarray]) -> Check:
-    """The exported inference folder must compute what its source computes (rel. error < 1e-5)."""
-    err = max_rel_error(paddle_outputs(source, inputs), paddle_outputs(exported, inputs))
-    check = Check("outputs", err < INFERENCE_RTOL, "Paddle Inference: export vs source", err, INFERENCE_RTOL)
-    if not check.passed:
+    """The exported inference folder must compute what its source computes (rel. error < 1e-5), on this
+    Paddle and on Paddle Inference 3.x where `make setup` built its environment (both versions reported)."""
+    import paddle
+
+    reference = paddle_outputs(source, inputs)
+    err = max_rel_error(reference, paddle_outputs(exported, inputs))
+    paddle3 = paddle3_agreement(exported, inputs, reference)
+    passed = err < INFERENCE_RTOL and paddle3.get("passed", True)
+    detail = f"Paddle Inference {paddle.__version__}: export vs source" + (
+        f"; Paddle Inference {paddle3['version']}: rel.err {paddle3['max_rel_error']:.1e}" if "version" in paddle3 else "")
+    check = Check("outputs", passed, detail, err, INFERENCE_RTOL,
+                  extra={"paddle": paddle.__version__, "paddle3": paddle3})
+    if err >= INFERENCE_RTOL:
         raise ValidationError(f"the exported inference model differs from its source: relative error {err:.3g} "
                               f"(tolerance {INFERENCE_RTOL:g})", hint="Report this with the model; nothing was written.")
+    if not passed:
+        raise ValidationError(f"the exported inference model computes differently on Paddle Inference "
+                              f"{paddle3.get('version', '3.x')}: {paddle3.get('error') or 'relative error %.3g' % paddle3['max_rel_error']} "
+                              f"(tolerance {INFERENCE_RTOL:g})", hint="Report this with the model; nothing was written.")
     return check
+
+
+def paddle3_agreement(files: ModelFiles, inputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> Dict[str, Any]:
+    """`files` run by Paddle Inference 3.x against `reference`: {"version", "max_rel_error", "passed"}, or
+    {"skipped": why} when its environment is absent, or {"error", "passed": False} when it cannot run it."""
+    import tempfile
+
+    from zoo.deploy.runtimes import Paddle3Runner
+    from zoo.deploy.toolchain import paddle3_python
+
+    if paddle3_python(required=False) is None:
+        return {"skipped": "no Paddle 3.x environment (`make setup` builds .venv-paddle3)"}
+    with tempfile.TemporaryDirectory(prefix="zoo-paddle3-") as tmp:
+        try:
+            runner = Paddle3Runner(files, threads=1, workdir=Path(tmp))
+        except ExportError as exc:
+            return {"error": exc.message, "passed": False}
+        try:
+            outputs = runner.run(list(inputs))
+        except ExportError as exc:
+            return {"version": runner.version, "error": exc.message, "passed": False}
+        finally:
+            runner.close()
+    err = max_rel_error(reference, outputs)
+    return {"version": runner.version, "max_rel_error": err, "passed": err < INFERENCE_RTOL}
 
 
 def paddle_detections(files: ModelFiles, inputs: Sequence[np.ndarray], contract: Any, int8: bool = False,
@@ -284,7 +322,15 @@ def top1_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarr
 
 
 INT8_MIN_COSINE = 0.99  # dense and sequence outputs: the whole output must point the same way
-INT8_MIN_CLOSE_SHARE = 0.999  # ... and nearly every element must sit within INT8_CLOSE of the output's scale
+# ... and nearly every element must sit within INT8_CLOSE of the output's scale. Two right INT8 runtimes differ
+# by rounding (ONNX Runtime's QuantizeLinear rounds half to even, Paddle's fake-quant half away from zero), and
+# a flipped step early in a network moves a few elements of a dense map a long way: measured on a text-detector
+# stand-in (tests/own_model_standins.py) on its calibration inputs, ONNX Runtime 99.85% of elements close
+# (cosine 0.9993), OpenVINO 99.99%; a runtime that computes something else scores near 0.5 and cosine < 0.1.
+# On noise inputs, which sit outside the calibrated ranges, more values reach the clip, where the runtimes differ
+# too (ONNX's int8 range is [-128, 127], Paddle's fake-quant [-127, 127]): measured 98.05-98.9% there.
+INT8_MIN_CLOSE_SHARE = 0.99
+INT8_MIN_CLOSE_SHARE_RANDOM = 0.95
 INT8_CLOSE = 0.1
 
 
@@ -318,27 +364,55 @@ def compare_int8(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray
     result: Dict[str, Any] = {"max_rel_error": rel, "max_abs_diff": abs_diff, "top1_agreement": agreement,
                               "min_agreement": minimum, "tolerance": INT8_RTOL}
     if agreement is not None:  # class scores: the classes must agree, the scores stay close
+        result["kind"] = "class scores"
         passed = rel <= INT8_RTOL and agreement >= minimum
     else:  # a dense map or a sequence: judged as a whole, not by its single worst element
         dense = dense_agreement(reference, candidate)
-        result.update(dense, min_cosine=INT8_MIN_COSINE, min_close_share=INT8_MIN_CLOSE_SHARE, close=INT8_CLOSE)
-        passed = dense["cosine"] >= INT8_MIN_COSINE and dense["close_share"] >= INT8_MIN_CLOSE_SHARE
+        close_share = INT8_MIN_CLOSE_SHARE if real else INT8_MIN_CLOSE_SHARE_RANDOM
+        result.update(dense, min_cosine=INT8_MIN_COSINE, min_close_share=close_share, close=INT8_CLOSE)
+        passed = dense["cosine"] >= INT8_MIN_COSINE and dense["close_share"] >= close_share
+        positions = position_agreement(reference, candidate)
+        result["kind"] = "sequence of class scores" if positions is not None else "dense map"
+        if positions is not None:  # a sequence: each position's class must agree too
+            result.update(position_agreement=positions)
+            passed = passed and positions >= minimum
     result["passed"] = bool(passed)
     return result
+
+
+def int8_limits(result: Dict[str, Any]) -> str:
+    """The limits `compare_int8` applied to `result`, and where it stood, in words."""
+    if result.get("top1_agreement") is not None:
+        return (f"top-1 agreement {result['top1_agreement']:.1%} (>= {result['min_agreement']:.0%}), relative error "
+                f"{result['max_rel_error']:.3g} (<= {INT8_RTOL:g})")
+    text = (f"cosine {result['cosine']:.4f} (>= {INT8_MIN_COSINE}), elements within {INT8_CLOSE:g} of the output's "
+            f"scale {result['close_share']:.2%} (>= {result['min_close_share']:.0%})")
+    if result.get("position_agreement") is not None:
+        text += f", per-position agreement {result['position_agreement']:.1%} (>= {result['min_agreement']:.0%})"
+    return f"{result.get('kind', 'output')}: {text}"
+
+
+def position_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> Optional[float]:
+    """Share of positions whose arg-max agrees (tie-aware, as `top1_agreement`) when the first output is a
+    sequence of class scores (batch, positions, classes) whose rows sum to 1; else None."""
+    a, b = np.asarray(reference[0], np.float64), np.asarray(candidate[0], np.float64)
+    if a.ndim != 3 or a.shape != b.shape or a.shape[2] < 2 or not np.allclose(a.sum(axis=2), 1.0, atol=1e-3):
+        return None
+    return top1_agreement([a.reshape(-1, a.shape[2])], [b.reshape(-1, b.shape[2])])
 
 
 def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarray], int8: bool, real: bool,
                   runtimes: Sequence[str] = ("onnxruntime", "openvino")) -> Check:
     """An ONNX file run by ONNX Runtime (and OpenVINO, reported) against Paddle Inference on the same inputs.
 
-    FP32: relative error < 1e-4. INT8 (QDQ vs Paddle's fake-quant graph): top-1 agreement at least 95% on
-    real images (60% on noise) and relative error <= 0.5. ONNX Runtime decides; OpenVINO's numbers are
-    recorded beside it.
+    FP32: relative error < 1e-4. INT8 (QDQ vs Paddle's fake-quant graph): `compare_int8`, by what the output
+    holds. Every runtime that runs the file must pass; one that cannot run it (not installed) is recorded.
     """
 
     reference = paddle_outputs(source, inputs)
     extra: Dict[str, Any] = {"inputs": f"{len(inputs[0])} {'real images' if real else 'random inputs'}"}
     verdict: Optional[Dict[str, Any]] = None
+    failed: List[str] = []
     for runtime in runtimes:
         try:
             outputs = OnnxSession(onnx_file, runtime, threads=1).run(list(inputs))
@@ -354,17 +428,23 @@ def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarr
             result = {"passed": err < ONNX_FP32_RTOL, "max_rel_error": err, "tolerance": ONNX_FP32_RTOL,
                       "top1_agreement": top1_agreement(reference, outputs)}
         extra[runtime] = result
+        if not result["passed"]:
+            failed.append(runtime)
         if runtime == "onnxruntime":
             verdict = result
     assert verdict is not None
     what = "top-1 agreement {:.1%}, ".format(verdict["top1_agreement"]) if verdict.get("top1_agreement") is not None else ""
     detail = (f"ONNX Runtime vs Paddle Inference ({extra['inputs']}): {what}"
               f"relative error {verdict['max_rel_error']:.3g}")
-    check = Check("outputs", bool(verdict["passed"]), detail, verdict["max_rel_error"], verdict["tolerance"], extra=extra)
+    # passed only when every runtime that ran it passed: a file one of them runs wrong is not a validated file
+    check = Check("outputs", not failed, detail, verdict["max_rel_error"], verdict["tolerance"], extra=extra)
     if not check.passed:
-        limits = (f"INT8 limits: top-1 agreement >= {verdict['min_agreement']:.0%}, relative error <= {INT8_RTOL:g}"
-                  if int8 else f"tolerance {ONNX_FP32_RTOL:g}")
-        raise ValidationError(f"{onnx_file.name} run by ONNX Runtime differs from Paddle Inference: {detail} ({limits})",
+        names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+        why = "; ".join(f"{names[r]}: " + (int8_limits(extra[r]) if int8 else
+                                          f"relative error {extra[r]['max_rel_error']:.3g} (< {ONNX_FP32_RTOL:g})")
+                        for r in failed)
+        raise ValidationError(f"{onnx_file.name} run by {' and '.join(names[r] for r in failed)} differs from Paddle "
+                              f"Inference ({extra['inputs']}): {why}",
                               hint="Nothing was written; report the model with the command that made it.")
     return check
 

@@ -3,6 +3,8 @@
 #   .venv       CPython 3.10: paddlepaddle 2.6.2 (CPU), paddleslim, paddlelite 2.13rc0 (arm), the zoo (editable)
 #   .venv-lite  CPython 3.7 + paddlelite 2.12: the x86 Lite converter and runtime, used through a subprocess;
 #               opencv-python 4.2.0.32, the reference build of the cv2 backend's resize
+#   .venv-paddle3  CPython 3.10 + paddlepaddle 3.3.1: Paddle Inference 3.x as users install it today, reached
+#               only through a subprocess (deploy/paddle3_worker.py)
 # A stamp holding the hash of what was installed skips work that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +28,11 @@ if [ "$(cat .venv-lite/.zoo-stamp 2>/dev/null)" != "$want" ]; then
   .venv-lite/bin/python -m pip install -q "paddlelite==2.12" "numpy<1.22" "opencv-python==4.2.0.32"
   echo "$want" > .venv-lite/.zoo-stamp
 fi
-echo "setup: ready (.venv, .venv-lite)"
+if [ "$(cat .venv-paddle3/.zoo-stamp 2>/dev/null)" != "$want" ]; then
+  py=$(scripts/find-python 3.10)
+  echo "setup: Paddle 3.x consumer (.venv-paddle3) with $py"
+  [ -x .venv-paddle3/bin/python ] || "$py" -m venv .venv-paddle3
+  .venv-paddle3/bin/python -m pip install -q "paddlepaddle==3.3.1"
+  echo "$want" > .venv-paddle3/.zoo-stamp
+fi
+echo "setup: ready (.venv, .venv-lite, .venv-paddle3)"

@@ -67,3 +67,10 @@ def test_bench_check_memory_runs(tmp_path: Path) -> None:
     _run("bench_check_memory.py", "--side", "32", "--json", str(tmp_path / "m.json"))
     result = _results(tmp_path / "m.json")
     assert result["peak_rss_mb"] > 0 and set(result["checks"]) >= {"paddle-cpu-onednn", "onnxruntime-cpu"}
+
+
+def test_bench_mse_runs_and_small_tensors_stay_exact(tmp_path: Path) -> None:
+    _run("bench_mse.py", "--sizes", "4x80x80,8x200x200", "--repeat", "1", "--json", str(tmp_path / "m.json"))
+    small, large = _results(tmp_path / "m.json")
+    assert not small["sampled"] and small["sampled_threshold"] == small["exact_threshold"]  # Paddle's search itself
+    assert large["sampled"] and large["threshold_rel_diff"] <= 0.02 / 0.3  # within one candidate step (2% of max|x|)

@@ -252,7 +252,7 @@ def test_a_dynamic_model_exports_and_benches_at_the_input_size_given(dynamic_mod
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)["rows"][0]["p50_ms"] > 0
     bad = RUNNER.invoke(app, ["bench", str(dynamic_model), "--input-size", "wide"])
-    assert bad.exit_code == 2 and "--input-size takes H,W" in " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "--input-size takes one side, H,W or N,C,H,W" in " ".join(bad.output.split())
 
 
 def test_bench_data_that_cannot_fit_the_model_is_refused_before_timing(tmp_path: Path, zoo_home: Path) -> None:
@@ -262,4 +262,4 @@ def test_bench_data_that_cannot_fit_the_model_is_refused_before_timing(tmp_path:
     result = RUNNER.invoke(app, ["bench", str(tmp_path / "wide"), "--data", str(materialize()), "--repeat", "2"])
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
-    assert "--data images become" in text and "48x192" in text and "p50" not in text
+    assert "takes 48x192 inputs" in text and "--resize direct" in text and "p50" not in text

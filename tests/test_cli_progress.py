@@ -72,3 +72,36 @@ def test_reproduce_quiet_prints_no_progress(tmp_path: Path) -> None:
     result = _reproduce_qat(tmp_path, "--quiet")
     assert json.loads(result.stdout)["training"]["epochs_run"] == [1, 2]
     assert "epoch 1/2" not in result.stderr and "steps" not in result.stderr
+
+
+def _pooled(tmp_path: Path) -> Path:
+    import numpy as np
+
+    from .deploy_models import pooled_classifier
+
+    folder = pooled_classifier(tmp_path / "model", [None, 3, 8, 8], classes=4)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.random((6, 3, 8, 8), dtype=np.float32))
+    np.savez(tmp_path / "eval.npz", x=rng.random((8, 3, 8, 8), dtype=np.float32), y=rng.integers(0, 4, 8))
+    return folder
+
+
+def test_quantize_analyze_and_bench_report_progress_unless_quiet(tmp_path: Path) -> None:
+    """Calibration batches, analysed layers (with the time left) and each bench row appear on stderr as they
+    are done; --quiet leaves stderr without them."""
+    model = _pooled(tmp_path)
+    calib = ["--calib-data", str(tmp_path / "calib.npy"), "--batch-size", "2", "--batch-nums", "3", "--algo", "abs_max"]
+    res = RUNNER.invoke(app, ["quantize", str(model), *calib, "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.stderr
+    assert re.search(r"calibration batch 3/3, \d+\.\d s", res.stderr)
+    res = RUNNER.invoke(app, ["quantize", str(model), *calib, "--out", str(tmp_path / "q2"), "--quiet"])
+    assert res.exit_code == 0 and "calibration" not in res.stderr
+    res = RUNNER.invoke(app, ["analyze", str(model), *calib, "--eval-data", str(tmp_path / "eval.npz"),
+                              "--metric", "cosine"])
+    assert res.exit_code == 0, res.stderr
+    assert re.search(r"layer 1/1 .* about \d+ s left", " ".join(res.stderr.split()))
+    res = RUNNER.invoke(app, ["bench", str(tmp_path / "q"), "--repeat", "2", "--warmup", "0"])
+    assert res.exit_code == 0, res.stderr
+    assert re.search(r"int8 on paddle\S*: p50 \d+\.\d{3} ms", res.stderr)
+    res = RUNNER.invoke(app, ["bench", str(tmp_path / "q"), "--repeat", "2", "--warmup", "0", "--quiet"])
+    assert res.exit_code == 0 and "p50" not in res.stderr

@@ -35,3 +35,18 @@ def test_one_moved_element_of_a_dense_map_passes_and_garbage_fails() -> None:
     bad = compare_int8([reference], [garbage], real=True)
     assert not bad["passed"] and bad["close_share"] < 0.5
     assert not compare_int8([reference], [np.full_like(reference, np.nan)], real=True)["passed"]
+
+
+def test_a_sequence_is_judged_position_by_position() -> None:
+    """(batch, positions, classes) softmax scores: small INT8 noise passes; the same scores with the positions
+    of each sequence reversed point nearly the same way overall but disagree position by position, and fail."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (4, 20, 40))
+    reference = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    noisy = np.clip(reference + rng.normal(0, 0.002, reference.shape), 0, None)
+    noisy /= noisy.sum(axis=2, keepdims=True)
+    right = compare_int8([reference], [noisy], real=True)
+    assert right["kind"] == "sequence of class scores" and right["passed"]
+    assert right["position_agreement"] >= 0.95
+    broken = compare_int8([reference], [reference[:, ::-1].copy()], real=True)
+    assert not broken["passed"] and broken["position_agreement"] < 0.5

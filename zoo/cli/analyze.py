@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from rich.markup import escape
 
-from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
+from zoo.cli.common import console, handle_errors, interrupt_on_sigterm, print_json, progress_log
 from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
 from zoo.cli.quantize import require_float_model, usage_checked, warn_short_calibration
 from zoo.cli.tables import compact_table, print_table
@@ -17,7 +16,7 @@ from zoo.device import require_device
 from zoo.fsutil import atomic_write_bytes
 from zoo.modelfiles import find_model_files
 from zoo.outdir import prepare_out, record_written
-from zoo.quant.inputs import calibration_input
+from zoo.quant.inputs import with_progress, calibration_input
 from zoo.quant.settings import PTQSettings, SearchTarget
 from zoo.quant.search import analyze, load_eval_data, plot_analysis
 
@@ -51,7 +50,7 @@ def analyze_cmd(
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the analysis runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-layer lines on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr (calibration batches, layers)."),
 ) -> None:
     """Per-layer sensitivity: the metric with only each layer INT8 and with only each layer float.
 
@@ -70,9 +69,10 @@ def analyze_cmd(
     if out is not None:  # checked before the analysis, which takes minutes
         out = prepare_out(out, sources=[model.folder], names=ANALYSIS_FILES, overwrite=overwrite)
     calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums, images)
+    calib = with_progress(calib, batch_size, batch_nums, progress_log(not (as_json or quiet)))
     warn_short_calibration(samples, batch_size, batch_nums)
     data = load_eval_data(eval_data, model, "val", eval_samples, images)
-    log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    log = progress_log(not (as_json or quiet))
     result = analyze(model, calib, data, settings, metric=metric, max_drop=max_drop, device=target_device, log=log)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,12 @@ def human_size(n: Optional[int]) -> str:
     from rich.filesize import decimal
 
     return "–" if n is None else decimal(int(n))
+
+
+def progress_log(enabled: bool) -> Callable[[str], None]:
+    """Progress lines on stderr (dimmed), or a sink when `enabled` is False (--quiet, --json)."""
+    from rich.markup import escape
+
+    if not enabled:
+        return lambda message: None
+    return lambda message: err_console.print(f"[dim]{escape(message)}[/]")

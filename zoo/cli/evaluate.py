@@ -53,8 +53,8 @@ def eval_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per predictor call."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU math threads of the predictor."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the predictor runs."),
-    runtime: str = typer.Option("paddle", "--runtime", metavar="paddle|paddle-int8|onnxruntime|openvino|lite",
-                                help="Classification: the runtime that scores the model: Paddle Inference (plain kernels, an INT8 model's fake-quant graph), its oneDNN INT8 path, the ONNX export on ONNX Runtime or OpenVINO, or the Lite x86 .nb (FP32)."),
+    runtime: str = typer.Option("paddle", "--runtime", metavar="|".join(RUNTIMES),
+                                help="Classification: the runtime that scores the model: Paddle Inference (plain kernels, an INT8 model's fake-quant graph), its oneDNN INT8 path, the ONNX export on ONNX Runtime or OpenVINO, the Lite x86 .nb (FP32), or Paddle Inference 3.x (plain kernels)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Image decoding threads (0: decode inline)."),
     artifact: Optional[Role] = typer.Option(None, "--artifact", help="Which artifact of an entry to score (default: the entry's default)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Evaluation input: a side (crop; resize for "

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zoo.cli.common import console, handle_errors, human_size, print_json
+from zoo.cli.common import console, handle_errors, human_size, print_json, progress_log
 from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_overrides, parse_input_size
 from zoo.deploy.export import export_model
-from zoo.deploy.bench import bench_model
+from zoo.deploy.bench import BenchRow, bench_model
 from zoo.device import parse_device
 
 
@@ -56,6 +56,9 @@ def export_cmd(
             check = "skipped (--no-validate)"
         elif v["kind"] == "outputs" and art.target == "onnx" and v.get("onnxruntime", {}).get("top1_agreement") is not None:
             check = f"ORT top-1 {v['onnxruntime']['top1_agreement']:.0%}, rel.err {v['max_rel_error']:.0e}"
+        elif v["kind"] == "outputs" and v.get("onnxruntime", {}).get("cosine") is not None:
+            ort = v["onnxruntime"]
+            check = f"ORT cosine {ort['cosine']:.4f}, {ort['close_share']:.1%} close"
         elif v["kind"] == "outputs":
             check = f"ran: rel.err {v['max_rel_error']:.1e}"
         elif v["kind"] == "detections":
@@ -114,6 +117,7 @@ def bench_cmd(
     mean: Optional[str] = MEAN,
     std: Optional[str] = STD,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line on stderr as each backend finishes."),
 ) -> None:
     """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side, the fastest INT8 path named."""
 
@@ -122,7 +126,8 @@ def bench_cmd(
     result = bench_model(model, backend=backend.lower(), threads=threads, batch=batch, warmup=warmup,
                          repeat=repeat, device=target, tensorrt=tensorrt, opt_bin=opt_bin, data=data,
                          max_samples=max_samples, input_size=parse_input_size(input_size),
-                         image_overrides=image_overrides(channels, resize, mean, std))
+                         image_overrides=image_overrides(channels, resize, mean, std),
+                         on_row=_row_line(progress_log(not (as_json or quiet))))
     if as_json:
         print_json(result.as_dict())
         return
@@ -140,7 +145,8 @@ def bench_cmd(
     console.print(table)
     console.print("peak RSS: the peak resident memory of the worker process, runtime included")
     if checked:
-        console.print("vs fake-quant: top-1 agreement of each INT8 path with Paddle's fake-quant graph "
+        console.print("vs fake-quant: each INT8 path against Paddle's fake-quant graph (top-1 agreement of class "
+                      "scores; cosine, and per-position agreement, of dense maps and sequences) "
                       + ("on --data (top-1 there in brackets)" if result.data else "on 32 noise inputs"))
     for r in result.rows:
         if r.note:
@@ -149,12 +155,23 @@ def bench_cmd(
         console.print(f"note: {note}", markup=False)
 
 
+def _row_line(log: Callable[[str], None]) -> Callable[[BenchRow], None]:
+    """One progress line per measured row: a long `--backend all` run shows what it has as it goes."""
+    def line(row: BenchRow) -> None:
+        timing = f"p50 {row.p50_ms:.3f} ms" if row.p50_ms is not None else (row.note or "not timed")
+        log(f"{row.variant} on {row.backend}: {timing}")
+    return line
+
+
 def _agreement(check: Optional[dict]) -> str:
     if not check:
         return "–"
     part = check.get("data") or check.get("noise_inputs") or {}
     agree = part.get("top1_agreement")
     text = "–" if agree is None else f"{agree:.1%}"
+    if agree is None and part.get("cosine") is not None:  # a dense map or a sequence
+        positions = part.get("position_agreement")
+        text = f"cos {part['cosine']:.3f}" + (f", {positions:.0%} pos." if positions is not None else "")
     if "top1" in part:
         text += f" ({part['top1']:.2f}%)"
     return text + ("" if part.get("passed") else " FAIL")

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import typer
 from rich.markup import escape
 
-from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json
+from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json, progress_log
 from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
@@ -18,7 +18,7 @@ from zoo.fsutil import atomic_write_text
 from zoo.modelfiles import ModelFiles, find_model_files, model_sha256
 from zoo.outdir import prepare_out, record_written
 from zoo.program import is_quant_op, read_program
-from zoo.quant.inputs import calibration_input, short_calibration
+from zoo.quant.inputs import with_progress, calibration_input, short_calibration
 from zoo.quant.settings import PTQSettings, SearchTarget
 from zoo.quant.ptq import quantize_static
 from zoo.quant.search import EvalData, load_eval_data, search
@@ -72,7 +72,7 @@ def quantize_cmd(
     device: str = typer.Option("cpu", "--device", metavar="cpu|gpu|gpu:N", help="Where the calibration runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace same-named files in --out that the zoo did not write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-trial lines on stderr (--max-drop)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr (calibration batches, search trials)."),
 ) -> None:
     """Post-training (static) INT8 quantization of any Paddle inference model.
 
@@ -103,6 +103,7 @@ def quantize_cmd(
     out = prepare_out(out, sources=[model.folder], names=names, overwrite=overwrite)  # before any long work
     began = time.time()
     calib, samples = calibration_input(calib_data, model, split, batch_size, batch_nums, images)
+    calib = with_progress(calib, batch_size, batch_nums, progress_log(not (as_json or quiet)))
     warn_short_calibration(samples, batch_size, batch_nums)
     left = left_out_ops(model, settings.ops)
     if left:
@@ -199,7 +200,7 @@ def _search(model: ModelFiles, calib: object, data: EvalData, out: Path, target:
             device: Device, as_json: bool, quiet: bool) -> bool:
     """`zoo quantize --max-drop`: run the search, print what it chose; return whether the target was met."""
 
-    log = (lambda m: None) if (as_json or quiet) else (lambda m: err_console.print(f"[dim]{escape(m)}[/]"))
+    log = progress_log(not (as_json or quiet))
     result = search(model, calib, data, out, target, settings, device=device, log=log)
     r = result.report
     if as_json:

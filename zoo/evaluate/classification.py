@@ -89,7 +89,7 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
     `progress`, if given, is called with the number of images of each finished batch; `origin(label)`
     names where a label comes from (list file and line) when it is refused. Non-finite inputs or
     outputs and labels outside the model's classes raise instead of being scored. `runtime` other than
-    "paddle" scores the model on that runtime (zoo.deploy.runtimes: paddle-int8, onnxruntime, openvino, lite).
+    "paddle" scores the model on that runtime (zoo.deploy.runtimes: paddle-int8, onnxruntime, openvino, lite, paddle3).
     """
     if runtime != "paddle":
         import tempfile
@@ -97,7 +97,10 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
         with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
             files = model if isinstance(model, ModelFiles) else find_model_files(Path(model))
             runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
-            return _score(runner.run, batches, progress, origin)
+            try:
+                return _score(runner.run, batches, progress, origin)
+            finally:
+                runner.close()
 
     predictor = Predictor(model, device=device, threads=threads)
     return _score(predictor.run, batches, progress, origin)

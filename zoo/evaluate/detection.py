@@ -34,6 +34,7 @@ from zoo.modelfiles import ModelFiles
 from zoo.schema import Contract, Preprocess
 from zoo.modelcheck import read_program_desc
 from zoo.predictor import Predictor
+from zoo.program import read_program
 
 LEGACY_FEEDS = ("image", "im_size")
 V2_FEEDS = ("image", "im_shape", "scale_factor")
@@ -182,20 +183,41 @@ def coco_box_ap(gt: Any, detections: List[Dict[str, Any]], image_ids: Sequence[i
 def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, preprocess: Preprocess, batch_size: int = 1,
                        threads: int = 2, device: DeviceLike = "cpu",
                        progress: Optional[Callable[[int], None]] = None, num_workers: int = 0,
-                       json_out: Optional[Path] = None) -> Dict[str, Any]:
+                       json_out: Optional[Path] = None, runtime: str = "paddle") -> Dict[str, Any]:
     """Box AP of a detection model on `dataset` at input side `size`.
 
     Returns {"box_ap": %, "ap50": %, "images": n, "detections": n, "contract": "legacy"|"v2", "input_size": size}.
     The model is run through Paddle Inference, which does not check feed shapes, so a model declared at
     608 runs at 416 or 320 unchanged. `progress(n)` is called after each batch with its image count;
-    `json_out` keeps the COCO result json that was scored.
+    `json_out` keeps the COCO result json that was scored. `runtime` other than "paddle" scores the model on
+    that runtime (zoo.deploy.runtimes), the boxes split per image by the LoD it returns.
     """
-    from zoo.data.transforms import eval_transform
-
     if batch_size <= 0:
         raise DataError(f"the batch size must be positive, got {batch_size}")
-    predictor = Predictor(files, device=device, threads=threads)
-    contract = contract_of(predictor.input_names, files.model_file)
+    if runtime == "paddle":
+        predictor = Predictor(files, device=device, threads=threads)
+        return _score_detections(predictor, contract_of(predictor.input_names, files.model_file), dataset, size,
+                                 preprocess, batch_size, progress, num_workers, json_out)
+    import tempfile
+
+    from zoo.deploy.runtimes import open_runtime
+
+    contract = contract_of([spec.name for spec in read_program(files).inputs], files.model_file)
+    with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
+        runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
+        try:
+            return _score_detections(runner, contract, dataset, size, preprocess, batch_size, progress, num_workers,
+                                     json_out)
+        finally:
+            runner.close()
+
+
+def _score_detections(predictor: Any, contract: Contract, dataset: CocoDataset, size: int, preprocess: Preprocess,
+                      batch_size: int, progress: Optional[Callable[[int], None]], num_workers: int,
+                      json_out: Optional[Path]) -> Dict[str, Any]:
+    """Box AP of the detections `predictor` (run(), output_lods()) makes on `dataset`."""
+    from zoo.data.transforms import eval_transform
+
     transform = eval_transform(preprocess, size)
     detections: List[Dict[str, Any]] = []
     done = 0

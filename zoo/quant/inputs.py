@@ -132,3 +132,24 @@ def short_calibration(samples: int, batch_size: int, batch_nums: int) -> Optiona
         return None
     return (f"calibrating on {samples} samples, fewer than --batch-size x --batch-nums = {batch_size} x {batch_nums} = "
             f"{wanted}: the thresholds are searched on less data than asked")
+
+
+def with_progress(calib: Calib, batch_size: int, batch_nums: int, log: Callable[[str], None]) -> Calib:
+    """`calib` that reports each calibration batch as it is read ("calibration batch i/n, Ns"); Paddle reads the
+    data twice for KL and hist, so a second pass is reported as such."""
+    import time
+
+    passes = [0]
+    started = time.perf_counter()
+
+    def batches() -> Iterator[np.ndarray]:
+        passes[0] += 1
+        source = ([calib[s:s + batch_size] for s in range(0, len(calib), batch_size)]
+                  if isinstance(calib, np.ndarray) else calib())
+        total = batch_nums if not isinstance(calib, np.ndarray) else min(batch_nums, -(-len(calib) // batch_size))
+        for index, batch in enumerate(source, start=1):
+            yield batch
+            label = f"pass {passes[0]}, " if passes[0] > 1 else ""
+            log(f"calibration {label}batch {min(index, total)}/{total}, {time.perf_counter() - started:.1f} s")
+
+    return batches

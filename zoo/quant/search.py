@@ -199,7 +199,7 @@ class _Session:
                   len(self.sim.layers) - len(floats), score, drop, drop <= self.max_drop + 1e-9,
                   time.perf_counter() - started)
         self.trials.append(t)
-        self.log(f"{phase}: {algo}, {rounding}{', bias correction' if bc else ''}, {len(floats)} float -> "
+        self.log(f"trial {len(self.trials)} {phase}: {algo}, {rounding}{', bias correction' if bc else ''}, {len(floats)} float -> "
                  f"{self.scorer.metric} {score:.2f} (drop {drop:.2f}){'  met' if t.met else ''}")
         return t
 
@@ -551,13 +551,16 @@ def analyze(
     everything = list(range(n))
     all_int8 = session.trial("all INT8", algo, "round", False, [])
     rows = []
+    layers_began = time.perf_counter()
     for i, layer in enumerate(sim.layers):
         only_int8 = session.scorer.score(session.outputs(algo, "round", False, [j for j in everything if j != i]))
         only_float = session.scorer.score(session.outputs(algo, "round", False, [i]))
         rows.append({"index": i, "name": layer.name, "op_type": layer.op_type,
                      "only_this_int8": round(only_int8, 4), "drop_only_this_int8": round(scorer.fp32_score - only_int8, 4),
                      "only_this_float": round(only_float, 4), "gain_this_float": round(only_float - all_int8.metric, 4)})
-        log(f"{layer.name} ({layer.op_type}): only it INT8 {only_int8:.2f}, only it float {only_float:.2f}")
+        spent = time.perf_counter() - layers_began
+        log(f"layer {i + 1}/{n} {layer.name} ({layer.op_type}): only it INT8 {only_int8:.2f}, only it float "
+            f"{only_float:.2f}; {spent:.0f} s, about {spent / (i + 1) * (n - i - 1):.0f} s left")
     rows.sort(key=lambda r: (-r["drop_only_this_int8"], -r["gain_this_float"]))
     met, _ = session.fallback(algo, "round", False, n) if not all_int8.met else (all_int8, [])
     skip_idx = [l.index for l in sim.layers if met is not None and l.name in met.float_layers]
