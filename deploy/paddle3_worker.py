@@ -5,7 +5,9 @@
 
 Prints one JSON line with the Paddle version when the model is loaded, then answers one JSON request per stdin
 line, {"inputs": "in.npz", "outputs": "out.npz"} (arrays named 0, 1, ... in feed order), with one JSON line:
-{"ok": true, "lods": [...]} once the outputs are written, or {"error": "..."}. An empty line ends it.
+{"ok": true, "lods": [...]} once the outputs are written, or {"error": "..."}; a request with "warmup" and
+"repeat" instead of "outputs" times the model on those inputs ({"latencies_ms": [...], "maxrss_kb": n}).
+An empty line ends it.
 """
 from __future__ import annotations
 
@@ -33,6 +35,21 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     config.disable_glog_info()
     config.switch_use_feed_fetch_ops(False)
     return inference.create_predictor(config)
+
+
+def _time(predictor, warmup: int, repeat: int) -> dict:  # type: ignore[no-untyped-def]
+    """Latencies (ms) of `repeat` runs after `warmup` untimed ones, and the process's peak RSS (KiB)."""
+    import resource
+    import time
+
+    for _ in range(warmup):
+        predictor.run()
+    latencies = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        predictor.run()
+        latencies.append((time.perf_counter() - began) * 1000.0)
+    return {"ok": True, "latencies_ms": latencies, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
 def main() -> int:
@@ -64,6 +81,9 @@ def main() -> int:
                 handle = predictor.get_input_handle(name)
                 handle.reshape(list(array.shape))
                 handle.copy_from_cpu(array)
+            if "repeat" in request:  # a timing: the same inputs, run warmup + repeat times
+                _reply(_time(predictor, int(request.get("warmup", 0)), int(request["repeat"])))
+                continue
             predictor.run()
             handles = [predictor.get_output_handle(n) for n in predictor.get_output_names()]
             np.savez(request["outputs"], **{str(i): h.copy_to_cpu() for i, h in enumerate(handles)})

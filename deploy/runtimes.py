@@ -147,6 +147,20 @@ class Paddle3Runner(Runner):
     def output_lods(self) -> List[List[List[int]]]:
         return self._lods
 
+    def time(self, inputs: Sequence[np.ndarray], warmup: int, repeat: int) -> dict:
+        """Latencies (ms) of `repeat` runs on `inputs` after `warmup` untimed ones, and the worker's peak RSS (KiB)."""
+        import json
+
+        self._calls += 1
+        src = self._workdir / f"time-{self._calls}.npz"
+        np.savez(src, **{str(i): np.ascontiguousarray(x) for i, x in enumerate(inputs)})
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"inputs": str(src), "warmup": warmup, "repeat": repeat}) + "\n")
+        self._proc.stdin.flush()
+        answer = self._answer()
+        src.unlink()
+        return answer
+
     def close(self) -> None:
         """End the worker (also when the runner is collected)."""
         if self._proc.poll() is None:

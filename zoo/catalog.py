@@ -79,7 +79,58 @@ _TASK_NOTES = {
 }
 
 
-def render_model_zoo(recipes: List[Recipe]) -> str:
+_RUNTIME_NAMES = {"paddle": "Paddle Inference", "paddle-int8": "oneDNN INT8", "onnxruntime": "ONNX Runtime",
+                  "openvino": "OpenVINO", "lite": "Lite x86", "paddle3": "Paddle Inference 3.x"}
+
+
+def _cell_text(cell: Optional[Dict[str, Any]], what: str) -> str:
+    if cell is None or (cell.get("accuracy") is None and what == "accuracy") or (cell.get("p50_ms") is None and what == "p50"):
+        return "–"
+    if what == "accuracy":
+        return f"{cell['accuracy']:.2f}"
+    return f"{cell['p50_ms']:.2f} ± {cell['spread_ms']:.2f}"
+
+
+def render_matrix(receipt: Dict[str, Any]) -> List[str]:
+    """MODEL_ZOO.md's deployed-accuracy section from a `zoo matrix` receipt (matrix-receipt.json)."""
+    versions = ", ".join(f"{k} {v}" for k, v in receipt["versions"].items())
+    out = ["## Deployed accuracy and speed", "",
+           "What the files users ship compute, per runtime, measured by `" + receipt["command"] + "` "
+           f"on {receipt['cpu']} ({', '.join(receipt['cpu_int8_flags']) or 'no INT8 instructions'}), "
+           f"{receipt['threads']} thread(s), {receipt['measured']} ({versions}). Accuracy: the recipe's metric on its "
+           "evaluation data; INT8 diff: against Paddle's fake-quant graph (the reference); latency: batch 1, median "
+           "p50 ms ± the spread over the timed runs (each in a fresh process); speed-up: over Paddle Inference FP32 "
+           "(oneDNN). `benchmarks/matrix-receipt.json` holds every number and the receipt; "
+           "`tests/test_matrix.py` measures the accuracy of the PTQ entries again.", ""]
+    for entry in receipt["entries"]:
+        cells = {(c["precision"], c["runtime"]): c for c in entry["cells"]}
+        runtimes = list(dict.fromkeys(c["runtime"] for c in entry["cells"]))
+        metric = {"top1": "top-1", "box_ap": "box AP"}.get(entry["metric"], entry["metric"])
+        out += [f"### `{entry['entry']}` ({metric}, {entry['images']} images, input {entry['input_size']})", "",
+                "| runtime | FP32 | INT8 | INT8 diff | FP32 ms | INT8 ms | INT8 speed-up | INT8 verdict |",
+                "|---|---|---|---|---|---|---|---|"]
+        reasons: List[str] = []
+        for runtime in runtimes:
+            fp32, int8 = cells.get(("fp32", runtime)), cells.get(("int8", runtime))
+            texts = []
+            for cell in (fp32, int8):
+                if cell is not None and cell.get("reason"):
+                    reasons.append(f"{cell['precision'].upper()} on {_RUNTIME_NAMES[runtime]}: {cell['reason']}")
+                    texts.append(f"[{len(reasons)}]")
+                else:
+                    texts.append("")
+            diff = int8.get("diff") if int8 else None
+            speed = int8.get("speedup") if int8 else None
+            out.append(f"| {_RUNTIME_NAMES[runtime]} | {_cell_text(fp32, 'accuracy')}{texts[0]} | "
+                       f"{_cell_text(int8, 'accuracy')}{texts[1]} | {'–' if diff is None else f'{diff:+.2f}'} | "
+                       f"{_cell_text(fp32, 'p50')} | {_cell_text(int8, 'p50')} | "
+                       f"{'–' if speed is None else f'{speed:.2f}x'} | {int8['verdict'] if int8 else '–'} |")
+        out.append("")
+        out += [f"[{i}] {reason}  " for i, reason in enumerate(reasons, start=1)] + ([""] if reasons else [])
+    return out
+
+
+def render_model_zoo(recipes: List[Recipe], matrix: Optional[Dict[str, Any]] = None) -> str:
     """MODEL_ZOO.md: the registry as markdown tables (generated; do not edit by hand)."""
     out = [
         "# Model zoo",
@@ -118,4 +169,6 @@ def render_model_zoo(recipes: List[Recipe]) -> str:
                 "What each entry follows of the code that produced its published numbers, and what was checked against it.", ""]
         out += [f"- `{r.name}`: {r.source.pipeline}" for r in followed]
         out.append("")
+    if matrix is not None:
+        out += render_matrix(matrix)
     return "\n".join(out).rstrip() + "\n"

@@ -177,11 +177,19 @@ def model_zoo_cmd(
     write: bool = typer.Option(False, "--write", help="Write the file instead of printing it."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the file differs from the registry."),
     output: Path = typer.Option(Path("MODEL_ZOO.md"), "--output", "-o", help="Where MODEL_ZOO.md lives."),
+    matrix: Path = typer.Option(Path("benchmarks/matrix-receipt.json"), "--matrix",
+                                help="A `zoo matrix` receipt whose matrix the file shows (skipped when absent)."),
 ) -> None:
-    """Generate MODEL_ZOO.md from the registry."""
+    """Generate MODEL_ZOO.md from the registry (and the deployed-accuracy matrix from a `zoo matrix` receipt)."""
     if write and check:
         raise UsageError("give --write or --check, not both")
-    text = catalog.render_model_zoo(load_registry().filter())
+    receipt = None
+    if matrix.is_file():
+        try:
+            receipt = json.loads(matrix.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"{matrix} is not a `zoo matrix` receipt: {exc}", hint="Write it again with `zoo matrix`.") from None
+    text = catalog.render_model_zoo(load_registry().filter(), receipt)
     if check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != text:

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "zoo.cli.export",
     "zoo.cli.evaluate",
     "zoo.cli.analyze",
+    "zoo.cli.matrix",
 ]
 
 

@@ -194,25 +194,27 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
     """
     if batch_size <= 0:
         raise DataError(f"the batch size must be positive, got {batch_size}")
+    names = [spec.name for spec in read_program(files).inputs]  # feed order
     if runtime == "paddle":
         predictor = Predictor(files, device=device, threads=threads)
-        return _score_detections(predictor, contract_of(predictor.input_names, files.model_file), dataset, size,
+        return _score_detections(predictor, contract_of(names, files.model_file), names, dataset, size,
                                  preprocess, batch_size, progress, num_workers, json_out)
     import tempfile
 
     from zoo.deploy.runtimes import open_runtime
 
-    contract = contract_of([spec.name for spec in read_program(files).inputs], files.model_file)
+    contract = contract_of(names, files.model_file)
     with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:
         runner = open_runtime(runtime, files, Path(tmp), threads=threads, device=device)
         try:
-            return _score_detections(runner, contract, dataset, size, preprocess, batch_size, progress, num_workers,
+            return _score_detections(runner, contract, names, dataset, size, preprocess, batch_size, progress, num_workers,
                                      json_out)
         finally:
             runner.close()
 
 
-def _score_detections(predictor: Any, contract: Contract, dataset: CocoDataset, size: int, preprocess: Preprocess,
+def _score_detections(predictor: Any, contract: Contract, names: List[str], dataset: CocoDataset, size: int,
+                      preprocess: Preprocess,
                       batch_size: int, progress: Optional[Callable[[int], None]], num_workers: int,
                       json_out: Optional[Path]) -> Dict[str, Any]:
     """Box AP of the detections `predictor` (run(), output_lods()) makes on `dataset`."""
@@ -225,7 +227,8 @@ def _score_detections(predictor: Any, contract: Contract, dataset: CocoDataset, 
         images = np.ascontiguousarray(images, dtype=np.float32)
         check_finite_inputs(images, done)
         records = [dataset.records[i] for i in indices]
-        outputs = predictor.run(feeds_for(contract, images, [(r["height"], r["width"]) for r in records]))
+        feeds = feeds_for(contract, images, [(r["height"], r["width"]) for r in records])
+        outputs = predictor.run([feeds[name] for name in names])  # in feed order: every runtime takes a list
         parts = split_outputs(contract, outputs, predictor.output_lods(), len(records))
         for record, rows in zip(records, parts):
             if not np.isfinite(rows).all():

@@ -137,8 +137,7 @@ def evaluate_target(target: str, opts: EvalOptions,
             if progress is not None:
                 progress(done, total)
 
-        if opts.runtime != "paddle" and task.name != "classification":
-            raise UsageError(f"--runtime {opts.runtime} scores classification models", hint="Drop --runtime.")
+        task.check_runtime(opts.runtime)
         score = ScoreOptions(batch_size=opts.batch_size, threads=opts.threads, device=device,
                              num_workers=opts.num_workers, progress=tick, runtime=opts.runtime)
         task.check_inputs(files, dataset, sizes)  # before any size is scored

@@ -94,6 +94,9 @@ class TaskData(ABC):
                      max_samples: Optional[int]) -> Any:
         """The evaluation dataset (`len`, `split`, `split_size`); `size` is the first side it will be scored at."""
 
+    def check_runtime(self, runtime: str) -> None:
+        """Refuse a runtime this task's models cannot be scored on, saying why (default: every runtime)."""
+
     def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
         """Refuse, before anything is scored, data or input sizes this model cannot be scored on (default: none)."""
 
