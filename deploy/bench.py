@@ -37,12 +37,12 @@ from zoo.errors import ExportError, UsageError, ZooError
 from zoo.modelfiles import ModelFiles
 from zoo.deploy.paddle_worker import MARKER
 from zoo.deploy.onnx import export_onnx
-from zoo.deploy.runtimes import open_runtime
+from zoo.runtime import open_runtime
 from zoo.schema import Preprocess
 from zoo.data.folder_inputs import ImageChoices, folder_preprocess
 from zoo.data.transforms import InputSize
 
-BACKENDS = ("paddle", "lite", "onnxruntime", "openvino", "all")
+BACKENDS = ("paddle", "lite", "onnxruntime", "openvino", "paddle3", "all")
 ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
@@ -231,6 +231,8 @@ def bench_model(model: str, backend: str = "paddle", threads: int = 1, batch: in
             result.add(row)
     if backend in ("lite", "all"):
         _bench_lite(programs, inputs, warmup, repeat, batch, opt_bin, result)
+    if backend in ("paddle3", "all") and not target.is_gpu:
+        _bench_paddle3(programs, inputs, threads, warmup, repeat, batch, result)
     with tempfile.TemporaryDirectory(prefix="zoo-onnx-bench-") as tmp:
         if backend in ONNX_BACKENDS or backend == "all":
             runtimes = ONNX_BACKENDS if backend == "all" else (backend,)
@@ -496,6 +498,24 @@ def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup
             _stats(row, bench_nb(nb, inputs, warmup, repeat), batch)
             row.note = "threads: Lite's default (the Python MobileConfig has no thread setting)"
             result.add(row)
+
+
+def _bench_paddle3(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], threads: int, warmup: int, repeat: int,
+                   batch: int, result: BenchResult) -> None:
+    """Each variant on Paddle Inference 3.x (plain kernels; an INT8 model runs its fake-quant graph), in its worker."""
+    from zoo.deploy.runtimes import Paddle3Runner
+
+    for name, (files, prog) in programs.items():
+        with tempfile.TemporaryDirectory(prefix="zoo-paddle3-bench-") as tmp:
+            runner = Paddle3Runner(files, threads, Path(tmp))
+            try:
+                raw = runner.time(inputs, warmup, repeat)
+            finally:
+                runner.close()
+        row = BenchRow(variant=name, backend="paddle3-cpu", file_size=_files_size(files),
+                       runtime="paddle3" if prog.is_int8 else None, note=runner.detail)
+        _stats(row, raw, batch)
+        result.add(row)
 
 
 def _compare(result: BenchResult) -> None:

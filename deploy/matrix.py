@@ -29,11 +29,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 from zoo.modelfiles import ModelFiles
 from zoo.program import read_program
+from zoo.runtime import RUNTIME_NAMES
+from zoo.schema import Recipe
 
-MATRIX_RUNTIMES = ("paddle", "paddle-int8", "onnxruntime", "openvino", "lite", "paddle3")
+MATRIX_RUNTIMES = RUNTIME_NAMES  # every runtime the core knows, in report order
 RUNTIME_LABELS = {"paddle": "Paddle", "paddle-int8": "oneDNN INT8", "onnxruntime": "ONNX Runtime",
                   "openvino": "OpenVINO", "lite": "Lite x86", "paddle3": "Paddle 3.x"}
 WARMUP, REPEAT = 5, 30  # per timed run
@@ -156,7 +158,6 @@ def entry_matrix(target: str, *, out: Path, data: Optional[Path] = None, runtime
     from zoo.deploy.resolve import resolve_source
     from zoo.deploy.validate import make_inputs
     from zoo.registry import get_recipe
-    from zoo.schema import Recipe
     from zoo.tasks import get_task
 
     folder = reproduced(target, out, data, log)
@@ -215,8 +216,6 @@ def reproduced(target: str, out: Path, data: Optional[Path], log: Callable[[str]
     path = Path(target).expanduser()
     if path.is_dir():
         if not is_reproduce_folder(path):
-            from zoo.errors import UsageError
-
             raise UsageError(f"{path} is not a `zoo reproduce` folder",
                              hint="Pass an entry name or the folder `zoo reproduce NAME --out DIR` wrote.")
         return path

@@ -1,12 +1,7 @@
-"""One interface over the runtimes that can serve a Paddle model on a CPU: load it for runtime X, run a batch.
-
-    runner = open_runtime("onnxruntime", files, threads=2, workdir=tmp)
-    scores = runner.run([images])[0]
-
-`paddle` is Paddle Inference with plain kernels (an INT8 model runs its fake-quant graph), `paddle-int8`
-Paddle Inference with oneDNN and its INT8 kernels, `onnxruntime` / `openvino` the ONNX file `zoo export
---target onnx` writes (made here the same way), `lite` the x86 `.nb` run by Paddle Lite (FP32 only), `paddle3`
-Paddle Inference 3.x (plain kernels) in the environment `make setup` builds for it.
+"""The deployment runtimes, registered into the core's runtime interface (zoo.runtime, zoo.plugins.RUNTIMES):
+`onnxruntime` / `openvino` run the ONNX file `zoo export --target onnx` writes (made here the same way), `lite`
+the x86 `.nb` run by Paddle Lite (FP32 only), `paddle3` Paddle Inference 3.x (plain kernels) in the environment
+`make setup` builds for it.
 """
 from __future__ import annotations
 
@@ -16,43 +11,11 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from zoo.device import DeviceLike
-from zoo.errors import ExportError, UsageError
+from zoo.errors import ExportError
 from zoo.modelfiles import ModelFiles
-from zoo.predictor import Predictor
+from zoo.plugins import RUNTIMES
 from zoo.program import read_program
-
-RUNTIMES = ("paddle", "paddle-int8", "onnxruntime", "openvino", "lite", "paddle3")
-
-
-class Runner:
-    """A model loaded by one runtime."""
-
-    runtime: str = ""
-    detail: str = ""  # what exactly runs, for reports
-
-    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release what the runtime holds beyond this process (a worker); nothing for in-process runtimes."""
-
-    def output_lods(self) -> List[List[List[int]]]:
-        """The LoD of each output of the last run (as Predictor.output_lods): where each image's boxes start in a
-        legacy detector's one output tensor. Runtimes without LoD return none."""
-        return []
-
-
-class _PaddleRunner(Runner):
-    def __init__(self, files: ModelFiles, threads: int, device: DeviceLike, int8: bool) -> None:
-        self._predictor = Predictor(files, device=device, threads=threads, mkldnn=int8, int8=int8)
-        self.runtime = "paddle-int8" if int8 else "paddle"
-        self.detail = "Paddle Inference, oneDNN INT8 kernels" if int8 else "Paddle Inference, plain kernels"
-
-    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
-        return self._predictor.run(list(inputs))
-
-    def output_lods(self) -> List[List[List[int]]]:
-        return self._predictor.output_lods()
+from zoo.runtime import Runner, RunnerFactory
 
 
 class _OnnxRunner(Runner):
@@ -178,18 +141,20 @@ class Paddle3Runner(Runner):
             proc.kill()
 
 
-def open_runtime(runtime: str, files: ModelFiles, workdir: Path, threads: int = 1, device: DeviceLike = "cpu",
-                 opt_bin: Optional[Path] = None) -> Runner:
-    """Load `files` for `runtime`; what it converts (ONNX, .nb) goes under `workdir`, which the caller removes."""
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {runtime!r}", hint=f"Use one of {', '.join(RUNTIMES)}.")
-    if runtime in ("paddle", "paddle-int8"):
-        return _PaddleRunner(files, threads, device, int8=runtime == "paddle-int8")
-    if str(device) != "cpu":
-        raise UsageError(f"--runtime {runtime} runs on the CPU", hint="Drop --device, or use --runtime paddle.")
-    workdir.mkdir(parents=True, exist_ok=True)
-    if runtime == "paddle3":
-        return Paddle3Runner(files, threads, workdir)
-    if runtime == "lite":
-        return _LiteRunner(files, workdir, opt_bin)
-    return _OnnxRunner(files, runtime, threads, workdir)
+def _onnx(runtime: str) -> RunnerFactory:
+    def make(files: ModelFiles, workdir: Path, threads: int, device: DeviceLike, opt_bin: Optional[Path]) -> Runner:
+        return _OnnxRunner(files, runtime, threads, workdir)
+    return make
+
+
+def _lite(files: ModelFiles, workdir: Path, threads: int, device: DeviceLike, opt_bin: Optional[Path]) -> Runner:
+    return _LiteRunner(files, workdir, opt_bin)
+
+
+def _paddle3(files: ModelFiles, workdir: Path, threads: int, device: DeviceLike, opt_bin: Optional[Path]) -> Runner:
+    return Paddle3Runner(files, threads, workdir)
+
+
+for _name, _factory in (("onnxruntime", _onnx("onnxruntime")), ("openvino", _onnx("openvino")), ("lite", _lite),
+                        ("paddle3", _paddle3)):
+    RUNTIMES.register(_name, _factory)

@@ -17,11 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: List[Set[str]] = [
     {"zoo.errors", "zoo.fsutil", "zoo.names", "zoo.device", "zoo.quiet", "zoo.numerics", "zoo.schema", "zoo.home", "zoo.plugins", "zoo.manifest", "zoo.outdir",
      "zoo.assets", "zoo.recipes"},
-    {"zoo.modelfiles", "zoo.modelcheck", "zoo.program", "zoo.predictor", "zoo.protocol", "zoo.catalog"},
-    {"zoo.data", "zoo.models", "zoo.registry", "zoo.hub", "zoo.quant",
-     # deploy's runtime adapters and workers (what `zoo eval --runtime` runs); export, validate, bench sit above
-     *(f"zoo.deploy.{m}" for m in ("runtimes", "onnx", "lite", "toolchain", "inference", "lite_worker",
-                                   "onnx_worker", "paddle_worker"))},
+    {"zoo.modelfiles", "zoo.modelcheck", "zoo.program", "zoo.predictor", "zoo.protocol", "zoo.catalog", "zoo.runtime"},
+    {"zoo.data", "zoo.models", "zoo.registry", "zoo.hub", "zoo.quant"},
     {"zoo.tasks", "zoo.evaluate", "zoo.evaluate.classification", "zoo.evaluate.detection", "zoo.report", "zoo.runfolder"},
     {"zoo.evaluate.run", "zoo.reproduce", "zoo.api", "zoo.deploy"},
     {"zoo.cli", "zoo.__main__"},
@@ -164,3 +161,22 @@ def test_imports_inside_functions_are_there_for_a_reason() -> None:
                 if target not in heavy and b not in ("zoo", a) and _layer(b) < _layer(a):
                     misplaced.append(f"{path.relative_to(REPO)}:{node.lineno} imports {target}")
     assert not misplaced, "\n".join(misplaced)
+
+
+def test_only_the_cli_imports_deploy() -> None:
+    """Evaluation scores through the core's runtime interface (zoo.runtime); the deployment runtimes register
+    into it by name (zoo.plugins.RUNTIMES), so no module under zoo/ but the CLI imports deploy, anywhere."""
+    offenders = []
+    for name, path in _modules().items():
+        if name.startswith(("zoo.deploy", "zoo.cli")) or name == "zoo.__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                       [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{name} imports {t}" for t in targets if t == "zoo.deploy" or t.startswith("zoo.deploy.")]
+    assert not offenders
+    from zoo.plugins import RUNTIMES
+    from zoo.runtime import RUNTIME_NAMES
+
+    assert set(RUNTIME_NAMES) <= set(RUNTIMES.names())
+    assert RUNTIMES.get("onnxruntime").__module__ == "zoo.deploy.runtimes"  # registered by deploy when asked for

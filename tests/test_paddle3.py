@@ -13,7 +13,7 @@ from PIL import Image
 
 from zoo.cli.main import app
 from zoo.deploy.lite import nb_opt_version, run_nb, x86_runtime_version
-from zoo.deploy.runtimes import open_runtime
+from zoo.runtime import open_runtime
 from zoo.deploy.toolchain import paddle3_python
 from zoo.errors import ExportError
 from zoo.modelfiles import find_model_files
@@ -97,3 +97,13 @@ def test_an_nb_from_another_opt_version_is_refused(classifier: Path, tmp_path: P
     other.write_bytes(bytes(data))
     with pytest.raises(ExportError, match=r"written by Paddle Lite opt v2\.10; the x86 runtime here is"):
         run_nb(other, [x])
+
+
+def test_bench_times_paddle3_and_checks_its_int8(tmp_path_factory: pytest.TempPathFactory) -> None:
+    res = RUNNER.invoke(app, ["bench", str(int8_model(tmp_path_factory)), "--backend", "paddle3", "--repeat", "3",
+                              "--warmup", "1", "--json"])
+    assert res.exit_code == 0, res.stderr
+    rows = [r for r in json.loads(res.stdout)["rows"] if r["backend"] == "paddle3-cpu"]
+    assert rows and all(r["p50_ms"] > 0 for r in rows)
+    int8 = [r for r in rows if r["variant"] == "int8"]
+    assert int8 and int8[0]["check"]["noise_inputs"]["passed"]  # the fake-quant graph, as on Paddle 2.6

@@ -1,4 +1,4 @@
-"""The open registries a recipe names into: its `task` and its `strategy`.
+"""The open registries a recipe names into (its `task` and its `strategy`) and the runtimes models are scored on.
 
 They sit below everything that registers into them (zoo.tasks, zoo.quant) so that the recipe loader
 can check a recipe's `task` and `strategy` against the one list of each. Built-in entries are named
@@ -18,4 +18,13 @@ STRATEGIES: NameRegistry[Any] = NameRegistry(
     "quantization strategy",
     plural="strategies",
     builtin={"ptq": "zoo.quant.ptq_strategy", "qat": "zoo.quant.qat", "act": "zoo.quant.act"},
+)
+
+# the runtimes zoo.runtime.open_runtime loads models for: the core's two Paddle Inference runtimes, and the
+# deployment runtimes zoo.deploy registers (named here by module, imported only when one is asked for)
+_DEPLOY_RUNTIMES = "zoo.deploy.runtimes"
+RUNTIMES: NameRegistry[Any] = NameRegistry(
+    "runtime",
+    builtin={"paddle": "zoo.runtime", "paddle-int8": "zoo.runtime", "onnxruntime": _DEPLOY_RUNTIMES,
+             "openvino": _DEPLOY_RUNTIMES, "lite": _DEPLOY_RUNTIMES, "paddle3": _DEPLOY_RUNTIMES},
 )

@@ -11,7 +11,7 @@ from zoo.cli.image_flags import CHANNELS, RESIZE, image_overrides, parse_input_s
 from zoo.errors import UsageError
 from zoo.schema import Interpolation, Role
 from zoo.device import parse_device
-from zoo.deploy.runtimes import RUNTIMES
+from zoo.runtime import RUNTIME_NAMES as RUNTIMES
 
 
 MAX_SIDE = 2048  # larger inputs exhaust memory long before they help a 608-trained detector

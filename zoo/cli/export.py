@@ -101,7 +101,7 @@ def export_cmd(
 @handle_errors
 def bench_cmd(
     model: str = typer.Argument(..., help="Recipe name, `zoo reproduce` output folder, or Paddle inference model folder."),
-    backend: str = typer.Option("paddle", "--backend", "-b", help="paddle (Paddle Inference, oneDNN on CPU) | lite (Paddle Lite x86, FP32 only) | onnxruntime | openvino (the ONNX export, CPU) | all"),
+    backend: str = typer.Option("paddle", "--backend", "-b", help="paddle (Paddle Inference, oneDNN on CPU) | lite (Paddle Lite x86, FP32 only) | onnxruntime | openvino (the ONNX export, CPU) | paddle3 (Paddle Inference 3.x, plain kernels) | all"),
     threads: int = typer.Option(1, "--threads", help="CPU threads (Paddle Inference)."),
     batch: int = typer.Option(1, "--batch", help="Batch size."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed runs first."),

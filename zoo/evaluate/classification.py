@@ -10,7 +10,7 @@ from zoo.device import DeviceLike
 from zoo.errors import DataError, ModelError
 from zoo.modelfiles import ModelFiles, find_model_files
 from zoo.predictor import Predictor
-from zoo.deploy.runtimes import open_runtime
+from zoo.runtime import open_runtime
 
 
 def class_scores(scores: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def evaluate(model: Union[ModelFiles, Path], batches: Iterable[Tuple[np.ndarray,
     `progress`, if given, is called with the number of images of each finished batch; `origin(label)`
     names where a label comes from (list file and line) when it is refused. Non-finite inputs or
     outputs and labels outside the model's classes raise instead of being scored. `runtime` other than
-    "paddle" scores the model on that runtime (zoo.deploy.runtimes: paddle-int8, onnxruntime, openvino, lite, paddle3).
+    "paddle" scores the model on that runtime (zoo.runtime: paddle-int8, onnxruntime, openvino, lite, paddle3).
     """
     if runtime != "paddle":
         import tempfile

@@ -190,7 +190,7 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
     The model is run through Paddle Inference, which does not check feed shapes, so a model declared at
     608 runs at 416 or 320 unchanged. `progress(n)` is called after each batch with its image count;
     `json_out` keeps the COCO result json that was scored. `runtime` other than "paddle" scores the model on
-    that runtime (zoo.deploy.runtimes), the boxes split per image by the LoD it returns.
+    that runtime (zoo.runtime), the boxes split per image by the LoD it returns.
     """
     if batch_size <= 0:
         raise DataError(f"the batch size must be positive, got {batch_size}")
@@ -201,7 +201,7 @@ def evaluate_detection(files: ModelFiles, dataset: CocoDataset, size: int, prepr
                                  preprocess, batch_size, progress, num_workers, json_out)
     import tempfile
 
-    from zoo.deploy.runtimes import open_runtime
+    from zoo.runtime import open_runtime
 
     contract = contract_of(names, files.model_file)
     with tempfile.TemporaryDirectory(prefix="zoo-runtime-") as tmp:

@@ -35,7 +35,7 @@ class EvalOptions:
     overrides: Dict[str, Any] = field(default_factory=dict)  # Preprocess fields given on the command line
     task: Optional[str] = None  # a model folder's task; None: detected from its program
     sizes: Optional[List[int]] = None  # input sides to score at; None: the task's default
-    runtime: str = "paddle"  # zoo.deploy.runtimes name: score on the runtime that will serve the model
+    runtime: str = "paddle"  # zoo.runtime name: score on the runtime that will serve the model
 
 
 def resolve_target(target: str) -> Tuple[Optional[Recipe], Optional[Path]]:

@@ -23,7 +23,7 @@ class ScoreOptions:
     device: DeviceLike = "cpu"
     num_workers: int = 2
     progress: Optional[Callable[[int], None]] = None  # called with the image count of each finished batch
-    runtime: str = "paddle"  # zoo.deploy.runtimes name: the runtime that will serve the model
+    runtime: str = "paddle"  # zoo.runtime name: the runtime that will serve the model
 
 
 class TaskModels(ABC):
