@@ -87,6 +87,44 @@ def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
     return written
 
 
+def unfolded_batch_norms(source: ModelFiles, out_dir: Path) -> ModelFiles:
+    """A `quantize_linear`-format INT8 program with its batch norms as float per-channel affines
+    (`_batch_norms_as_affine`) and without the observer pairs on what they read: in Paddle those pairs pass the
+    conv's output through; in ONNX they would round it per tensor before the per-channel scale of the batch norm."""
+    check_model(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def rewrite(program: Any, scope: Any) -> None:
+        block = program.global_block()
+        _drop_observers_before_batch_norm(block)
+        _batch_norms_as_affine(block, scope)
+        program._sync_with_cpp()
+
+    resave_program(source, out_dir, "rewrite the batch norms of", rewrite)
+    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
+    verify_saved(written, out_dir, ExportError)
+    return written
+
+
+def _drop_observers_before_batch_norm(block: Any) -> None:
+    """Remove observer quantize/dequantize pairs (`only_observer`) whose output a batch_norm reads; the batch
+    norm reads the observed tensor itself (what the pair passed through)."""
+    i = 0
+    while i + 1 < len(block.ops):
+        q, dq = block.ops[i], block.ops[i + 1]
+        if (q.type == "quantize_linear" and dq.type == "dequantize_linear" and _attr(q, "only_observer", False)
+                and dq.input("X")[0] == q.output("Y")[0]):
+            observed, out = q.input("X")[0], dq.output("Y")[0]
+            consumers = [c for c in block.ops[i + 2:] if out in c.input_arg_names]
+            if consumers and all(c.type == "batch_norm" for c in consumers):
+                for consumer in consumers:
+                    consumer._rename_input(out, observed)
+                block._remove_op(i + 1)
+                block._remove_op(i)
+                continue
+        i += 1
+
+
 def _attr(op: Any, name: str, default: Any) -> Any:
     return op.attr(name) if op.has_attr(name) else default
 
@@ -402,7 +440,12 @@ def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: Optiona
     """
     info = info if info is not None else read_program(files)
     rewritten = is_legacy_quant(info)
-    convert_from = legacy_to_qdq(files, workdir / f"{out_file.stem}-qdq") if rewritten else files
+    if rewritten:
+        convert_from = legacy_to_qdq(files, workdir / f"{out_file.stem}-qdq")
+    elif info.is_int8 and "batch_norm" in info.op_types:
+        convert_from = unfolded_batch_norms(files, workdir / f"{out_file.stem}-affine")
+    else:
+        convert_from = files
     path = paddle_to_onnx(convert_from, out_file, opset or DEFAULT_OPSET, auto_opset=opset is None)
     ops = onnx_ops(path)
     if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):

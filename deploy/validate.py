@@ -303,22 +303,30 @@ INT8_MIN_AGREEMENT_RANDOM = 0.6  # noise inputs sit outside the calibrated range
 INT8_RTOL = 0.5
 
 
-TIE_RTOL = 1e-6  # scores this close to a row's maximum are tied with it
+def decisive_rows(scores: np.ndarray) -> np.ndarray:
+    """Rows of (rows, classes) scores whose top class leads the runner-up by more than the output's 8-bit step
+    ((max - min) / 255 over the whole output): a decision INT8 arithmetic is expected to keep. A row led by less
+    (a tie, or a near-constant output such as a random-weight softmax) can flip by one rounding and says nothing."""
+    top2 = np.sort(scores, axis=1)[:, -2:]
+    step = (float(scores.max()) - float(scores.min())) / 255.0
+    return (top2[:, 1] - top2[:, 0]) > step
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    """Share of decisive rows of `a` whose arg-max `b` keeps; None when no row is decisive."""
+    keep = decisive_rows(a)
+    if not keep.any():
+        return None
+    return float((a.argmax(axis=1) == b.argmax(axis=1))[keep].mean())
 
 
 def top1_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> Optional[float]:
-    """Share of rows whose arg-max agrees in the first output, when it is (batch, classes) scores; else None.
-
-    Tie-aware: a row agrees when the candidate's top class is one of the reference's tied top classes
-    (within TIE_RTOL of its maximum), so two runtimes that break an exact tie differently still agree.
-    """
+    """Share of decisive rows (`decisive_rows`) whose arg-max agrees in the first output, when it is (batch,
+    classes) scores; None otherwise, or when no row is decisive (the output is then judged by its error)."""
     a, b = np.asarray(reference[0], np.float64), np.asarray(candidate[0], np.float64)
     if a.ndim != 2 or a.shape != b.shape or a.shape[1] < 2:
         return None
-    top = a.max(axis=1)
-    picked = a[np.arange(len(a)), b.argmax(axis=1)]
-    tie = TIE_RTOL * np.maximum(np.abs(a).max(axis=1), 1e-12)
-    return float((picked >= top - tie).mean())
+    return _agreement(a, b)
 
 
 INT8_MIN_COSINE = 0.99  # dense and sequence outputs: the whole output must point the same way
@@ -363,17 +371,17 @@ def compare_int8(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray
     minimum = INT8_MIN_AGREEMENT_REAL if real else INT8_MIN_AGREEMENT_RANDOM
     result: Dict[str, Any] = {"max_rel_error": rel, "max_abs_diff": abs_diff, "top1_agreement": agreement,
                               "min_agreement": minimum, "tolerance": INT8_RTOL}
-    if agreement is not None:  # class scores: the classes must agree, the scores stay close
-        result["kind"] = "class scores"
+    kind = output_kind(reference)
+    result["kind"] = kind
+    if agreement is not None:  # class scores with decisive rows: the classes must agree, the scores stay close
         passed = rel <= INT8_RTOL and agreement >= minimum
-    else:  # a dense map or a sequence: judged as a whole, not by its single worst element
+    else:  # a dense map, a sequence, or scores with no decisive row: judged as a whole, not by its worst element
         dense = dense_agreement(reference, candidate)
         close_share = INT8_MIN_CLOSE_SHARE if real else INT8_MIN_CLOSE_SHARE_RANDOM
         result.update(dense, min_cosine=INT8_MIN_COSINE, min_close_share=close_share, close=INT8_CLOSE)
         passed = dense["cosine"] >= INT8_MIN_COSINE and dense["close_share"] >= close_share
-        positions = position_agreement(reference, candidate)
-        result["kind"] = "sequence of class scores" if positions is not None else "dense map"
-        if positions is not None:  # a sequence: each position's class must agree too
+        positions = position_agreement(reference, candidate) if kind == "sequence of class scores" else None
+        if positions is not None:  # a sequence: each decisive position's class must agree too
             result.update(position_agreement=positions)
             passed = passed and positions >= minimum
     result["passed"] = bool(passed)
@@ -392,13 +400,24 @@ def int8_limits(result: Dict[str, Any]) -> str:
     return f"{result.get('kind', 'output')}: {text}"
 
 
+def output_kind(reference: Sequence[np.ndarray]) -> str:
+    """What the first output holds: "class scores" (batch, classes), "sequence of class scores" (batch, positions,
+    classes) whose rows sum to 1, or "dense map" (anything else)."""
+    a = np.asarray(reference[0])
+    if a.ndim == 2 and a.shape[1] >= 2:
+        return "class scores"
+    if a.ndim == 3 and a.shape[2] >= 2 and np.allclose(np.asarray(a, np.float64).sum(axis=2), 1.0, atol=1e-3):
+        return "sequence of class scores"
+    return "dense map"
+
+
 def position_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> Optional[float]:
-    """Share of positions whose arg-max agrees (tie-aware, as `top1_agreement`) when the first output is a
-    sequence of class scores (batch, positions, classes) whose rows sum to 1; else None."""
+    """Share of decisive positions (`decisive_rows`) whose arg-max agrees when the first output is a sequence of
+    class scores (batch, positions, classes) whose rows sum to 1; else None."""
     a, b = np.asarray(reference[0], np.float64), np.asarray(candidate[0], np.float64)
-    if a.ndim != 3 or a.shape != b.shape or a.shape[2] < 2 or not np.allclose(a.sum(axis=2), 1.0, atol=1e-3):
+    if output_kind(reference) != "sequence of class scores" or a.shape != b.shape:
         return None
-    return top1_agreement([a.reshape(-1, a.shape[2])], [b.reshape(-1, b.shape[2])])
+    return _agreement(a.reshape(-1, a.shape[2]), b.reshape(-1, b.shape[2]))
 
 
 def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarray], int8: bool, real: bool,

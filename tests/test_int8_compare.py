@@ -8,11 +8,23 @@ from zoo.deploy.validate import compare_int8, top1_agreement
 
 
 def test_tied_scores_broken_differently_agree() -> None:
-    reference = np.full((8, 1000), 0.001, np.float32)  # a random-weight softmax: every class tied
+    """A random-weight softmax (every class at 0.001): no row is decisive, so the output is judged by its error."""
+    reference = np.full((8, 1000), 0.001, np.float32)
     candidate = reference + np.random.default_rng(0).normal(0, 1e-10, reference.shape).astype(np.float32)
-    assert top1_agreement([reference], [candidate]) == 1.0
+    assert top1_agreement([reference], [candidate]) is None
     result = compare_int8([reference], [candidate], real=True)
-    assert result["passed"] and result["top1_agreement"] == 1.0
+    assert result["passed"] and result["kind"] == "class scores" and result["cosine"] > 0.999
+    assert not compare_int8([reference], [np.random.default_rng(1).random(reference.shape)], real=True)["passed"]
+
+
+def test_only_decisive_rows_count() -> None:
+    """A row whose top class leads by less than the output's 8-bit step may flip; one led clearly may not."""
+    reference = np.array([[0.50, 0.499, 0.001], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])
+    flipped_close = reference[:, [1, 0, 2]] * [[1, 1, 1], [0, 0, 0], [0, 0, 0]] + reference * [[0], [1], [1]]
+    assert top1_agreement([reference], [flipped_close]) == 1.0  # the 0.001 lead is within 1/255 of the range
+    flipped_clear = reference.copy()
+    flipped_clear[1] = [0.05, 0.9, 0.05]
+    assert top1_agreement([reference], [flipped_clear]) == 0.5
 
 
 def test_a_real_top1_flip_still_counts() -> None:

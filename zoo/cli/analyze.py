@@ -9,7 +9,7 @@ import typer
 
 
 from zoo.cli.common import console, handle_errors, interrupt_on_sigterm, print_json, progress_log
-from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
+from zoo.cli.image_flags import CHANNELS, FOLDER_INPUT_SIZE, MEAN, RESIZE, STD, image_choices
 from zoo.cli.quantize import require_float_model, usage_checked, warn_short_calibration
 from zoo.cli.tables import compact_table, print_table
 from zoo.device import require_device
@@ -41,8 +41,7 @@ def analyze_cmd(
     ops: str = typer.Option("conv2d,depthwise_conv2d,mul", "--ops", help="Comma-separated op types to quantize."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for analysis.json and analysis.png."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP + " Sizes the images of a "
-                                             "data folder (or checks an array's)."),
+    input_size: Optional[str] = FOLDER_INPUT_SIZE,
     channels: Optional[str] = CHANNELS,
     resize: Optional[str] = RESIZE,
     mean: Optional[str] = MEAN,

@@ -12,6 +12,8 @@ from zoo.errors import UsageError
 
 INPUT_SIZE_HELP = ("Input size for a model with a dynamic (or to check a declared) input: one side N, H,W, or the "
                    "whole shape N,C,H,W (e.g. 1,3,640,640).")
+FOLDER_INPUT_SIZE = typer.Option(None, "--input-size",
+                                 help=INPUT_SIZE_HELP + " Sizes the images of a data folder (or checks an array's).")
 CHANNELS = typer.Option(None, "--channels", metavar="rgb|bgr",
                         help="Channel order the model was trained on (images from a folder; default rgb).")
 RESIZE = typer.Option(None, "--resize", metavar="|".join(RESIZE_MODES),

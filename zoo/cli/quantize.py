@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from zoo.cli.common import console, err_console, handle_errors, interrupt_on_sigterm, print_json, progress_log
-from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_choices
+from zoo.cli.image_flags import CHANNELS, FOLDER_INPUT_SIZE, MEAN, RESIZE, STD, image_choices
 from zoo.device import Device, require_device
 from zoo.errors import QuantizeError, UsageError
 from zoo.fsutil import atomic_write_text
@@ -63,8 +63,7 @@ def quantize_cmd(
     max_float: Optional[int] = typer.Option(None, "--max-float", min=0,
                                             help="With --max-drop: at most this many layers in float (default: half)."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", min=1, help="Use N evenly spaced --eval-data inputs."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help=INPUT_SIZE_HELP + " Sizes the images of a "
-                                             "data folder (or checks an array's)."),
+    input_size: Optional[str] = FOLDER_INPUT_SIZE,
     channels: Optional[str] = CHANNELS,
     resize: Optional[str] = RESIZE,
     mean: Optional[str] = MEAN,
