@@ -363,7 +363,7 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
     on real images of its data when at hand (decisive), else on generated inputs."""
     from zoo.deploy.validate import (INT8_DET_IOU, INT8_DET_MIN_MATCHED, INT8_DET_SCORE_TOL, paddle_detections,
                                      real_detection_inputs)
-    from zoo.evaluate.detection import match_detections
+    from zoo.evaluate.detection import match_detections, split_outputs
 
     contract = detection_contract(info)
     real = real_detection_inputs(source.recipe, info, data=data.folder if data is not None else None)
@@ -372,11 +372,16 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
         result.data = str(data.folder) if data is not None else f"{source.label}'s data"
     reference = paddle_detections(files, inputs, contract, threads=threads)
     for row in rows:
-        if row.runtime != "paddle-int8":
-            row.note = (row.note + "; " if row.note else "") + "detections not checked on this runtime"
-            continue
-        found = match_detections(reference, paddle_detections(files, inputs, contract, int8=True, threads=threads),
-                                 iou=INT8_DET_IOU, score_tol=INT8_DET_SCORE_TOL)
+        with tempfile.TemporaryDirectory(prefix="zoo-det-check-") as tmp:
+            try:
+                runner = open_runtime(row.runtime, files, Path(tmp), threads=threads)  # type: ignore[arg-type]
+                outputs = runner.run(list(inputs))
+                candidate = split_outputs(contract, outputs, runner.output_lods(), len(inputs[0]))
+                runner.close()
+            except ZooError as exc:
+                row.check = {"noise_inputs" if real is None else "data": {"passed": False, "error": exc.message[:300]}}
+                continue
+        found = match_detections(reference, candidate, iou=INT8_DET_IOU, score_tol=INT8_DET_SCORE_TOL)
         share = found["matched"] / found["top_boxes"] if found["top_boxes"] else 1.0
         found.update(matched_share=round(share, 4), min_matched_share=INT8_DET_MIN_MATCHED,
                      passed=share >= INT8_DET_MIN_MATCHED, images=len(inputs[0]))

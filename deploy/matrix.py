@@ -78,8 +78,11 @@ class EntryMatrix:
 
 
 def _why(exc: BaseException) -> str:
+    """The first line of a failure, and its last when it has more (a converter's error is there)."""
     message = exc.message if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
-    return message.strip().splitlines()[0][:300]
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]}: {lines[-1]}"
+    return text[:400]
 
 
 def not_applicable(precision: str, runtime: str) -> Optional[str]:

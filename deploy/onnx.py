@@ -58,6 +58,18 @@ def versions() -> Dict[str, str]:
     return found
 
 
+RUNTIME_FAILURE_HINT = ("The ONNX file was written; this runtime cannot run it. Use another runtime "
+                        "(`zoo matrix` shows which serve this model), or report the model with the command.")
+
+
+def cause_line(text: str) -> str:
+    """The line of a runtime's multi-line exception that says what is wrong (OpenVINO puts it after a stack of
+    "Exception from src/..." lines)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    meaningful = [ln for ln in lines if not ln.startswith("Exception from ")]
+    return (meaningful[-1] if meaningful else lines[-1] if lines else "no message")[:300]
+
+
 def require(package: str) -> None:
     """ExportError with the install hint when an ONNX toolchain package is missing."""
     import importlib.util
@@ -82,6 +94,35 @@ def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
     check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     resave_program(source, out_dir, "rewrite the fake-quant program of", _rewrite_legacy)
+    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
+    verify_saved(written, out_dir, ExportError)
+    return written
+
+
+def nms_as_v3(source: ModelFiles, out_dir: Path) -> ModelFiles:
+    """The program with each `multiclass_nms` (v1, the YOLOv3 detectors' last op) as `multiclass_nms3`, the same
+    suppression with the same attributes, which paddle2onnx converts (for one image per run: its ONNX graph
+    takes batch size 1, so the ONNX runner feeds a detector image by image)."""
+    check_model(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def rewrite(program: Any, scope: Any) -> None:
+        block = program.global_block()
+        for i, op in enumerate(list(block.ops)):
+            if op.type != "multiclass_nms":
+                continue
+            out = op.output("Out")[0]
+            index = block.create_var(name=f"{out}@index", shape=[-1, 1], dtype="int32")
+            rois_num = block.create_var(name=f"{out}@rois_num", shape=[-1], dtype="int32")
+            attrs = {name: op.attr(name) for name in ("score_threshold", "nms_top_k", "keep_top_k", "nms_threshold",
+                                                       "normalized", "nms_eta", "background_label")}
+            inputs = {"BBoxes": op.input("BBoxes"), "Scores": op.input("Scores")}
+            block._remove_op(i)
+            block._insert_op(i, type="multiclass_nms3", inputs=inputs,
+                             outputs={"Out": [out], "Index": [index.name], "NmsRoisNum": [rois_num.name]}, attrs=attrs)
+        program._sync_with_cpp()
+
+    resave_program(source, out_dir, "rewrite the NMS of", rewrite)
     written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
     verify_saved(written, out_dir, ExportError)
     return written
@@ -446,6 +487,8 @@ def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: Optiona
         convert_from = unfolded_batch_norms(files, workdir / f"{out_file.stem}-affine")
     else:
         convert_from = files
+    if "multiclass_nms" in read_program(convert_from).op_types:
+        convert_from = nms_as_v3(convert_from, workdir / f"{out_file.stem}-nms")
     path = paddle_to_onnx(convert_from, out_file, opset or DEFAULT_OPSET, auto_opset=opset is None)
     ops = onnx_ops(path)
     if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):
@@ -490,7 +533,8 @@ class OnnxSession:
         except ZooError:
             raise
         except Exception as exc:  # both runtimes raise their own exception types from C++
-            raise ModelError(f"{runtime} cannot load {path}: {str(exc).strip().splitlines()[0][:300]}") from exc
+            raise ModelError(f"{runtime} cannot load {path.name}: {cause_line(str(exc))}",
+                             hint=RUNTIME_FAILURE_HINT) from exc
 
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Run one batch; inputs in the model's input order."""
@@ -504,5 +548,5 @@ class OnnxSession:
             return [np.array(result[o], copy=True) for o in self._compiled.outputs]
         except Exception as exc:
             shapes = {k: tuple(v.shape) for k, v in feed.items()}
-            raise ModelError(f"{self.runtime} rejected inputs of shape {shapes}: "
-                             f"{str(exc).strip().splitlines()[0][:300]}") from exc
+            raise ModelError(f"{self.runtime} failed on inputs of shape {shapes}: {cause_line(str(exc))}",
+                             hint=RUNTIME_FAILURE_HINT) from exc

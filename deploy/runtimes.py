@@ -6,7 +6,7 @@ the x86 `.nb` run by Paddle Lite (FP32 only), `paddle3` Paddle Inference 3.x (pl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,9 +26,32 @@ class _OnnxRunner(Runner):
         self._session = OnnxSession(conversion.path, runtime, threads=threads)
         self.runtime = runtime
         self.detail = f"{runtime} on the ONNX export ({'QDQ INT8' if conversion.precision == 'int8' else 'FP32'})"
+        # a detector's NMS converts for one image per run: its batches go image by image, LoD rebuilt
+        self._per_image = "multiclass_nms" in read_program(files).op_types
+        self._lods: List[List[List[int]]] = []
 
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
-        return self._session.run(list(inputs))
+        if not self._per_image:
+            return self._session.run(list(inputs))
+        return run_per_image(self._session.run, inputs, self._lods)
+
+    def output_lods(self) -> List[List[List[int]]]:
+        return self._lods
+
+
+def run_per_image(run: Any, inputs: Sequence[np.ndarray], lods: List[List[List[int]]]) -> List[np.ndarray]:
+    """`run` one image at a time; its (rows, 6) detections joined, with the per-image offsets as the first
+    output's LoD (put in `lods`, as Paddle gives it for a batch). An image with no box gives no row."""
+    parts: List[np.ndarray] = []
+    offsets = [0]
+    for i in range(len(inputs[0])):
+        rows = np.asarray(run([np.ascontiguousarray(x[i:i + 1]) for x in inputs])[0])
+        rows = rows.reshape(-1, rows.shape[-1]) if rows.ndim >= 2 and rows.shape[-1] == 6 else np.zeros((0, 6), np.float32)
+        parts.append(rows)
+        offsets.append(offsets[-1] + len(rows))
+    lods[:] = [[offsets]]
+    joined = np.concatenate(parts) if offsets[-1] else np.zeros((0, 6), np.float32)
+    return [joined]
 
 
 class _LiteRunner(Runner):

@@ -173,6 +173,49 @@ def validate_inference(source: ModelFiles, exported: ModelFiles, inputs: Sequenc
     return check
 
 
+def validate_onnx_detections(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarray], contract: Any,
+                             int8: bool, runtimes: Sequence[str]) -> Check:
+    """A detector's ONNX file against Paddle Inference, box by box (image by image: the converted NMS takes one).
+
+    FP32: every top box found again (same label, IoU >= 0.95, score within 1e-3). INT8 against the fake-quant
+    graph: 80% of the top boxes within IoU 0.5 and score 0.1, the rule oneDNN INT8 is held to. Every runtime that
+    runs the file must pass; one that cannot load it is named with its reason.
+    """
+    from zoo.deploy.runtimes import run_per_image
+    from zoo.evaluate.detection import match_detections, split_outputs
+
+    reference = paddle_detections(source, inputs, contract)
+    extra: Dict[str, Any] = {"inputs": f"{len(inputs[0])} images"}
+    failed: List[str] = []
+    for runtime in runtimes:
+        try:
+            session = OnnxSession(onnx_file, runtime, threads=1)
+            lods: List[List[List[int]]] = []
+            candidate = split_outputs(contract, run_per_image(session.run, inputs, lods), lods, len(inputs[0]))
+        except (ImportError, ExportError, ModelError) as exc:
+            extra[runtime] = {"passed": False, "error": str(exc)[:300]}
+            failed.append(runtime)
+            continue
+        if int8:
+            found = match_detections(reference, candidate, iou=INT8_DET_IOU, score_tol=INT8_DET_SCORE_TOL)
+            share = found["matched"] / found["top_boxes"] if found["top_boxes"] else 1.0
+            found.update(matched_share=round(share, 4), passed=share >= INT8_DET_MIN_MATCHED)
+        else:
+            found = match_detections(reference, candidate, score_tol=LITE_SCORE_TOL)
+        extra[runtime] = found
+        if not found["passed"]:
+            failed.append(runtime)
+    names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+    detail = "; ".join(f"{names[r]}: {extra[r].get('detail') or extra[r].get('error')}" for r in runtimes)
+    check = Check("detections", not failed, f"ONNX vs Paddle Inference ({extra['inputs']}), detections matched: {detail}",
+                  extra=extra)
+    if failed:
+        raise ValidationError(f"{onnx_file.name} does not find the boxes Paddle Inference finds on "
+                              f"{' and '.join(names[r] for r in failed)}: {detail}",
+                              hint="Nothing was written; the other runtimes and targets may still take the model.")
+    return check
+
+
 def paddle3_agreement(files: ModelFiles, inputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> Dict[str, Any]:
     """`files` run by Paddle Inference 3.x against `reference`: {"version", "max_rel_error", "passed"}, or
     {"skipped": why} when its environment is absent, or {"error", "passed": False} when it cannot run it."""
@@ -428,6 +471,9 @@ def validate_onnx(source: ModelFiles, onnx_file: Path, inputs: Sequence[np.ndarr
     holds. Every runtime that runs the file must pass; one that cannot run it (not installed) is recorded.
     """
 
+    contract = detection_contract(read_program(source))
+    if contract is not None:
+        return validate_onnx_detections(source, onnx_file, inputs, contract, int8, runtimes)
     reference = paddle_outputs(source, inputs)
     extra: Dict[str, Any] = {"inputs": f"{len(inputs[0])} {'real images' if real else 'random inputs'}"}
     verdict: Optional[Dict[str, Any]] = None

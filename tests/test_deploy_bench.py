@@ -25,7 +25,7 @@ def test_bench_reproduce_folder_side_by_side(bench_all) -> None:
     result = bench_all
     rows = {(r.variant, r.backend): r for r in result.rows}
     assert set(rows) == {(v, b) for v in ("fp32", "int8")
-                         for b in ("paddle-cpu-onednn", "lite-x86", "onnxruntime-cpu", "openvino-cpu")}
+                         for b in ("paddle-cpu-onednn", "lite-x86", "onnxruntime-cpu", "openvino-cpu", "paddle3-cpu")}
     timed = [k for k in rows if k != ("int8", "lite-x86")]
     for key in timed:
         row = rows[key]

@@ -22,12 +22,6 @@ from zoo.data.digits_det import materialize
 # PaddleDetection 0.x YOLOv3 evaluation reader (configs/yolov3_reader.yml): the default of a model folder
 
 
-# Why the ONNX runtimes do not score the YOLOv3 detectors: the converter stops at their NMS (measured on the
-# bundled digits detector; the ONNX NonMaxSuppression graph that would replace it is not written yet).
-_NO_ONNX_NMS = "paddle2onnx 1.3.1 does not convert the multiclass_nms op the YOLOv3 detectors end with"
-ONNX_UNSUPPORTED = {"onnxruntime": _NO_ONNX_NMS, "openvino": _NO_ONNX_NMS}
-
-
 @register_task("detection")
 class DetectionTask(ModelTask):
     """COCO box AP (IoU .50:.95) and AP50 of a model fed as its contract says, scored by pycocotools."""
@@ -131,11 +125,6 @@ class DetectionTask(ModelTask):
         from zoo.data.coco import CocoDataset
 
         return CocoDataset(root, split, max_samples)
-
-    def check_runtime(self, runtime: str) -> None:
-        if runtime in ONNX_UNSUPPORTED:
-            raise UsageError(f"--runtime {runtime} cannot score this detector: {ONNX_UNSUPPORTED[runtime]}",
-                             hint="Score it with --runtime paddle, paddle-int8, paddle3 or lite (FP32).")
 
     def check_inputs(self, files: ModelFiles, dataset: Any, sizes: Sequence[Optional[int]]) -> None:
         _check_class_count(files, dataset)
