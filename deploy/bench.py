@@ -361,9 +361,8 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
                            data: Optional[BenchData], result: BenchResult) -> None:
     """A detector's INT8 paths against Paddle's fake-quant graph, box by box (zoo.evaluate.detection.match_detections)
     on real images of its data when at hand (decisive), else on generated inputs."""
-    from zoo.deploy.validate import (INT8_DET_IOU, INT8_DET_MIN_MATCHED, INT8_DET_SCORE_TOL, paddle_detections,
-                                     real_detection_inputs)
-    from zoo.evaluate.detection import match_detections, split_outputs
+    from zoo.deploy.validate import int8_box_match, paddle_detections, real_detection_inputs
+    from zoo.evaluate.detection import split_outputs
 
     contract = detection_contract(info)
     real = real_detection_inputs(source.recipe, info, data=data.folder if data is not None else None)
@@ -375,16 +374,16 @@ def _check_int8_detections(rows: List[BenchRow], files: ModelFiles, info: Progra
         with tempfile.TemporaryDirectory(prefix="zoo-det-check-") as tmp:
             try:
                 runner = open_runtime(row.runtime, files, Path(tmp), threads=threads)  # type: ignore[arg-type]
-                outputs = runner.run(list(inputs))
-                candidate = split_outputs(contract, outputs, runner.output_lods(), len(inputs[0]))
-                runner.close()
+                try:
+                    outputs = runner.run(list(inputs))
+                    candidate = split_outputs(contract, outputs, runner.output_lods(), len(inputs[0]))
+                finally:
+                    runner.close()
             except ZooError as exc:
                 row.check = {"noise_inputs" if real is None else "data": {"passed": False, "error": exc.message[:300]}}
                 continue
-        found = match_detections(reference, candidate, iou=INT8_DET_IOU, score_tol=INT8_DET_SCORE_TOL)
-        share = found["matched"] / found["top_boxes"] if found["top_boxes"] else 1.0
-        found.update(matched_share=round(share, 4), min_matched_share=INT8_DET_MIN_MATCHED,
-                     passed=share >= INT8_DET_MIN_MATCHED, images=len(inputs[0]))
+        found = int8_box_match(reference, candidate)
+        found["images"] = len(inputs[0])
         row.check = {"data" if real is not None else "noise_inputs": found}
 
 
@@ -505,20 +504,26 @@ def _bench_lite(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], warmup
             result.add(row)
 
 
+def bench_paddle3(files: ModelFiles, inputs: Sequence[np.ndarray], *, threads: int, warmup: int,
+                  repeat: int) -> Dict[str, Any]:
+    """Time `files` on Paddle Inference 3.x (plain kernels) in a fresh worker: its latencies, peak RSS and detail."""
+    from zoo.deploy.runtimes import Paddle3Runner
+
+    with tempfile.TemporaryDirectory(prefix="zoo-paddle3-bench-") as tmp:
+        runner = Paddle3Runner(files, threads, Path(tmp))
+        try:
+            return {**runner.time(inputs, warmup, repeat), "detail": runner.detail}
+        finally:
+            runner.close()
+
+
 def _bench_paddle3(programs: Dict[str, tuple], inputs: Sequence[np.ndarray], threads: int, warmup: int, repeat: int,
                    batch: int, result: BenchResult) -> None:
     """Each variant on Paddle Inference 3.x (plain kernels; an INT8 model runs its fake-quant graph), in its worker."""
-    from zoo.deploy.runtimes import Paddle3Runner
-
     for name, (files, prog) in programs.items():
-        with tempfile.TemporaryDirectory(prefix="zoo-paddle3-bench-") as tmp:
-            runner = Paddle3Runner(files, threads, Path(tmp))
-            try:
-                raw = runner.time(inputs, warmup, repeat)
-            finally:
-                runner.close()
+        raw = bench_paddle3(files, inputs, threads=threads, warmup=warmup, repeat=repeat)
         row = BenchRow(variant=name, backend="paddle3-cpu", file_size=_files_size(files),
-                       runtime="paddle3" if prog.is_int8 else None, note=runner.detail)
+                       runtime="paddle3" if prog.is_int8 else None, note=raw["detail"])
         _stats(row, raw, batch)
         result.add(row)
 

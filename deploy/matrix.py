@@ -106,10 +106,9 @@ def _accuracy(task: Any, recipe: Any, files: ModelFiles, dataset: Any, size: int
 
 def _time_once(files: ModelFiles, runtime: str, inputs: Sequence[np.ndarray], threads: int, workdir: Path) -> float:
     """The p50 (ms) of one timed run of `files` on `runtime` in a fresh worker process."""
-    from zoo.deploy.bench import bench_onnx, bench_paddle
+    from zoo.deploy.bench import bench_onnx, bench_paddle, bench_paddle3
     from zoo.deploy.lite import bench_nb, convert
     from zoo.deploy.onnx import export_onnx
-    from zoo.deploy.runtimes import Paddle3Runner
     from zoo.deploy.toolchain import find_converter
 
     if runtime in ("paddle", "paddle-int8"):
@@ -125,11 +124,7 @@ def _time_once(files: ModelFiles, runtime: str, inputs: Sequence[np.ndarray], th
             convert(files, workdir / "model", "x86", find_converter("x86"))
         raw = bench_nb(nb, inputs, WARMUP, REPEAT)
     else:
-        runner = Paddle3Runner(files, threads, workdir)
-        try:
-            raw = runner.time(inputs, WARMUP, REPEAT)
-        finally:
-            runner.close()
+        raw = bench_paddle3(files, inputs, threads=threads, warmup=WARMUP, repeat=REPEAT)
     return float(np.percentile(np.asarray(raw["latencies_ms"], dtype=np.float64), 50))
 
 

@@ -113,20 +113,26 @@ class Paddle3Runner(Runner):
             raise ExportError(f"Paddle Inference 3.x cannot run this model: {answer['error']}")
         return answer
 
-    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+    def _request(self, inputs: Sequence[np.ndarray], **fields: Any) -> dict:
+        """Send `inputs` (as an .npz in the work folder) with `fields` to the worker; its answer."""
         import json
 
         self._calls += 1
-        src, dst = self._workdir / f"in-{self._calls}.npz", self._workdir / f"out-{self._calls}.npz"
+        src = self._workdir / f"in-{self._calls}.npz"
         np.savez(src, **{str(i): np.ascontiguousarray(x) for i, x in enumerate(inputs)})
         assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({"inputs": str(src), "outputs": str(dst)}) + "\n")
+        self._proc.stdin.write(json.dumps({"inputs": str(src), **fields}) + "\n")
         self._proc.stdin.flush()
-        answer = self._answer()
-        self._lods = answer.get("lods", [])
+        try:
+            return self._answer()
+        finally:
+            src.unlink()
+
+    def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        dst = self._workdir / f"out-{self._calls + 1}.npz"
+        self._lods = self._request(inputs, outputs=str(dst)).get("lods", [])
         with np.load(dst) as data:
             outputs = [np.asarray(data[k]) for k in sorted(data.files, key=int)]
-        src.unlink()
         dst.unlink()
         return outputs
 
@@ -135,17 +141,7 @@ class Paddle3Runner(Runner):
 
     def time(self, inputs: Sequence[np.ndarray], warmup: int, repeat: int) -> dict:
         """Latencies (ms) of `repeat` runs on `inputs` after `warmup` untimed ones, and the worker's peak RSS (KiB)."""
-        import json
-
-        self._calls += 1
-        src = self._workdir / f"time-{self._calls}.npz"
-        np.savez(src, **{str(i): np.ascontiguousarray(x) for i, x in enumerate(inputs)})
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({"inputs": str(src), "warmup": warmup, "repeat": repeat}) + "\n")
-        self._proc.stdin.flush()
-        answer = self._answer()
-        src.unlink()
-        return answer
+        return self._request(inputs, warmup=warmup, repeat=repeat)
 
     def close(self) -> None:
         """End the worker (also when the runner is collected)."""
@@ -155,7 +151,7 @@ class Paddle3Runner(Runner):
                     self._proc.stdin.write("\n")
                     self._proc.stdin.flush()
                 self._proc.wait(timeout=10)
-            except (OSError, ValueError, Exception):
+            except Exception:  # a worker that will not end cleanly is ended
                 self._proc.kill()
 
     def __del__(self) -> None:
