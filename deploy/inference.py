@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from zoo.program import ProgramInfo, open_program
 from zoo.errors import ExportError, ZooError, paddle_message
@@ -40,19 +40,22 @@ def _combine_parameters(source: ModelFiles, out_dir: Path) -> None:
 
 
 def resave_program(source: ModelFiles, out_dir: Path, doing: str,
-                   transform: Optional[Callable[[Any, Any], None]] = None) -> None:
+                   transform: Optional[Callable[[Any, Any], Optional[Sequence[str]]]] = None) -> None:
     """Load `source` into a fresh scope, let `transform(program, scope)` edit it, and save it as
-    out_dir/inference.pdmodel + .pdiparams; a Paddle failure is an ExportError saying what was being done."""
+    out_dir/inference.pdmodel + .pdiparams; a Paddle failure is an ExportError saying what was being done.
+
+    A transform that returns variable names makes them the saved program's outputs (the save prunes every op
+    they do not need); one that returns None keeps the source's outputs."""
     import paddle
 
     try:
         with open_program(source) as opened:
-            if transform is not None:
-                transform(opened.program, opened.scope)
+            outputs = transform(opened.program, opened.scope) if transform is not None else None
             block = opened.program.global_block()
+            fetches = [block.var(n) for n in outputs] if outputs is not None else opened.fetches
             with silenced():  # the save's program passes log past GLOG's settings
                 paddle.static.save_inference_model(str(out_dir / "inference"), [block.var(n) for n in opened.feeds],
-                                                   opened.fetches, opened.executor, program=opened.program)
+                                                   fetches, opened.executor, program=opened.program)
     except ZooError:
         raise
     except Exception as exc:  # paddle raises plain RuntimeError/ValueError from C++

@@ -13,11 +13,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zoo.deploy.inference import resave_program
+from zoo.deploy.onnx_nms import NMS_OPS, append_nms, cut_before_nms, returned_as
 from zoo.program import ProgramInfo, read_program
 from zoo.errors import ConverterError, ExportError, ModelError, ZooError
 from zoo.modelcheck import check_model, verify_saved
@@ -99,70 +100,95 @@ def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
     return written
 
 
-def nms_as_v3(source: ModelFiles, out_dir: Path) -> ModelFiles:
-    """The program with each `multiclass_nms` (v1, the YOLOv3 detectors' last op) as `multiclass_nms3`, the same
-    suppression with the same attributes, which paddle2onnx converts (for one image per run: its ONNX graph
-    takes batch size 1, so the ONNX runner feeds a detector image by image)."""
+def image_sized(source: ModelFiles, out_dir: Path, hw: Tuple[int, int]) -> ModelFiles:
+    """The program with its image input declared H x W and every shape after it inferred again.
+
+    paddle2onnx writes the shapes a program declares into the ONNX graph, so a file converted from a model saved at
+    one size refuses another; a model scored at several sizes (the detectors) is converted once per size, as
+    `zoo export` would write it for that size."""
     check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def rewrite(program: Any, scope: Any) -> None:
+    def resize(program: Any, scope: Any) -> None:
         block = program.global_block()
-        for i, op in enumerate(list(block.ops)):
-            if op.type != "multiclass_nms":
-                continue
-            out = op.output("Out")[0]
-            index = block.create_var(name=f"{out}@index", shape=[-1, 1], dtype="int32")
-            rois_num = block.create_var(name=f"{out}@rois_num", shape=[-1], dtype="int32")
-            attrs = {name: op.attr(name) for name in ("score_threshold", "nms_top_k", "keep_top_k", "nms_threshold",
-                                                       "normalized", "nms_eta", "background_label")}
-            inputs = {"BBoxes": op.input("BBoxes"), "Scores": op.input("Scores")}
-            block._remove_op(i)
-            block._insert_op(i, type="multiclass_nms3", inputs=inputs,
-                             outputs={"Out": [out], "Index": [index.name], "NmsRoisNum": [rois_num.name]}, attrs=attrs)
-        program._sync_with_cpp()
+        image = next(s for s in read_program(source).inputs if len(s.shape) == 4)
+        block.var(image.name).desc.set_shape(list(image.shape[:2]) + list(hw))
+        for op in block.ops:
+            if op.type not in ("feed", "fetch"):
+                op.desc.infer_shape(block.desc)
 
-    resave_program(source, out_dir, "rewrite the NMS of", rewrite)
+    resave_program(source, out_dir, f"declare a {hw[0]}x{hw[1]} input for", resize)
     written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
     verify_saved(written, out_dir, ExportError)
     return written
 
 
-def unfolded_batch_norms(source: ModelFiles, out_dir: Path) -> ModelFiles:
-    """A `quantize_linear`-format INT8 program with its batch norms as float per-channel affines
-    (`_batch_norms_as_affine`) and without the observer pairs on what they read: in Paddle those pairs pass the
-    conv's output through; in ONNX they would round it per tensor before the per-channel scale of the batch norm."""
+def qdq_for_onnx(source: ModelFiles, out_dir: Path) -> ModelFiles:
+    """A `quantize_linear`-format INT8 program as ONNX should get it: batch norms as float per-channel affines
+    (`_batch_norms_as_affine`) and only the observer pairs whose tensor goes on to an INT8 op (`_drop_idle_observers`).
+    """
     check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def rewrite(program: Any, scope: Any) -> None:
         block = program.global_block()
-        _drop_observers_before_batch_norm(block)
+        _drop_idle_observers(block)
         _batch_norms_as_affine(block, scope)
         program._sync_with_cpp()
 
-    resave_program(source, out_dir, "rewrite the batch norms of", rewrite)
+    resave_program(source, out_dir, "prepare the quantized ops of", rewrite)
     written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
     verify_saved(written, out_dir, ExportError)
     return written
 
 
-def _drop_observers_before_batch_norm(block: Any) -> None:
-    """Remove observer quantize/dequantize pairs (`only_observer`) whose output a batch_norm reads; the batch
-    norm reads the observed tensor itself (what the pair passed through)."""
+def _is_observer_pair(block: Any, i: int) -> bool:
+    q, dq = block.ops[i], block.ops[i + 1]
+    return (q.type == "quantize_linear" and dq.type == "dequantize_linear" and bool(_attr(q, "only_observer", False))
+            and dq.input("X")[0] == q.output("Y")[0])
+
+
+def _reaches_int8(block: Any, var: str, start: int) -> bool:
+    """Whether `var` (written by op `start` - 1) goes on to an INT8 op: to a quantize_linear that quantizes it, through
+    any ops but float compute ops (a conv or matmul with no quantized input computes in float)."""
+    pending, seen = [var], set()
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        for op in block.ops[start:]:
+            if name not in op.input_arg_names:
+                continue
+            if op.type == "quantize_linear" and not _attr(op, "only_observer", False):
+                return True
+            if op.type in _WEIGHT_SLOT or op.type == "fetch":
+                continue
+            pending.extend(v for v in op.output_arg_names if v not in seen and not block.var(v).persistable)
+    return False
+
+
+def _drop_idle_observers(block: Any) -> None:
+    """Remove the observer quantize/dequantize pairs (`only_observer`) that would only round.
+
+    Paddle passes an observer's tensor through; ONNX rounds it to 8 bits. That rounding buys speed only where the
+    tensor goes on to an INT8 op (ONNX Runtime then runs the producer with an INT8 output). Dropped are pairs whose
+    tensor reaches only float ops: a detector head's output on its way to yolo_box, a classifier's logits on their
+    way to softmax or out of the model; and pairs read by a batch norm, which reads the observed tensor itself
+    (rounded per tensor, then scaled per channel, it would lose its dead channels' precision)."""
     i = 0
     while i + 1 < len(block.ops):
+        if not _is_observer_pair(block, i):
+            i += 1
+            continue
         q, dq = block.ops[i], block.ops[i + 1]
-        if (q.type == "quantize_linear" and dq.type == "dequantize_linear" and _attr(q, "only_observer", False)
-                and dq.input("X")[0] == q.output("Y")[0]):
-            observed, out = q.input("X")[0], dq.output("Y")[0]
-            consumers = [c for c in block.ops[i + 2:] if out in c.input_arg_names]
-            if consumers and all(c.type == "batch_norm" for c in consumers):
-                for consumer in consumers:
-                    consumer._rename_input(out, observed)
-                block._remove_op(i + 1)
-                block._remove_op(i)
-                continue
+        observed, out = q.input("X")[0], dq.output("Y")[0]
+        consumers = [c for c in block.ops[i + 2:] if out in c.input_arg_names]
+        into_batch_norm = bool(consumers) and all(c.type == "batch_norm" for c in consumers)
+        if into_batch_norm or not _reaches_int8(block, out, i + 2):
+            for consumer in consumers:
+                consumer._rename_input(out, observed)
+            block._remove_op(i + 1)
+            block._remove_op(i)
+            continue
         i += 1
 
 
@@ -219,6 +245,7 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
         i += 1
     _batch_norms_as_affine(block, scope)
     _add_observers(block, scope, zero_point)
+    _drop_idle_observers(block)
     program._sync_with_cpp()
 
 
@@ -282,11 +309,14 @@ def _add_observers(block: Any, scope: Any, zero_point: Any) -> None:
         outs = [v for v in op.output_arg_names if not block.var(v).persistable
                 and any(v in c.input_arg_names for c in block.ops[i + 1:])]
         consumers = [c for c in block.ops[i + 1:] if outs and outs[0] in c.input_arg_names]
-        # a conv's output read by batch_norm: paddle2onnx folds the batch norm into the conv, and the observer's
+        # an output the program returns (through the identity scales a save puts before each fetch): rounding it
+        # would change what the model returns, as no Paddle kernel does
+        # ... a conv's output read by batch_norm: paddle2onnx folds the batch norm into the conv, and the observer's
         # range (the conv's, before the batch norm) would then clip the folded output
         # ... and an output that is quantized already (its fake-quant op, rewritten above as a quantize_linear
         # pair with the activation's own scale): a second pair on another grid would round it twice
-        if (not threshold or op.type.endswith("quantize_linear") or len(outs) != 1 or outs[0] in fetched
+        if (not threshold or op.type.endswith("quantize_linear") or len(outs) != 1
+                or returned_as(block, outs[0]) in fetched
                 or any(c.type in LEGACY_ACT_QUANT + ("batch_norm", "quantize_linear") for c in consumers)
                 or any(v.endswith("@bn_scale") for c in consumers for v in c.input_arg_names)):
             i += 1
@@ -480,16 +510,20 @@ def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: Optiona
     Without `opset`, the default (13) is raised where an op needs a later one; an explicit one is kept.
     """
     info = info if info is not None else read_program(files)
+    nms = None
+    if set(info.op_types) & set(NMS_OPS):
+        # cut first: the INT8 rewrites below then see the boxes and scores as what the program returns
+        files, nms = cut_before_nms(files, workdir / f"{out_file.stem}-cut")
     rewritten = is_legacy_quant(info)
     if rewritten:
         convert_from = legacy_to_qdq(files, workdir / f"{out_file.stem}-qdq")
-    elif info.is_int8 and "batch_norm" in info.op_types:
-        convert_from = unfolded_batch_norms(files, workdir / f"{out_file.stem}-affine")
+    elif info.is_int8:
+        convert_from = qdq_for_onnx(files, workdir / f"{out_file.stem}-qdq")
     else:
         convert_from = files
-    if "multiclass_nms" in read_program(convert_from).op_types:
-        convert_from = nms_as_v3(convert_from, workdir / f"{out_file.stem}-nms")
     path = paddle_to_onnx(convert_from, out_file, opset or DEFAULT_OPSET, auto_opset=opset is None)
+    if nms is not None:
+        append_nms(path, nms)
     ops = onnx_ops(path)
     if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):
         raise ExportError(f"{out_file.name}: the source is INT8 but the ONNX file holds no QuantizeLinear/"

@@ -6,7 +6,7 @@ the x86 `.nb` run by Paddle Lite (FP32 only), `paddle3` Paddle Inference 3.x (pl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -19,39 +19,67 @@ from zoo.runtime import Runner, RunnerFactory
 
 
 class _OnnxRunner(Runner):
-    def __init__(self, files: ModelFiles, runtime: str, threads: int, workdir: Path) -> None:
-        from zoo.deploy.onnx import OnnxSession, export_onnx
+    """The ONNX export run by ONNX Runtime or OpenVINO. A model declared at one image size is converted again for
+    each other size it is given (`image_sized`); a detector is fed image by image (its NMS graph takes one)."""
 
-        conversion = export_onnx(files, workdir / "model.onnx", workdir)
-        self._session = OnnxSession(conversion.path, runtime, threads=threads)
+    def __init__(self, files: ModelFiles, runtime: str, threads: int, workdir: Path) -> None:
+        from zoo.deploy.onnx_nms import NMS_OPS
+
+        self._files, self._runtime_name, self._threads, self._workdir = files, runtime, threads, workdir
+        info = read_program(files)
+        image = next((s.shape for s in info.inputs if len(s.shape) == 4), None)
+        self._declared = tuple(image[2:]) if image is not None and min(image[2:]) > 0 else None
+        self._sessions: Dict[Any, Any] = {}
+        self._session(self._declared)  # converted now: a model that does not convert fails here, not mid-run
         self.runtime = runtime
-        self.detail = f"{runtime} on the ONNX export ({'QDQ INT8' if conversion.precision == 'int8' else 'FP32'})"
-        # a detector's NMS converts for one image per run: its batches go image by image, LoD rebuilt
-        self._per_image = "multiclass_nms" in read_program(files).op_types
+        self.detail = f"{runtime} on the ONNX export ({'QDQ INT8' if self._precision == 'int8' else 'FP32'})"
+        self._per_image = bool(set(info.op_types) & set(NMS_OPS))
         self._lods: List[List[List[int]]] = []
 
+    def _session(self, hw: Any) -> Any:
+        """The session for images of `hw` (None: as the model is declared), converted on first use."""
+        from zoo.deploy.onnx import OnnxSession, export_onnx, image_sized
+
+        if hw == self._declared:
+            hw = None
+        if hw not in self._sessions:
+            files, where = self._files, self._workdir / (f"{hw[0]}x{hw[1]}" if hw else "declared")
+            where.mkdir(parents=True, exist_ok=True)
+            if hw is not None:
+                files = image_sized(files, where / "sized", hw)
+            conversion = export_onnx(files, where / "model.onnx", where)
+            self._precision = conversion.precision
+            self._sessions[hw] = OnnxSession(conversion.path, self._runtime_name, threads=self._threads)
+        return self._sessions[hw]
+
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        image = next((x for x in inputs if np.ndim(x) == 4), None)
+        session = self._session(tuple(image.shape[2:]) if image is not None and self._declared else None)
         if not self._per_image:
-            return self._session.run(list(inputs))
-        return run_per_image(self._session.run, inputs, self._lods)
+            return session.run(list(inputs))
+        self._lods = []
+        return run_per_image(session.run, inputs, self._lods)
 
     def output_lods(self) -> List[List[List[int]]]:
         return self._lods
 
 
 def run_per_image(run: Any, inputs: Sequence[np.ndarray], lods: List[List[List[int]]]) -> List[np.ndarray]:
-    """`run` one image at a time; its (rows, 6) detections joined, with the per-image offsets as the first
-    output's LoD (put in `lods`, as Paddle gives it for a batch). An image with no box gives no row."""
-    parts: List[np.ndarray] = []
-    offsets = [0]
-    for i in range(len(inputs[0])):
-        rows = np.asarray(run([np.ascontiguousarray(x[i:i + 1]) for x in inputs])[0])
-        rows = rows.reshape(-1, rows.shape[-1]) if rows.ndim >= 2 and rows.shape[-1] == 6 else np.zeros((0, 6), np.float32)
-        parts.append(rows)
-        offsets.append(offsets[-1] + len(rows))
-    lods[:] = [[offsets]]
-    joined = np.concatenate(parts) if offsets[-1] else np.zeros((0, 6), np.float32)
-    return [joined]
+    """`run` one image at a time and join the results as Paddle returns a batch: (K, 6) detection rows end to end,
+    with the per-image offsets as the rows' LoD (put in `lods`); per-image box counts (the 2.x `bbox_num`) end to
+    end. An image with no box gives no row."""
+    runs = [run([np.ascontiguousarray(x[i:i + 1]) for x in inputs]) for i in range(len(inputs[0]))]
+    joined: List[np.ndarray] = []
+    for j, first in enumerate(runs[0]):
+        if np.ndim(first) != 2:
+            joined.append(np.concatenate([np.asarray(r[j]).reshape(-1) for r in runs]))
+            continue
+        parts = [np.asarray(r[j]) if np.shape(r[j])[-1] == 6 else np.zeros((0, 6), np.float32) for r in runs]
+        offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
+        if not lods:
+            lods.append([offsets])
+        joined.append(np.concatenate(parts).astype(np.float32, copy=False))
+    return joined
 
 
 class _LiteRunner(Runner):

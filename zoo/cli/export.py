@@ -61,6 +61,9 @@ def export_cmd(
             check = f"ORT cosine {ort['cosine']:.4f}, {ort['close_share']:.1%} close"
         elif v["kind"] == "outputs":
             check = f"ran: rel.err {v['max_rel_error']:.1e}"
+        elif v["kind"] == "detections" and art.target == "onnx":
+            check = ", ".join(f"{short}: {v[r]['matched']}/{v[r]['top_boxes']} boxes"
+                              for r, short in (("onnxruntime", "ORT"), ("openvino", "OV")) if "matched" in v.get(r, {}))
         elif v["kind"] == "detections":
             check = f"ran: {v['matched']}/{v['top_boxes']} top boxes matched"
         elif art.precision == "int8":
