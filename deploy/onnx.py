@@ -19,7 +19,7 @@ import numpy as np
 
 from zoo.deploy.inference import resave_program
 from zoo.deploy.onnx_nms import NMS_OPS, append_nms, cut_before_nms, returned_as
-from zoo.program import ProgramInfo, read_program
+from zoo.program import ProgramInfo, read_program, read_program_desc
 from zoo.errors import ConverterError, ExportError, ModelError, ZooError
 from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles
@@ -36,6 +36,7 @@ ONNX_RUNTIMES = ("onnxruntime", "openvino")
 LEGACY_ACT_QUANT = ("fake_quantize_range_abs_max", "fake_quantize_moving_average_abs_max",
                     "fake_quantize_dequantize_moving_average_abs_max")
 LEGACY_CHANNEL_DEQUANT = "fake_channel_wise_dequantize_max_abs"
+LEGACY_TENSOR_DEQUANT = "fake_dequantize_max_abs"
 LEGACY_WEIGHT_QDQ = "fake_channel_wise_quantize_dequantize_abs_max"
 _WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "conv2d_transpose": "Filter",
                 "mul": "Y", "matmul": "Y", "matmul_v2": "Y"}
@@ -173,23 +174,27 @@ def _drop_idle_observers(block: Any) -> None:
     tensor goes on to an INT8 op (ONNX Runtime then runs the producer with an INT8 output). Dropped are pairs whose
     tensor reaches only float ops: a detector head's output on its way to yolo_box, a classifier's logits on their
     way to softmax or out of the model; and pairs read by a batch norm, which reads the observed tensor itself
-    (rounded per tensor, then scaled per channel, it would lose its dead channels' precision)."""
-    i = 0
-    while i + 1 < len(block.ops):
-        if not _is_observer_pair(block, i):
-            i += 1
-            continue
-        q, dq = block.ops[i], block.ops[i + 1]
-        observed, out = q.input("X")[0], dq.output("Y")[0]
+    (rounded per tensor, then scaled per channel, it would lose its dead channels' precision).
+
+    paddle2onnx turns a quantized op whose output has no scale into a float op. Where every observer is idle (a
+    model whose only quantized ops feed float ones), dropping them all would leave no INT8 op, so they all stay."""
+    pairs = [i for i in range(len(block.ops) - 1) if _is_observer_pair(block, i)]
+    idle = []
+    for i in pairs:
+        out = block.ops[i + 1].output("Y")[0]
         consumers = [c for c in block.ops[i + 2:] if out in c.input_arg_names]
         into_batch_norm = bool(consumers) and all(c.type == "batch_norm" for c in consumers)
         if into_batch_norm or not _reaches_int8(block, out, i + 2):
-            for consumer in consumers:
+            idle.append((i, into_batch_norm))
+    if len(idle) == len(pairs):
+        idle = [(i, bn) for i, bn in idle if bn]
+    for i, _ in reversed(idle):
+        observed, out = block.ops[i].input("X")[0], block.ops[i + 1].output("Y")[0]
+        for consumer in block.ops[i + 2:]:
+            if out in consumer.input_arg_names:
                 consumer._rename_input(out, observed)
-            block._remove_op(i + 1)
-            block._remove_op(i)
-            continue
-        i += 1
+        block._remove_op(i + 1)
+        block._remove_op(i)
 
 
 def _attr(op: Any, name: str, default: Any) -> Any:
@@ -212,11 +217,11 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
         return name
 
     unknown = sorted({op.type for op in block.ops if op.type.startswith("fake_")
-                      and op.type not in LEGACY_ACT_QUANT + (LEGACY_CHANNEL_DEQUANT, LEGACY_WEIGHT_QDQ)})
+                      and op.type not in LEGACY_ACT_QUANT + (LEGACY_CHANNEL_DEQUANT, LEGACY_TENSOR_DEQUANT, LEGACY_WEIGHT_QDQ)})
     if unknown:
         raise ExportError(f"the fake-quant op(s) {', '.join(unknown)} have no quantize_linear equivalent here",
                           hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
-    quantized_acts: Dict[str, str] = {}  # var holding integer values -> its scale var
+    quantized_acts: Dict[str, Tuple[str, int]] = {}  # var holding integer values -> its scale var, bits
     i = 0
     while i < len(block.ops):
         op = block.ops[i]
@@ -234,11 +239,11 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
                              inputs={"X": [held], "Scale": [scale], "ZeroPoint": [zp]},
                              outputs={"Y": [out]}, attrs={"bit_length": bits, "quant_axis": -1,
                                                           "round_type": round_type})
-            quantized_acts[out] = scale
+            quantized_acts[out] = (scale, bits)
             i += 2
             continue
-        if op.type == LEGACY_CHANNEL_DEQUANT:
-            i = _rewrite_channel_dequant(block, i, quantized_acts, zero_point)
+        if op.type in (LEGACY_CHANNEL_DEQUANT, LEGACY_TENSOR_DEQUANT):
+            i = _rewrite_dequant(block, i, scope, quantized_acts, zero_point)
             continue
         if op.type == LEGACY_WEIGHT_QDQ:
             _rewrite_weight_qdq(block, i, scope, zero_point)
@@ -258,6 +263,15 @@ def _batch_norms_as_affine(block: Any, scope: Any) -> None:
     0 (a dead input channel) has k = scale / sqrt(eps), about 300, so its bias unit grows to about 1: on the
     digits PTQ model such channels alone moved the first depthwise layer's outputs by up to 0.27 and, compounded,
     cost ONNX Runtime 45 points of top-1.
+
+    The price: paddle2onnx keeps a conv in INT8 only where its output has a scale, and a conv read by a float
+    affine has none, so ONNX Runtime and OpenVINO run these convs in float (QDQ on their inputs: the fake-quant
+    graph's numbers, not INT8 speed). Folding the batch norm into the per-channel weight scales instead (|k| into
+    the scale, its sign into the integer weights, the shift as the bias) makes 27 of the 28 convs of the digits QAT
+    classifier INT8 and computes the fake-quant graph's function (98% top-1 agreement with ONNX Runtime's graph
+    optimizations off), but on an AVX2 CPU without VNNI both runtimes' u8 x s8 INT8 kernels saturate on full-range
+    8-bit weights (46% agreement); only 7-bit weights avoid that, which is another model. So the zoo keeps the
+    affine and says so (README, "INT8 ONNX on x86").
     """
     import paddle
 
@@ -368,32 +382,45 @@ def _rewrite_weight_qdq(block: Any, index: int, scope: Any, zero_point: Any) -> 
                      outputs={"Y": [out]}, attrs={"bit_length": bits, "quant_axis": axis})
 
 
-def _rewrite_channel_dequant(block: Any, index: int, quantized_acts: Dict[str, str], zero_point: Any) -> int:
-    """Move a per-channel dequantize from a compute op's output onto its weight; returns the next op index."""
+def _rewrite_dequant(block: Any, index: int, scope: Any, quantized_acts: Dict[str, Tuple[str, int]], zero_point: Any) -> int:
+    """Move a dequantize from a compute op's output onto its weight; returns the next op index.
+
+    `fake_channel_wise_dequantize_max_abs` carries the weight's per-channel scales (and the activation's);
+    `fake_dequantize_max_abs` (per-tensor PTQ archives) carries the activation scale and
+    max_range = act_range x weight_range / weight_scale, from which the weight's one scale is recovered."""
+    import paddle
+
     op = block.ops[index]
     x, out = op.input("X")[0], op.output("Out")[0]
-    scales = op.input("Scales")
-    bits = list(_attr(op, "quant_bits", [8]))
+    per_channel = op.type == LEGACY_CHANNEL_DEQUANT
+    scales = op.input("Scales") if per_channel else [None, op.input("Scale")[0]]
     producer_index = next((j for j in range(index - 1, -1, -1) if x in block.ops[j].output_arg_names), None)
     producer = block.ops[producer_index] if producer_index is not None else None
     slot = _WEIGHT_SLOT.get(producer.type) if producer is not None else None
     if producer is None or slot is None:
-        raise ExportError(f"{LEGACY_CHANNEL_DEQUANT} on {x!r} does not follow a conv or matmul op",
+        raise ExportError(f"{op.type} on {x!r} does not follow a conv or matmul op",
                           hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
+    acts = [v for v in producer.input_arg_names if v in quantized_acts]
     if len(scales) == 2:
         # the activation scale must be the one its quantize op used, or the rewrite would change the result
-        acts = [v for v in producer.input_arg_names if v in quantized_acts]
-        if not acts or quantized_acts[acts[0]] != scales[1]:
-            raise ExportError(f"{producer.type} -> {LEGACY_CHANNEL_DEQUANT}: the activation scale {scales[1]!r} "
+        if not acts or quantized_acts[acts[0]][0] != scales[1]:
+            raise ExportError(f"{producer.type} -> {op.type}: the activation scale {scales[1]!r} "
                               "is not the scale its input was quantized with",
                               hint="Quantize the FP32 model again with `zoo quantize --onnx-format`, then export that.")
     weight = producer.input(slot)[0]
+    if per_channel:
+        weight_scale, bits, axis = scales[0], list(_attr(op, "quant_bits", [8]))[0], _attr(op, "quant_axis", 0)
+    else:
+        act_range = float(2 ** (quantized_acts[acts[0]][1] - 1) - 1)
+        value = act_range * 127.0 / float(op.attr("max_range"))
+        weight_scale, bits, axis = f"{weight}@tensor_scale", 8, -1
+        block.create_var(name=weight_scale, shape=[1], dtype="float32", persistable=True)
+        scope.var(weight_scale).get_tensor().set(np.array([value], dtype=np.float32), paddle.CPUPlace())
     ref = block.var(weight)
     dequantized = block.create_var(name=f"{weight}@dequantized", shape=ref.shape, dtype=ref.dtype)
     block._insert_op(producer_index, type="dequantize_linear",
-                     inputs={"X": [weight], "Scale": [scales[0]], "ZeroPoint": [zero_point(scales[0])]},
-                     outputs={"Y": [dequantized]},
-                     attrs={"bit_length": bits[0], "quant_axis": _attr(op, "quant_axis", 0)})
+                     inputs={"X": [weight], "Scale": [weight_scale], "ZeroPoint": [zero_point(weight_scale)]},
+                     outputs={"Y": [dequantized]}, attrs={"bit_length": bits, "quant_axis": axis})
     producer._rename_input(weight, dequantized.name)
     producer._rename_output(x, out)  # the compute op now yields real units: its consumers read it directly
     block._remove_op(index + 1)  # the dequantize op, shifted by the insertion
@@ -526,8 +553,13 @@ def export_onnx(files: ModelFiles, out_file: Path, workdir: Path, opset: Optiona
         append_nms(path, nms)
     ops = onnx_ops(path)
     if info.is_int8 and not ops.get("QuantizeLinear") and not ops.get("DequantizeLinear"):
-        raise ExportError(f"{out_file.name}: the source is INT8 but the ONNX file holds no QuantizeLinear/"
-                          "DequantizeLinear node", hint="The converter dropped the quantization; report the model.")
+        scales = sum(o.type == "quantize_linear" and any(a.name == "only_observer" and a.b for a in o.attrs)
+                     for o in read_program_desc(convert_from.model_file).blocks[0].ops)
+        raise ExportError(f"{out_file.name}: the source is INT8 but paddle2onnx wrote every quantized op in float: it "
+                          "keeps an op in INT8 only where its output has a scale too, and this program records "
+                          f"{scales} such output scale(s) (out_threshold or observer)",
+                          hint="Quantize the FP32 model with `zoo quantize` (it records them) and export that, or deploy "
+                               "this one with --target inference (oneDNN INT8) or lite.")
     return OnnxConversion(out_file, info.precision, rewritten, ops, onnx_opset(path))
 
 

@@ -74,3 +74,14 @@ def test_bench_mse_runs_and_small_tensors_stay_exact(tmp_path: Path) -> None:
     small, large = _results(tmp_path / "m.json")
     assert not small["sampled"] and small["sampled_threshold"] == small["exact_threshold"]  # Paddle's search itself
     assert large["sampled"] and large["threshold_rel_diff"] <= 0.02 / 0.3  # within one candidate step (2% of max|x|)
+
+
+def test_bench_real_sizes_runs(tmp_path: Path) -> None:
+    _run("bench_real_sizes.py", "--models", "yolov3_mobilenet_v1@64,mobilenet_v1@32", "--width", "0.25", "--repeat", "2",
+         "--warmup", "1", "--work", str(tmp_path / "w"), "--json", str(tmp_path / "r.json"))
+    detector, classifier = _results(tmp_path / "r.json")
+    for res in (detector, classifier):
+        timed = {(r["variant"], r["backend"]) for r in res["rows"] if r["p50_ms"]}
+        assert ("fp32", "paddle-cpu-onednn") in timed and ("int8", "onnxruntime-cpu") in timed
+    # the stand-in detector went through `zoo quantize` and its INT8 paths were checked box by box
+    assert any(r["check"] for r in detector["rows"] if r["variant"] == "int8")

@@ -117,3 +117,93 @@ def test_bench_times_a_two_input_detector_and_checks_its_boxes(models) -> None:
     assert check["passed"] and check["matched_share"] >= check["min_matched_share"]
     assert report["fastest"]["backend"] == row["backend"]
     assert any("top boxes of Paddle's fake-quant graph found again" in n for n in report["notes"])
+
+
+def test_onnx_export_finds_the_boxes_paddle_finds_on_both_runtimes(models, tmp_path: Path) -> None:
+    """The legacy contract (image + im_size, yolo_box, multiclass_nms v1) through `zoo export --target onnx`: the
+    NMS cut off, converted, and written as the zoo's ONNX graph; ONNX Runtime and OpenVINO both run the file and
+    find every top box again. (The INT8 detector is exported in test_reproduce_digits_det.py.)"""
+    import onnx
+
+    data, fp32, _ = models
+    out = tmp_path / "onnx"
+    result = RUNNER.invoke(app, ["export", str(fp32), "--target", "onnx", "--data", str(data), "--out", str(out),
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    (art,) = json.loads(result.stdout)["artifacts"]
+    check = art["validation"]
+    assert check["kind"] == "detections" and check["passed"]
+    for runtime in ("onnxruntime", "openvino"):
+        assert check[runtime]["matched"] == check[runtime]["top_boxes"] > 0
+    ops = {n.op_type for n in onnx.load(str(out / "model.fp32.onnx")).graph.node}
+    assert "NonMaxSuppression" in ops and "TopK" in ops
+
+
+def test_onnx_export_of_an_int8_detector_without_output_scales_says_why_it_cannot(models, tmp_path: Path) -> None:
+    """The stand-in PTQ archive records no output scale (out_threshold) for its three head convs, and paddle2onnx
+    writes a quantized op without one in float: the export refuses to call such a file INT8 and says why."""
+    data, _, ptq = models
+    out = tmp_path / "onnx"
+    result = RUNNER.invoke(app, ["export", str(ptq), "--target", "onnx", "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "wrote every quantized op in float" in result.stderr and "records 0 such output scale" in result.stderr
+    assert "--target inference" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_onnx_export_of_the_2x_contract_returns_boxes_and_counts(tmp_path: Path) -> None:
+    """The 2.x contract (image + im_shape + scale_factor, multiclass_nms3 returning bbox and bbox_num): the file
+    returns both, and its boxes are Paddle's on both runtimes."""
+    from tests.det_standins import build_v2_model
+    from zoo.deploy.onnx import OnnxSession
+
+    model = build_v2_model(tmp_path / "v2", size=96)
+    out = tmp_path / "onnx"
+    result = RUNNER.invoke(app, ["export", str(model), "--target", "onnx", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    (art,) = json.loads(result.stdout)["artifacts"]
+    assert art["validation"]["onnxruntime"]["matched"] == art["validation"]["onnxruntime"]["top_boxes"] > 0
+    assert art["validation"]["openvino"]["matched"] == art["validation"]["openvino"]["top_boxes"]
+    inputs = make_inputs(read_program(find_model_files(model)), batch=1)
+    bbox, bbox_num = OnnxSession(out / "model.fp32.onnx").run(inputs)
+    assert bbox.shape[1] == 6 and bbox_num.dtype == np.int32 and bbox_num.tolist() == [len(bbox)]
+
+
+def test_eval_scores_a_detector_on_each_onnx_runtime_as_on_paddle(models) -> None:
+    """Box AP through the ONNX files equals Paddle's, at the size the model was saved at (608, where the stand-in
+    finds every square) and at one it was not (320: the runner converts the model again for it)."""
+    data, fp32, _ = models
+    ap = {}
+    for runtime in ("paddle", "onnxruntime", "openvino"):
+        result = RUNNER.invoke(app, ["eval", str(fp32), "--data", str(data), "--sizes", "608,320", "--runtime",
+                                     runtime, "--json"])
+        assert result.exit_code == 0, result.stderr
+        ap[runtime] = json.loads(result.stdout)["box_ap"]
+    assert ap["paddle"]["608"] > 50 and ap["paddle"]["320"] > 0
+    for runtime in ("onnxruntime", "openvino"):
+        for size in ("608", "320"):
+            assert ap[runtime][size] == pytest.approx(ap["paddle"][size], abs=0.01), (runtime, size)
+
+
+def test_zoo_quantize_takes_a_detector_and_derives_its_size_feed(models, tmp_path: Path) -> None:
+    """`zoo quantize` on a legacy detector with a .npy of images: im_size is the images' own size; the INT8 model
+    it writes scores the tiny COCO folder close to its FP32 source."""
+    import cv2
+
+    data, fp32, _ = models
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((data / "val2017").glob("*.jpg"))]
+    canvases = [(cv2.resize(im, (608, 608), interpolation=cv2.INTER_CUBIC) / 255.0 - mean) / std for im in images]
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.stack(canvases).transpose(0, 3, 1, 2).astype(np.float32))
+    out = tmp_path / "int8"
+    result = RUNNER.invoke(app, ["quantize", str(fp32), "--calib-data", str(calib), "--algo", "abs_max", "--batch-size",
+                                 "2", "--batch-nums", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert read_program(find_model_files(out)).is_int8
+    ap = {}
+    for model in (fp32, out):
+        scored = RUNNER.invoke(app, ["eval", str(model), "--data", str(data), "--size", "608", "--json"])
+        assert scored.exit_code == 0, scored.stderr
+        ap[model] = json.loads(scored.stdout)["box_ap"]["608"]
+    assert ap[fp32] > 50 and abs(ap[out] - ap[fp32]) < 10

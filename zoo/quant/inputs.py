@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from zoo.data.folder_inputs import ImageChoices
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
 from zoo.predictor import Predictor
+from zoo.program import read_program
 
 Calib = Union[np.ndarray, Callable[[], Iterator[np.ndarray]]]
 
@@ -85,10 +86,41 @@ def folder_batches(root: Path, model: ModelFiles, images: ImageChoices, split: s
 
 
 def read_program_input(model: ModelFiles) -> List[int]:
-    """The declared shape of the model's input (the first feed)."""
+    """The declared shape of the model's image input: its only feed, or a detector's `image` (its size feeds are
+    derived from the images, see `with_image_sizes`)."""
     from zoo.quant.base import model_input
 
-    return model_input(model)[1]
+    contract = detector_contract(model)
+    if contract is None:
+        return model_input(model)[1]
+    return [int(d) for d in next(s.shape for s in read_program(model).inputs if s.name == "image")]
+
+
+def detector_contract(model: ModelFiles) -> Optional[Any]:
+    """The detection contract (legacy image + im_size, or 2.x image + im_shape + scale_factor) of a model with
+    several feeds that decodes boxes; None for a one-input model."""
+    from zoo.evaluate.detection import DETECTION_OPS, contract_of
+
+    info = read_program(model)
+    if len(info.inputs) < 2 or not set(info.op_types) & DETECTION_OPS:
+        return None
+    return contract_of([s.name for s in info.inputs], model.folder)
+
+
+def with_image_sizes(calib: Calib, model: ModelFiles, batch_size: int) -> Callable[[], Iterator[Dict[str, np.ndarray]]]:
+    """A detector's calibration batches: each batch of images with the size feeds of its contract, the images
+    taken as the originals (their own size: im_size = (H, W); im_shape = (H, W), scale_factor = 1)."""
+    from zoo.evaluate.detection import feeds_for
+
+    contract = detector_contract(model)
+    chunks = (lambda: (calib[i:i + batch_size] for i in range(0, len(calib), batch_size))) \
+        if isinstance(calib, np.ndarray) else calib
+
+    def batches() -> Iterator[Dict[str, np.ndarray]]:
+        for images in chunks():
+            yield feeds_for(contract, images, [tuple(images.shape[2:4])] * len(images))
+    batches.samples = len(calib) if isinstance(calib, np.ndarray) else getattr(calib, "samples", 0)  # type: ignore[attr-defined]
+    return batches
 
 
 def sized(declared: List[int], images: ImageChoices) -> List[int]:
@@ -120,8 +152,14 @@ def calibration_input(data: Path, model: ModelFiles, split: str, batch_size: int
     else:
         calib = folder_batches(data, model, images, split, batch_size, batch_nums)
         probe = next(iter(calib()))[:2]
-    Predictor(model).run(probe)  # a shape the model rejects fails here with a clear ModelError
     samples = len(calib) if isinstance(calib, np.ndarray) else int(getattr(calib, "samples"))
+    if detector_contract(model) is not None:
+        calib = with_image_sizes(calib, model, batch_size)
+        feeds = next(iter(calib()))
+        probe = [feeds[s.name][:2] for s in read_program(model).inputs]
+    else:
+        probe = [probe]
+    Predictor(model).run(probe)  # a shape the model rejects fails here with a clear ModelError
     return calib, min(samples, batch_size * batch_nums)
 
 
