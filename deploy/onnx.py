@@ -126,14 +126,15 @@ def image_sized(source: ModelFiles, out_dir: Path, hw: Tuple[int, int]) -> Model
 
 def qdq_for_onnx(source: ModelFiles, out_dir: Path) -> ModelFiles:
     """A `quantize_linear`-format INT8 program as ONNX should get it: batch norms as float per-channel affines
-    (`_batch_norms_as_affine`) and only the observer pairs whose tensor goes on to an INT8 op (`_drop_idle_observers`).
+    (`_batch_norms_as_affine`) and only the observer pairs that keep ops in INT8, on the next quantization's grid
+    (`_settle_observers`).
     """
     check_model(source)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def rewrite(program: Any, scope: Any) -> None:
         block = program.global_block()
-        _drop_idle_observers(block)
+        _settle_observers(block)
         _batch_norms_as_affine(block, scope)
         program._sync_with_cpp()
 
@@ -149,10 +150,10 @@ def _is_observer_pair(block: Any, i: int) -> bool:
             and dq.input("X")[0] == q.output("Y")[0])
 
 
-def _reaches_int8(block: Any, var: str, start: int) -> bool:
-    """Whether `var` (written by op `start` - 1) goes on to an INT8 op: to a quantize_linear that quantizes it, through
-    any ops but float compute ops (a conv or matmul with no quantized input computes in float)."""
-    pending, seen = [var], set()
+def _next_quantizations(block: Any, var: str, start: int) -> List[Any]:
+    """The quantize_linear ops (not observers) that `var` (written by op `start` - 1) reaches through any ops but
+    float compute ops (a conv or matmul with no quantized input computes in float)."""
+    found, pending, seen = [], [var], set()
     while pending:
         name = pending.pop()
         seen.add(name)
@@ -160,41 +161,48 @@ def _reaches_int8(block: Any, var: str, start: int) -> bool:
             if name not in op.input_arg_names:
                 continue
             if op.type == "quantize_linear" and not _attr(op, "only_observer", False):
-                return True
-            if op.type in _WEIGHT_SLOT or op.type == "fetch":
-                continue
-            pending.extend(v for v in op.output_arg_names if v not in seen and not block.var(v).persistable)
-    return False
+                found.append(op)
+            elif op.type not in _WEIGHT_SLOT and op.type != "fetch":
+                pending.extend(v for v in op.output_arg_names if v not in seen and not block.var(v).persistable)
+    return found
 
 
-def _drop_idle_observers(block: Any) -> None:
-    """Remove the observer quantize/dequantize pairs (`only_observer`) that would only round.
+def _settle_observers(block: Any) -> None:
+    """Keep only the observer quantize/dequantize pairs (`only_observer`) that keep ops in INT8, on the grid of the
+    quantization that follows them.
 
-    Paddle passes an observer's tensor through; ONNX rounds it to 8 bits. That rounding buys speed only where the
-    tensor goes on to an INT8 op (ONNX Runtime then runs the producer with an INT8 output). Dropped are pairs whose
-    tensor reaches only float ops: a detector head's output on its way to yolo_box, a classifier's logits on their
-    way to softmax or out of the model; and pairs read by a batch norm, which reads the observed tensor itself
-    (rounded per tensor, then scaled per channel, it would lose its dead channels' precision).
-
-    paddle2onnx turns a quantized op whose output has no scale into a float op. Where every observer is idle (a
-    model whose only quantized ops feed float ones), dropping them all would leave no INT8 op, so they all stay."""
-    pairs = [i for i in range(len(block.ops) - 1) if _is_observer_pair(block, i)]
-    idle = []
-    for i in pairs:
-        out = block.ops[i + 1].output("Y")[0]
+    Paddle passes an observer's tensor through; ONNX rounds it to 8 bits. paddle2onnx keeps an op in INT8 only where
+    its inputs and output have scales, so a pair is needed wherever its tensor goes on to an INT8 op. Its own scale
+    (the op's output range) would round the tensor on one grid and the next op's quantization on another; taking the
+    next quantization's scale instead makes the first rounding the one Paddle's graph does (exactly so through
+    ReLU, pooling, reshapes and concats, which map that grid onto itself). Dropped are pairs whose tensor reaches
+    no INT8 op (a detector head's output on its way to yolo_box, a classifier's logits on their way out: there the
+    rounding would only cost accuracy, 5.6 box AP on the bundled PTQ detector), and pairs read by a batch norm,
+    which reads the observed tensor itself (rounded per tensor, then scaled per channel, it would lose its dead
+    channels' precision)."""
+    i = 0
+    while i + 1 < len(block.ops):
+        if not _is_observer_pair(block, i):
+            i += 1
+            continue
+        q, dq = block.ops[i], block.ops[i + 1]
+        observed, out = q.input("X")[0], dq.output("Y")[0]
         consumers = [c for c in block.ops[i + 2:] if out in c.input_arg_names]
         into_batch_norm = bool(consumers) and all(c.type == "batch_norm" for c in consumers)
-        if into_batch_norm or not _reaches_int8(block, out, i + 2):
-            idle.append((i, into_batch_norm))
-    if len(idle) == len(pairs):
-        idle = [(i, bn) for i, bn in idle if bn]
-    for i, _ in reversed(idle):
-        observed, out = block.ops[i].input("X")[0], block.ops[i + 1].output("Y")[0]
-        for consumer in block.ops[i + 2:]:
-            if out in consumer.input_arg_names:
+        following = _next_quantizations(block, out, i + 2)
+        if into_batch_norm or not following:
+            for consumer in consumers:
                 consumer._rename_input(out, observed)
-        block._remove_op(i + 1)
-        block._remove_op(i)
+            block._remove_op(i + 1)
+            block._remove_op(i)
+            continue
+        scales = {(f.input("Scale")[0], f.input("ZeroPoint")[0]) for f in following}
+        if len(scales) == 1:
+            scale, zero_point = scales.pop()
+            for op in (q, dq):
+                op._rename_input(op.input("Scale")[0], scale)
+                op._rename_input(op.input("ZeroPoint")[0], zero_point)
+        i += 2
 
 
 def _attr(op: Any, name: str, default: Any) -> Any:
@@ -250,7 +258,7 @@ def _rewrite_legacy(program: Any, scope: Any) -> None:
         i += 1
     _batch_norms_as_affine(block, scope)
     _add_observers(block, scope, zero_point)
-    _drop_idle_observers(block)
+    _settle_observers(block)
     program._sync_with_cpp()
 
 
@@ -265,13 +273,12 @@ def _batch_norms_as_affine(block: Any, scope: Any) -> None:
     cost ONNX Runtime 45 points of top-1.
 
     The price: paddle2onnx keeps a conv in INT8 only where its output has a scale, and a conv read by a float
-    affine has none, so ONNX Runtime and OpenVINO run these convs in float (QDQ on their inputs: the fake-quant
-    graph's numbers, not INT8 speed). Folding the batch norm into the per-channel weight scales instead (|k| into
-    the scale, its sign into the integer weights, the shift as the bias) makes 27 of the 28 convs of the digits QAT
-    classifier INT8 and computes the fake-quant graph's function (98% top-1 agreement with ONNX Runtime's graph
-    optimizations off), but on an AVX2 CPU without VNNI both runtimes' u8 x s8 INT8 kernels saturate on full-range
-    8-bit weights (46% agreement); only 7-bit weights avoid that, which is another model. So the zoo keeps the
-    affine and says so (README, "INT8 ONNX on x86").
+    affine has none, so ONNX Runtime and OpenVINO run these convs in float (the fake-quant graph's numbers, not INT8
+    speed). Folding the batch norm into the per-channel weight scales instead (|k| into the scale, its sign into the
+    integer weights, the shift as the bias) makes 27 of the 28 convs of the digits QAT classifier INT8 and computes
+    the fake-quant graph's function (98% top-1 agreement with ONNX Runtime's graph optimizations off), but on an
+    AVX2 CPU without VNNI both runtimes' u8 x s8 INT8 kernels saturate on full-range 8-bit weights (46% agreement);
+    only 7-bit weights avoid that, which is another model (README, "What the INT8 ONNX files run in INT8").
     """
     import paddle
 

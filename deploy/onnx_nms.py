@@ -207,8 +207,39 @@ def append_nms(onnx_file: Path, spec: NmsSpec) -> None:
             graph.output.append(helper.make_tensor_value_info(counts_name, TensorProto.INT32, [1]))
         else:
             graph.output.append(passthrough.pop(0))
+    for value in graph.input:  # one image per run, declared: a batch of several is refused, not cut to its first
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_file))
+
+
+def run_per_image(run: Any, inputs: Sequence[np.ndarray], lods: List[List[List[int]]]) -> List[np.ndarray]:
+    """`run` a detector's ONNX file one image at a time and join the results as Paddle returns a batch: (K, 6)
+    detection rows end to end, with the per-image offsets as the rows' LoD (put in `lods`); per-image box counts
+    (the 2.x `bbox_num`) end to end. An image with no box gives no row."""
+    runs = [run([np.ascontiguousarray(x[i:i + 1]) for x in inputs]) for i in range(len(inputs[0]))]
+    joined: List[np.ndarray] = []
+    for j, first in enumerate(runs[0]):
+        if np.ndim(first) != 2:
+            joined.append(np.concatenate([np.asarray(r[j]).reshape(-1) for r in runs]))
+            continue
+        parts = [np.asarray(r[j]) if np.shape(r[j])[-1] == 6 else np.zeros((0, 6), np.float32) for r in runs]
+        offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
+        if not lods:
+            lods.append([offsets])
+        joined.append(np.concatenate(parts).astype(np.float32, copy=False))
+    return joined
+
+
+def has_nms_graph(onnx_file: Path) -> bool:
+    """Whether an ONNX file ends in the NMS graph written here (it takes one image per run)."""
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    return any(node.name.startswith(PREFIX) for node in model.graph.node)
 
 
 def _min_int64(node: Any, const: Any, value: str, cap: Optional[int], name: str) -> str:

@@ -57,29 +57,13 @@ class _OnnxRunner(Runner):
         session = self._session(tuple(image.shape[2:]) if image is not None and self._declared else None)
         if not self._per_image:
             return session.run(list(inputs))
+        from zoo.deploy.onnx_nms import run_per_image
+
         self._lods = []
         return run_per_image(session.run, inputs, self._lods)
 
     def output_lods(self) -> List[List[List[int]]]:
         return self._lods
-
-
-def run_per_image(run: Any, inputs: Sequence[np.ndarray], lods: List[List[List[int]]]) -> List[np.ndarray]:
-    """`run` one image at a time and join the results as Paddle returns a batch: (K, 6) detection rows end to end,
-    with the per-image offsets as the rows' LoD (put in `lods`); per-image box counts (the 2.x `bbox_num`) end to
-    end. An image with no box gives no row."""
-    runs = [run([np.ascontiguousarray(x[i:i + 1]) for x in inputs]) for i in range(len(inputs[0]))]
-    joined: List[np.ndarray] = []
-    for j, first in enumerate(runs[0]):
-        if np.ndim(first) != 2:
-            joined.append(np.concatenate([np.asarray(r[j]).reshape(-1) for r in runs]))
-            continue
-        parts = [np.asarray(r[j]) if np.shape(r[j])[-1] == 6 else np.zeros((0, 6), np.float32) for r in runs]
-        offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
-        if not lods:
-            lods.append([offsets])
-        joined.append(np.concatenate(parts).astype(np.float32, copy=False))
-    return joined
 
 
 class _LiteRunner(Runner):

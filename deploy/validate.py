@@ -181,7 +181,7 @@ def validate_onnx_detections(source: ModelFiles, onnx_file: Path, inputs: Sequen
     graph: 80% of the top boxes within IoU 0.5 and score 0.1, the rule oneDNN INT8 is held to. Every runtime that
     runs the file must pass; one that cannot load it is named with its reason.
     """
-    from zoo.deploy.runtimes import run_per_image
+    from zoo.deploy.onnx_nms import run_per_image
     from zoo.evaluate.detection import match_detections, split_outputs
 
     reference = paddle_detections(source, inputs, contract)

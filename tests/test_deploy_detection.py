@@ -21,6 +21,7 @@ from zoo.cli.main import app
 from zoo.program import read_program
 from zoo.deploy.validate import make_inputs
 from zoo.evaluate.detection import match_detections
+from zoo.errors import ModelError
 from zoo.modelfiles import find_model_files
 
 
@@ -165,8 +166,23 @@ def test_onnx_export_of_the_2x_contract_returns_boxes_and_counts(tmp_path: Path)
     assert art["validation"]["onnxruntime"]["matched"] == art["validation"]["onnxruntime"]["top_boxes"] > 0
     assert art["validation"]["openvino"]["matched"] == art["validation"]["openvino"]["top_boxes"]
     inputs = make_inputs(read_program(find_model_files(model)), batch=1)
-    bbox, bbox_num = OnnxSession(out / "model.fp32.onnx").run(inputs)
+    session = OnnxSession(out / "model.fp32.onnx")
+    bbox, bbox_num = session.run(inputs)
     assert bbox.shape[1] == 6 and bbox_num.dtype == np.int32 and bbox_num.tolist() == [len(bbox)]
+    # the file declares one image per run: a batch of two is refused by the runtime, not cut to its first image
+    with pytest.raises(ModelError, match="failed on inputs of shape"):
+        session.run(make_inputs(read_program(find_model_files(model)), batch=2))
+
+
+def test_bench_times_an_onnx_detector_image_by_image(models) -> None:
+    """`zoo bench --batch 2` on ONNX Runtime: the detector's file takes one image per run, so a batch is timed as its
+    images in turn."""
+    _, fp32, _ = models
+    result = RUNNER.invoke(app, ["bench", str(fp32), "--backend", "onnxruntime", "--batch", "2", "--repeat", "2",
+                                 "--warmup", "0", "--json"])
+    assert result.exit_code == 0, result.stderr
+    (row,) = [r for r in json.loads(result.stdout)["rows"] if r["backend"] == "onnxruntime-cpu"]
+    assert row["p50_ms"] > 0
 
 
 def test_eval_scores_a_detector_on_each_onnx_runtime_as_on_paddle(models) -> None:
