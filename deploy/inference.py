@@ -62,6 +62,18 @@ def resave_program(source: ModelFiles, out_dir: Path, doing: str,
         raise ExportError(f"cannot {doing} {source.folder}: {paddle_message(exc)}") from exc
 
 
+def rewrite_model(source: ModelFiles, out_dir: Path, doing: str,
+                  transform: Callable[[Any, Any], Optional[Sequence[str]]]) -> ModelFiles:
+    """`source` (checked first) edited by `transform` (see resave_program) and saved as out_dir/inference.pdmodel +
+    .pdiparams, verified once written."""
+    check_model(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resave_program(source, out_dir, doing, transform)
+    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
+    verify_saved(written, out_dir, ExportError)
+    return written
+
+
 def metadata(source: ModelFiles, info: ProgramInfo, source_hash: str, extra: Dict[str, Any]) -> Dict[str, Any]:
     """What a deployment needs to know beside the files: where it came from and how to feed it."""
     import zoo

@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zoo.deploy.inference import resave_program
+from zoo.deploy.inference import rewrite_model
 from zoo.deploy.onnx_nms import NMS_OPS, append_nms, cut_before_nms, returned_as
+from zoo.deploy.signal_stack import kept_signal_stack
 from zoo.program import ProgramInfo, read_program, read_program_desc
 from zoo.errors import ConverterError, ExportError, ModelError, ZooError
-from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles
 
 DEFAULT_OPSET = 13
@@ -93,12 +93,7 @@ def legacy_to_qdq(source: ModelFiles, out_dir: Path) -> ModelFiles:
     op's (integer-valued) weight with the weight's per-channel scales. The result computes the same
     function in real units instead of integer units. Written as out_dir/inference.pdmodel + .pdiparams.
     """
-    check_model(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resave_program(source, out_dir, "rewrite the fake-quant program of", _rewrite_legacy)
-    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
-    verify_saved(written, out_dir, ExportError)
-    return written
+    return rewrite_model(source, out_dir, "rewrite the fake-quant program of", _rewrite_legacy)
 
 
 def image_sized(source: ModelFiles, out_dir: Path, hw: Tuple[int, int]) -> ModelFiles:
@@ -107,8 +102,6 @@ def image_sized(source: ModelFiles, out_dir: Path, hw: Tuple[int, int]) -> Model
     paddle2onnx writes the shapes a program declares into the ONNX graph, so a file converted from a model saved at
     one size refuses another; a model scored at several sizes (the detectors) is converted once per size, as
     `zoo export` would write it for that size."""
-    check_model(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     def resize(program: Any, scope: Any) -> None:
         block = program.global_block()
@@ -118,10 +111,7 @@ def image_sized(source: ModelFiles, out_dir: Path, hw: Tuple[int, int]) -> Model
             if op.type not in ("feed", "fetch"):
                 op.desc.infer_shape(block.desc)
 
-    resave_program(source, out_dir, f"declare a {hw[0]}x{hw[1]} input for", resize)
-    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
-    verify_saved(written, out_dir, ExportError)
-    return written
+    return rewrite_model(source, out_dir, f"declare a {hw[0]}x{hw[1]} input for", resize)
 
 
 def qdq_for_onnx(source: ModelFiles, out_dir: Path) -> ModelFiles:
@@ -129,8 +119,6 @@ def qdq_for_onnx(source: ModelFiles, out_dir: Path) -> ModelFiles:
     (`_batch_norms_as_affine`) and only the observer pairs that keep ops in INT8, on the next quantization's grid
     (`_settle_observers`).
     """
-    check_model(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     def rewrite(program: Any, scope: Any) -> None:
         block = program.global_block()
@@ -138,10 +126,7 @@ def qdq_for_onnx(source: ModelFiles, out_dir: Path) -> ModelFiles:
         _batch_norms_as_affine(block, scope)
         program._sync_with_cpp()
 
-    resave_program(source, out_dir, "prepare the quantized ops of", rewrite)
-    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
-    verify_saved(written, out_dir, ExportError)
-    return written
+    return rewrite_model(source, out_dir, "prepare the quantized ops of", rewrite)
 
 
 def _is_observer_pair(block: Any, i: int) -> bool:
@@ -583,31 +568,35 @@ class OnnxSession:
         require(runtime)
         self.runtime = runtime
         try:
-            if runtime == "onnxruntime":
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                self.input_names = [i.name for i in self._session.get_inputs()]
-            else:
-                import openvino as ov
-
-                core = ov.Core()
-                config: Dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
-                if fp32_precision:
-                    # OpenVINO runs FP32 models in bf16 on CPUs that have it unless told otherwise
-                    config["INFERENCE_PRECISION_HINT"] = "f32"
-                self._compiled = core.compile_model(str(path), "CPU", config)
-                self._request = self._compiled.create_infer_request()
-                self.input_names = [p.any_name for p in self._compiled.inputs]
+            with kept_signal_stack():
+                self._load(path, threads, fp32_precision)
         except ZooError:
             raise
         except Exception as exc:  # both runtimes raise their own exception types from C++
             raise ModelError(f"{runtime} cannot load {path.name}: {cause_line(str(exc))}",
                              hint=RUNTIME_FAILURE_HINT) from exc
+
+    def _load(self, path: Path, threads: int, fp32_precision: bool) -> None:
+        if self.runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.input_names = [i.name for i in self._session.get_inputs()]
+        else:
+            import openvino as ov
+
+            core = ov.Core()
+            config: Dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+            if fp32_precision:
+                # OpenVINO runs FP32 models in bf16 on CPUs that have it unless told otherwise
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            self._compiled = core.compile_model(str(path), "CPU", config)
+            self._request = self._compiled.create_infer_request()
+            self.input_names = [p.any_name for p in self._compiled.inputs]
 
     def run(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Run one batch; inputs in the model's input order."""
@@ -615,10 +604,11 @@ class OnnxSession:
             raise ModelError(f"the model takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}")
         feed = {n: np.ascontiguousarray(a) for n, a in zip(self.input_names, inputs)}
         try:
-            if self.runtime == "onnxruntime":
-                return [np.asarray(o) for o in self._session.run(None, feed)]
-            result = self._request.infer(feed)
-            return [np.array(result[o], copy=True) for o in self._compiled.outputs]
+            with kept_signal_stack():
+                if self.runtime == "onnxruntime":
+                    return [np.asarray(o) for o in self._session.run(None, feed)]
+                result = self._request.infer(feed)
+                return [np.array(result[o], copy=True) for o in self._compiled.outputs]
         except Exception as exc:
             shapes = {k: tuple(v.shape) for k, v in feed.items()}
             raise ModelError(f"{self.runtime} failed on inputs of shape {shapes}: {cause_line(str(exc))}",

@@ -32,10 +32,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zoo.deploy.inference import resave_program
+from zoo.deploy.inference import rewrite_model
 from zoo.errors import ExportError
-from zoo.modelcheck import check_model, verify_saved
 from zoo.modelfiles import ModelFiles
+from zoo.program import read_program
 
 NMS_OPS = ("multiclass_nms", "multiclass_nms3")
 PREFIX = "zoo_nms/"
@@ -105,10 +105,6 @@ def returned_as(block: Any, var: str) -> str:
 
 def cut_before_nms(source: ModelFiles, out_dir: Path) -> Tuple[ModelFiles, NmsSpec]:
     """The program up to its NMS: it returns the boxes and scores the NMS reads, then its other outputs."""
-    from zoo.program import read_program
-
-    check_model(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
     specs: List[NmsSpec] = []
     outputs = read_program(source).outputs
 
@@ -117,9 +113,7 @@ def cut_before_nms(source: ModelFiles, out_dir: Path) -> Tuple[ModelFiles, NmsSp
         specs.append(spec)
         return [spec.boxes, spec.scores] + [o for o in spec.outputs if o not in (spec.rows, spec.counts)]
 
-    resave_program(source, out_dir, "cut the NMS from", cut)
-    written = ModelFiles(out_dir, out_dir / "inference.pdmodel", out_dir / "inference.pdiparams")
-    verify_saved(written, out_dir, ExportError)
+    written = rewrite_model(source, out_dir, "cut the NMS from", cut)
     return written, specs[0]
 
 
