@@ -94,9 +94,18 @@ def test_export_table(int8: Path, tmp_path: Path) -> None:
 
 
 def test_bench_table_and_json(int8: Path) -> None:
-    result = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1"], env=WIDE)
+    result = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1", "--wide"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "p50 ms" in result.stdout and "paddle-cpu-onednn" in result.stdout and "oneDNN INT8" in result.stdout
+    assert "p90 ms" in result.stdout and "samples/s" in result.stdout
+    # the default layout fits 80 columns: every header and backend name whole, one line a row
+    narrow = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80, narrow.stdout
+    header = next(line for line in lines if line.startswith("variant"))
+    assert header.split() == ["variant", "backend", "p50", "ms", "peak", "RSS", "vs", "fake-quant"]
+    assert any(line.split()[:2] == ["int8", "paddle-cpu-onednn"] for line in lines)
     result = runner.invoke(app, ["bench", str(int8), "--repeat", "3", "--warmup", "1", "--batch", "2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

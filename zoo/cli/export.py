@@ -10,6 +10,7 @@ from rich.table import Table
 
 from zoo.cli.common import console, handle_errors, human_size, print_json, progress_log
 from zoo.cli.image_flags import CHANNELS, INPUT_SIZE_HELP, MEAN, RESIZE, STD, image_overrides, parse_input_size
+from zoo.cli.tables import compact_table, print_table
 from zoo.deploy.export import export_model
 from zoo.deploy.bench import BenchRow, bench_model
 from zoo.device import parse_device
@@ -120,6 +121,7 @@ def bench_cmd(
     mean: Optional[str] = MEAN,
     std: Optional[str] = STD,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    wide: bool = typer.Option(False, "--wide", help="Every column: p90, throughput and file size too."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line on stderr as each backend finishes."),
 ) -> None:
     """Latency (p50/p90), throughput, peak memory and size; FP32 and INT8 side by side, the fastest INT8 path named."""
@@ -134,18 +136,24 @@ def bench_cmd(
     if as_json:
         print_json(result.as_dict())
         return
-    table = Table(title=f"zoo bench {escape(str(model))} ({result.device}, batch {batch}, threads {threads}, {repeat} runs)")
     checked = any(r.check for r in result.rows)
-    columns = ["variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"] + (["vs fake-quant"] if checked else [])
-    for col in columns:
-        table.add_column(col, overflow="fold", no_wrap=(col == "backend"))
+    # narrow by default (readable at 80 columns); --wide adds p90, throughput and file size
+    columns = (["variant", "backend", "p50 ms", "p90 ms", "samples/s", "peak RSS", "file"] if wide else
+               ["variant", "backend", "p50 ms", "peak RSS"]) + (["vs fake-quant"] if checked else [])
+    table = compact_table(columns, numeric={"p50 ms", "p90 ms", "samples/s", "peak RSS", "file"}, keep_whole={"backend"},
+                          title=f"zoo bench {escape(str(model))} ({result.device}, batch {batch}, threads {threads}, "
+                                f"{repeat} runs)")
     for r in result.rows:
-        cells = [r.variant, r.backend, _num(r.p50_ms), _num(r.p90_ms), _num(r.throughput, "{:.1f}"),
-                 _num(r.peak_rss_mb, "{:.0f} MB"), human_size(r.file_size)]
+        cells = [r.variant, r.backend, _num(r.p50_ms)]
+        if wide:
+            cells += [_num(r.p90_ms), _num(r.throughput, "{:.1f}")]
+        cells.append(_num(r.peak_rss_mb, "{:.0f} MB"))
+        if wide:
+            cells.append(human_size(r.file_size))
         if checked:
             cells.append(_agreement(r.check))
         table.add_row(*cells)
-    console.print(table)
+    print_table(console, table)
     console.print("peak RSS: the peak resident memory of the worker process, runtime included")
     if checked:
         console.print("vs fake-quant: each INT8 path against Paddle's fake-quant graph (top-1 agreement of class "
