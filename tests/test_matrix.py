@@ -12,7 +12,7 @@ from zoo.cli.main import app
 from zoo.deploy.matrix import Cell, EntryMatrix, _compare
 
 from .conftest import RUNNER
-from .deploy_models import reproduce_folder
+from .deploy_models import reproduced
 
 REPO = Path(__file__).resolve().parents[1]
 RECEIPT = REPO / "benchmarks" / "matrix-receipt.json"
@@ -66,8 +66,8 @@ def test_accuracy_columns_measured_again_match_the_receipt(entry: str, tmp_path:
     from zoo.registry import get_recipe
 
     tolerance = get_recipe(entry).tolerance.reproduce
-    # the classifier's run is the session's `zoo reproduce` folder; the detector is reproduced by the matrix
-    target = str(reproduce_folder(tmp_path_factory)) if entry == "digits_mobilenetv1_ptq" else entry
+    # the session's `zoo reproduce` run of the entry (test_reproduce_digits.py asserts its PASS)
+    target = str(reproduced(tmp_path_factory, entry))
     res = RUNNER.invoke(app, ["matrix", target, "--no-timing", "--out", str(tmp_path), "--json", "-q"])
     assert res.exit_code == 0, res.stderr
     (measured,) = json.loads(res.stdout)["entries"]

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.deploy_models import reproduced
 from zoo.registry import load_registry
 
 pytestmark = pytest.mark.slow
@@ -23,15 +22,12 @@ MAX_BOX_AP_DROP_QAT_SMALLER = 4.0
 
 
 @pytest.mark.parametrize("name", ENTRIES)
-def test_bundled_entry_reproduces_with_pass(name: str, tmp_path: Path) -> None:
+def test_bundled_entry_reproduces_with_pass(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     assert name in load_registry(), f"{name} must be a bundled recipe"
-    # a fresh process, as a user runs it: Paddle's global state left by earlier tests in this process
-    # (default programs, scopes, generated names) must not decide the published number
-    proc = subprocess.run([sys.executable, "-m", "zoo", "reproduce", name, "--out", str(tmp_path / "o"), "--json",
-                           "--quiet"], capture_output=True, text=True, timeout=900)
-    assert proc.stdout, proc.stderr
-    report = json.loads(proc.stdout)
-    assert proc.returncode == 0, report["settings"]
+    # a fresh process, as a user runs it (the session's run, which the deploy and matrix tests read too)
+    out = reproduced(tmp_path_factory, name)
+    report = json.loads((out / "reproduce-stdout.json").read_text())
+    assert (out / "reproduce-rc").read_text() == "0", report["settings"]
     assert report["status"] == "PASS"
     for setting in report["settings"]:
         for metric in setting["metrics"].values():
@@ -41,7 +37,7 @@ def test_bundled_entry_reproduces_with_pass(name: str, tmp_path: Path) -> None:
             assert setting["int8_drop"]["box_ap"] <= (MAX_BOX_AP_DROP_QAT_SMALLER if smaller_qat else MAX_BOX_AP_DROP)
         else:
             assert setting["int8_drop"]["top1"] <= MAX_DROP[report["strategy"]]
-    assert (tmp_path / "o" / "report.json").is_file() and (tmp_path / "o" / "plot.png").is_file()
+    assert (out / "report.json").is_file() and (out / "plot.png").is_file()
 
 
 def test_every_digits_publication_says_what_it_was_measured_with() -> None:
