@@ -127,11 +127,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--width", type=float, default=1.0, help="channel width (1.0: the published architecture)")
-    parser.add_argument("--work", type=Path, default=Path("bench-real-sizes-work"), help="models are made (and kept) here")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    bench_x86.add_run_args(parser, warmup=3, repeat=20, work="bench-real-sizes-work")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     from zoo.deploy.bench import cpu_flags

@@ -132,15 +132,20 @@ def table(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_run_args(parser: argparse.ArgumentParser, warmup: int, repeat: int, work: str) -> None:
+    """The timing and output flags both x86 benchmarks take."""
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--work", type=Path, default=Path(work), help="models are made (and kept) here")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="mobilenet_v1,mobilenet_v3_large,digits_mobilenetv1_ptq")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--work", type=Path, default=Path("bench-x86-work"), help="models are made (and kept) here")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_run_args(parser, warmup=10, repeat=50, work="bench-x86-work")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     from zoo.data.digits import materialize
