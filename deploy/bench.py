@@ -31,7 +31,8 @@ from zoo.program import ProgramInfo, image_shapes, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.modelcheck import check_model
 from zoo.deploy.toolchain import find_converter
-from zoo.deploy.validate import detection_contract, make_inputs
+from zoo.contracts import detection_contract
+from zoo.deploy.validate import make_inputs
 from zoo.device import Device, DeviceLike, require_device
 from zoo.errors import ExportError, UsageError, ZooError
 from zoo.modelfiles import ModelFiles

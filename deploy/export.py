@@ -19,7 +19,8 @@ from zoo.deploy.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from zoo.program import ProgramInfo, read_program
 from zoo.deploy.resolve import Source, resolve_source
 from zoo.deploy.toolchain import ARCHES, find_converter
-from zoo.deploy.validate import (check_nb_structure, detection_contract, load_inputs, make_inputs, real_detection_inputs,
+from zoo.contracts import detection_contract
+from zoo.deploy.validate import (check_nb_structure, load_inputs, make_inputs, real_detection_inputs,
                                  real_images, validate_inference, validate_lite_x86, validate_onnx)
 from zoo.errors import ExportError, UsageError
 from zoo.modelcheck import check_model, writing_model

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from zoo.contracts import DETECTION_OPS, detection_contract
 from zoo.deploy.lite import int8_compute_kernels, kernel_summary, nb_kernels, run_nb, run_nb_lod
 from zoo.program import Side, ProgramInfo, concrete_shape
 from zoo.errors import ExportError, ModelError, UsageError, ValidationError
@@ -41,18 +42,6 @@ class Check:
             data["tolerance"] = self.tolerance
         data.update(self.extra)
         return data
-
-
-def detection_contract(info: ProgramInfo) -> Optional[Any]:
-    """The detection contract (zoo.schema.Contract) of a program that decodes or suppresses boxes; None otherwise."""
-    from zoo.evaluate.detection import DETECTION_OPS, contract_of
-
-    if not set(info.op_types) & DETECTION_OPS:
-        return None
-    try:
-        return contract_of([s.name for s in info.inputs])
-    except ModelError:
-        return None
 
 
 def _image_side(info: ProgramInfo, size: Optional[Side]) -> int:
@@ -315,8 +304,6 @@ def check_nb_structure(nb: Path, info: ProgramInfo, arch: str) -> Check:
     wanted = len(info.quantized)
     extra: Dict[str, Any] = {"kernels": kernel_summary(kernels), "int8_kernels": len(int8_kernels),
                              "int8_ops_in_source": wanted}
-    from zoo.evaluate.detection import DETECTION_OPS
-
     decoding = sorted({op.type for op in info.ops} & DETECTION_OPS)
     if decoding:  # a detector's .nb must still decode and suppress boxes itself
         have = {k.op for k in kernels}

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: List[Set[str]] = [
     {"zoo.errors", "zoo.fsutil", "zoo.names", "zoo.device", "zoo.quiet", "zoo.numerics", "zoo.schema", "zoo.home", "zoo.plugins", "zoo.manifest", "zoo.outdir",
      "zoo.assets", "zoo.recipes"},
-    {"zoo.modelfiles", "zoo.modelcheck", "zoo.program", "zoo.predictor", "zoo.protocol", "zoo.catalog", "zoo.runtime"},
+    {"zoo.modelfiles", "zoo.modelcheck", "zoo.program", "zoo.contracts", "zoo.predictor", "zoo.protocol", "zoo.catalog", "zoo.runtime"},
     {"zoo.data", "zoo.models", "zoo.registry", "zoo.hub", "zoo.quant"},
     {"zoo.tasks", "zoo.evaluate", "zoo.evaluate.classification", "zoo.evaluate.detection", "zoo.report", "zoo.runfolder"},
     {"zoo.evaluate.run", "zoo.reproduce", "zoo.api", "zoo.deploy"},

@@ -95,7 +95,8 @@ def test_quant_post_entry_reproduces_end_to_end(name: str, standins, monkeypatch
     # the INT8 model finds the FP32 model's boxes: at least half of the top boxes match (IoU >= 0.5, scores
     # within 0.1). The stand-in has random weights, so its box scores nearly tie and INT8 reorders some of
     # them (22 of 40 measured on the mobilenet stand-in); a stub strategy's model matches none.
-    from zoo.deploy.validate import INT8_DET_IOU, INT8_DET_SCORE_TOL, detection_contract, paddle_detections
+    from zoo.contracts import detection_contract
+    from zoo.deploy.validate import INT8_DET_IOU, INT8_DET_SCORE_TOL, paddle_detections
     from zoo.evaluate.detection import generated_feeds, match_detections
 
     int8_files = find_model_files(out / "int8")

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 
 import numpy as np
 
+from zoo.contracts import DETECTION_OPS, contract_of, feeds_for
 from zoo.data.coco import CocoDataset
 from zoo.device import DeviceLike
 from zoo.errors import DataError, ModelError
@@ -35,12 +36,6 @@ from zoo.schema import Contract, Preprocess
 from zoo.modelcheck import read_program_desc
 from zoo.predictor import Predictor
 from zoo.program import read_program
-
-LEGACY_FEEDS = ("image", "im_size")
-V2_FEEDS = ("image", "im_shape", "scale_factor")
-# ops only a detection program holds: the YOLO decoder and the NMS variants
-DETECTION_OPS = frozenset({"yolo_box", "multiclass_nms", "multiclass_nms2", "multiclass_nms3", "matrix_nms"})
-
 
 def program_feeds_and_ops(files: ModelFiles) -> Tuple[List[str], Set[str]]:
     """The feed names (in order) and the op types of a model's program (read as protobuf only)."""
@@ -58,19 +53,6 @@ def program_feeds_and_ops(files: ModelFiles) -> Tuple[List[str], Set[str]]:
 def is_detection_model(files: ModelFiles) -> bool:
     """Whether the program decodes or suppresses boxes (yolo_box, multiclass_nms*, matrix_nms)."""
     return bool(program_feeds_and_ops(files)[1] & DETECTION_OPS)
-
-
-def contract_of(feeds: Sequence[str], where: object = "the model") -> Contract:
-    """The inference contract named by a model's feeds."""
-    names = set(feeds)
-    if names == set(LEGACY_FEEDS):
-        return Contract.legacy
-    if names == set(V2_FEEDS):
-        return Contract.v2
-    raise ModelError(
-        f"{where} takes inputs {list(feeds)}: neither a legacy detection model (image, im_size) "
-        "nor a PaddleDetection 2.x one (image, im_shape, scale_factor)",
-        hint="Detection evaluation needs a model exported with one of these two input sets.")
 
 
 def model_contract(files: ModelFiles) -> Contract:
@@ -97,16 +79,6 @@ def detection_batches(dataset: CocoDataset, transform: Callable[[np.ndarray], np
             if n + 1 < len(chunks):
                 pending.append(pool.map(one, chunks[n + 1]))
             yield chunk, np.stack(list(pending.pop(0)))
-
-
-def feeds_for(contract: Contract, images: np.ndarray, sizes: Sequence[Tuple[int, int]]) -> Dict[str, np.ndarray]:
-    """The predictor inputs of one batch: `sizes` are the original (height, width) of each image."""
-    hw = np.asarray(sizes, dtype=np.float32).reshape(-1, 2)
-    if contract is Contract.legacy:
-        return {"image": images, "im_size": hw.astype(np.int32)}
-    side = np.asarray(images.shape[2:4], dtype=np.float32)  # the resized (H, W)
-    return {"image": images, "im_shape": np.tile(side, (len(hw), 1)),
-            "scale_factor": (side[None, :] / hw).astype(np.float32)}
 
 
 def split_outputs(contract: Contract, outputs: Sequence[np.ndarray], lods: Sequence[Sequence[Sequence[int]]],

@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from zoo.contracts import detection_contract, feeds_for
 from zoo.data.folder_inputs import ImageChoices
 from zoo.errors import DataError, ModelError, UsageError
 from zoo.modelfiles import ModelFiles
@@ -99,19 +100,13 @@ def read_program_input(model: ModelFiles) -> List[int]:
 def detector_contract(model: ModelFiles) -> Optional[Any]:
     """The detection contract (legacy image + im_size, or 2.x image + im_shape + scale_factor) of a model with
     several feeds that decodes boxes; None for a one-input model."""
-    from zoo.evaluate.detection import DETECTION_OPS, contract_of
-
     info = read_program(model)
-    if len(info.inputs) < 2 or not set(info.op_types) & DETECTION_OPS:
-        return None
-    return contract_of([s.name for s in info.inputs], model.folder)
+    return None if len(info.inputs) < 2 else detection_contract(info, where=model.folder)
 
 
 def with_image_sizes(calib: Calib, model: ModelFiles, batch_size: int) -> Callable[[], Iterator[Dict[str, np.ndarray]]]:
     """A detector's calibration batches: each batch of images with the size feeds of its contract, the images
     taken as the originals (their own size: im_size = (H, W); im_shape = (H, W), scale_factor = 1)."""
-    from zoo.evaluate.detection import feeds_for
-
     contract = detector_contract(model)
     chunks = (lambda: (calib[i:i + batch_size] for i in range(0, len(calib), batch_size))) \
         if isinstance(calib, np.ndarray) else calib
