@@ -568,7 +568,7 @@ class OnnxSession:
         require(runtime)
         self.runtime = runtime
         try:
-            with kept_signal_stack():
+            with kept_signal_stack():  # only loading moves it (measured: runs, new shapes included, do not)
                 self._load(path, threads, fp32_precision)
         except ZooError:
             raise
@@ -604,11 +604,10 @@ class OnnxSession:
             raise ModelError(f"the model takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}")
         feed = {n: np.ascontiguousarray(a) for n, a in zip(self.input_names, inputs)}
         try:
-            with kept_signal_stack():
-                if self.runtime == "onnxruntime":
-                    return [np.asarray(o) for o in self._session.run(None, feed)]
-                result = self._request.infer(feed)
-                return [np.array(result[o], copy=True) for o in self._compiled.outputs]
+            if self.runtime == "onnxruntime":
+                return [np.asarray(o) for o in self._session.run(None, feed)]
+            result = self._request.infer(feed)
+            return [np.array(result[o], copy=True) for o in self._compiled.outputs]
         except Exception as exc:
             shapes = {k: tuple(v.shape) for k, v in feed.items()}
             raise ModelError(f"{self.runtime} failed on inputs of shape {shapes}: {cause_line(str(exc))}",

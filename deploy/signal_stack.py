@@ -1,12 +1,14 @@
 """Keep the calling thread's alternate signal stack across calls into a native library that replaces it.
 
 OpenVINO's CPU plugin points the calling thread's alternate signal stack (`sigaltstack`) at memory of its own
-when it compiles or runs a model, and gives it back only when its objects are freed on that same thread. Freed
-on another thread (Python's garbage collector runs wherever an allocation triggers it), the memory is unmapped
-while the calling thread still points at it. Python installs its signal handlers with SA_ONSTACK, so the next
-signal with a Python handler (SIGCHLD, once Paddle's multi-process DataLoader has run; SIGTERM under the CLI)
-cannot be delivered, and the kernel ends the process with SIGSEGV. `kept_signal_stack` puts the thread's own
-stack back as soon as the library returns, so nothing the library frees later is ever in use.
+when it compiles a model (running it, at new input shapes too, leaves the stack alone), and gives it back only
+when its objects are freed on that same thread. Freed on another thread (Python's garbage collector runs
+wherever an allocation triggers it), the memory is unmapped while the calling thread still points at it. Python
+installs its signal handlers with SA_ONSTACK, so the next signal with a Python handler (SIGCHLD, once Paddle's
+multi-process DataLoader has run; SIGTERM under the CLI) cannot be delivered, and the kernel ends the process
+with SIGSEGV. `kept_signal_stack` puts the thread's own stack back as soon as the library returns, so nothing
+the library frees later is ever in use. It costs two system calls through ctypes (about 6 us), so it wraps
+loading, not every run.
 """
 from __future__ import annotations
 

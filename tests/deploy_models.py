@@ -134,14 +134,16 @@ def _paddleslim_ptq(src: Path, out: Path, ops: tuple, onnx_format: bool) -> None
 def reproduce_folder(factory: pytest.TempPathFactory) -> Path:
     """A folder written by `zoo reproduce` itself (the bundled digits PTQ entry, run as a user runs it):
     its report.json is the one the exporters and bench read in real use."""
-    return reproduced(factory, "digits_mobilenetv1_ptq")
+    out = reproduced(factory, "digits_mobilenetv1_ptq")
+    assert (out / "reproduce-rc").read_text() == "0", (out / "reproduce-stdout.json").read_text()[-2000:]
+    return out
 
 
 def reproduced(factory: pytest.TempPathFactory, name: str) -> Path:
     """`zoo reproduce NAME --out ...` run once per session in a fresh process, as a user runs it (Paddle's global
     state left by earlier tests must not decide the numbers); its stdout is kept as reproduce-stdout.json and its
     exit status as reproduce-rc (the folder is written whatever the verdict)."""
-    out = session_dir(factory) / ("repro" if name == "digits_mobilenetv1_ptq" else f"repro-{name}")
+    out = session_dir(factory) / f"repro-{name}"
     if (out / "reproduce-rc").is_file():
         return out
     proc = subprocess.run([sys.executable, "-m", "zoo", "reproduce", name, "--out", str(out), "--quiet", "--json"],
